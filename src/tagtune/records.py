@@ -1,0 +1,213 @@
+"""Reading the files users hand to tagtune: JSONL, JSON, CSV/TSV, Parquet and plain text.
+
+Every reader streams and yields ``(line, record)`` pairs so that errors can name the file and
+line (for Parquet: the row). Paths starting with ``pkg:`` point at files packaged with tagtune
+(``pkg:demo_tags.jsonl``). Tag columns may hold a comma-separated string, a JSON list string, a
+Python-literal list string or a real list: :func:`parse_tags` reads them all.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import math
+import sys
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from tagtune.errors import InputError
+from tagtune.resumable import iter_jsonl
+
+PKG_PREFIX = "pkg:"
+FORMATS = {
+    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv",
+    ".parquet": "parquet", ".pq": "parquet", ".txt": "txt",
+}
+
+
+def resources_dir() -> Path:
+    """Directory of the packaged data files (taxonomy, demo tag sets)."""
+    return Path(str(resources.files("tagtune") / "resources"))
+
+
+def resolve_path(path: str | Path) -> Path:
+    """Expand ``~`` and ``pkg:`` (a file shipped inside the tagtune package)."""
+    text = str(path)
+    if text.startswith(PKG_PREFIX):
+        return resources_dir() / text[len(PKG_PREFIX):].lstrip("/")
+    return Path(text).expanduser()
+
+
+def detect_format(path: Path) -> str:
+    fmt = FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise InputError(
+            f"unsupported file type '{Path(path).suffix or '(none)'}'", path,
+            hint="use .jsonl, .json, .csv, .tsv, .parquet or .txt",
+        )
+    if fmt == "json":  # a .json file may be JSON Lines too
+        with open(path, "rb") as fh:
+            head = fh.read(4096).lstrip()
+        if not head.startswith(b"["):
+            fmt = "jsonl"
+    return fmt
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise InputError("file does not exist", path)
+    if path.is_dir():
+        raise InputError("is a directory, expected a file", path)
+    if path.stat().st_size == 0:
+        raise InputError("file is empty", path)
+
+
+def iter_records(path: str | Path, fmt: str | None = None, text_field: str = "text") -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line, record)`` for each record of a data file.
+
+    Args:
+        path: The file (``pkg:`` allowed).
+        fmt: Force a format (``jsonl``, ``json``, ``csv``, ``tsv``, ``parquet``, ``txt``).
+        text_field: Field name given to each line of a plain-text file.
+
+    Raises:
+        InputError: Missing/empty file, unsupported type, malformed line (file and line named).
+    """
+    path = resolve_path(path)
+    _check_file(path)
+    fmt = fmt or detect_format(path)
+    if fmt == "jsonl":
+        yield from iter_jsonl(path)
+    elif fmt == "json":
+        yield from _iter_json_array(path)
+    elif fmt in ("csv", "tsv"):
+        yield from _iter_csv(path, delimiter="\t" if fmt == "tsv" else ",")
+    elif fmt == "parquet":
+        yield from _iter_parquet(path)
+    elif fmt == "txt":
+        yield from _iter_text(path, text_field)
+    else:
+        raise InputError(f"unknown format '{fmt}'", path)
+
+
+def _iter_json_array(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text (byte {exc.start})", path) from exc
+    except json.JSONDecodeError as exc:
+        raise InputError(f"invalid JSON ({exc.msg})", path, exc.lineno) from exc
+    if not isinstance(data, list):
+        raise InputError("expected a JSON array of objects", path)
+    for i, obj in enumerate(data, start=1):
+        if not isinstance(obj, dict):
+            raise InputError(f"array item {i} is a {type(obj).__name__}, expected an object", path)
+        yield i, obj
+
+
+def _iter_csv(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    line = 1
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            reader = csv.DictReader(fh, delimiter=delimiter)
+            if not reader.fieldnames:
+                raise InputError("no header row", path, 1)
+            if len(set(reader.fieldnames)) != len(reader.fieldnames):
+                raise InputError("header repeats a column name", path, 1)
+            for row in reader:
+                line = reader.line_num
+                if None in row:
+                    raise InputError(f"row has more fields than the header's {len(reader.fieldnames)}", path, line)
+                yield line, row
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text (near line {line + 1})", path, hint="re-save the file as UTF-8") from exc
+    except csv.Error as exc:
+        raise InputError(f"malformed CSV ({exc})", path, line + 1) from exc
+
+
+def _iter_parquet(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    try:
+        import pyarrow.parquet as pq
+
+        pf = pq.ParquetFile(path)
+    except Exception as exc:
+        raise InputError(f"not a readable Parquet file ({str(exc).splitlines()[0]})", path) from exc
+    row = 0
+    for batch in pf.iter_batches(batch_size=1024):
+        for rec in batch.to_pylist():
+            row += 1
+            yield row, rec
+
+
+def _iter_text(path: Path, field: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for line, text in enumerate(fh, start=1):
+                text = text.strip()
+                if text:
+                    yield line, {field: text}
+    except UnicodeDecodeError as exc:
+        raise InputError("not UTF-8 text", path, hint="re-save the file as UTF-8") from exc
+
+
+def columns(path: str | Path) -> list[str]:
+    """Column names of a data file (header, or the keys of its first record)."""
+    path = resolve_path(path)
+    fmt = detect_format(path)
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return list(pq.ParquetFile(path).schema_arrow.names)
+    for _, rec in iter_records(path, fmt):
+        return list(rec)
+    return []
+
+
+def is_missing(value: Any) -> bool:
+    """None, NaN and empty strings count as missing."""
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and value.strip() == ""
+
+
+def parse_tags(value: Any) -> list[str]:
+    """Read a tag cell: list, JSON list string, Python-literal list string or comma-separated string.
+
+    Raises:
+        ValueError: When the value is none of these (callers add file/line/field).
+    """
+    if is_missing(value):
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                parsed = json.loads(text)
+            except json.JSONDecodeError:
+                try:
+                    parsed = ast.literal_eval(text)
+                except (ValueError, SyntaxError) as exc:
+                    raise ValueError(f"looks like a list but does not parse: {text[:60]!r}") from exc
+            return parse_tags(list(parsed)) if isinstance(parsed, (list, tuple)) else _bad(parsed)
+        return [t.strip() for t in text.split(",") if t.strip()]
+    if hasattr(value, "tolist") and not isinstance(value, (list, tuple)):
+        value = value.tolist()  # numpy / pyarrow arrays
+    if isinstance(value, (list, tuple)):
+        out = []
+        for item in value:
+            if not isinstance(item, str):
+                raise ValueError(f"tag {item!r} is not a string")
+            if item.strip():
+                out.append(item.strip())
+        return out
+    return _bad(value)
+
+
+def _bad(value: Any) -> list[str]:
+    raise ValueError(f"expected a list of tags or a comma-separated string, got {type(value).__name__}")
