@@ -127,7 +127,7 @@ def _culprit_override(overrides: Sequence[str]) -> str | None:
     return None
 
 
-def _one_line(exc: BaseException, overrides: Sequence[str]) -> ConfigError:
+def _one_line(exc: BaseException, overrides: Sequence[str], dirs: Sequence[Path] = ()) -> ConfigError:
     """Condense a Hydra / OmegaConf exception into one readable ConfigError."""
     from hydra.errors import MissingConfigException, OverrideParseException
 
@@ -142,16 +142,17 @@ def _one_line(exc: BaseException, overrides: Sequence[str]) -> ConfigError:
             f"cannot parse override '{bad}': {first}" if bad else f"cannot parse overrides: {first}",
             hint="overrides look like key=value, +new_key=value or group=option",
         )
-    if isinstance(exc, MissingConfigException) or "Could not find" in text:
-        m = re.search(r"Could not find '([^']+)'", text)
+    if isinstance(exc, MissingConfigException) or "Could not find" in text or "Could not load" in text:
+        m = re.search(r"Could not (?:find|load) '([^']+)'", text)
         opts = re.findall(r"^\t(\S+)$", text, flags=re.M)
         missing = m.group(1) if m else "config"
         msg = f"could not find '{missing}'"
+        group = missing.rsplit("/", 1)[0]
+        opts = opts or groups(dirs).get(group, [])
         if opts:
-            group = missing.rsplit("/", 1)[0]
             msg += f"; available options in '{group}': {', '.join(opts)}"
-        elif "primary config" in text:
-            msg = f"{text.splitlines()[0]}"
+        elif "primary config" in text or not m:
+            msg = text.strip().splitlines()[0]
         return ConfigError(msg, hint="see `tagtune config list`")
     if "Could not override" in text or "Could not append" in text or "Could not delete" in text:
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
@@ -203,19 +204,24 @@ def compose(
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    dirs = [Path(d) for d in config_dirs]
+    dirs = [Path(d).expanduser() for d in config_dirs]
     name = config_name
+    primary = config_dir()
     as_path = Path(config_name)
     if as_path.suffix in (".yaml", ".yml"):
         if not as_path.is_file():
             raise ConfigError(f"config file {config_name} does not exist")
-        dirs.append(as_path.parent)
-        name = as_path.stem
-    elif name not in main_configs(dirs):
-        raise ConfigError(
-            f"no main config named '{name}'; available: {', '.join(main_configs(dirs))}",
-            hint="see `tagtune config list`",
-        )
+        primary, name = as_path.parent.resolve(), as_path.stem
+    elif not (primary / f"{name}.yaml").is_file():
+        owner = next((d for d in dirs if (d / f"{name}.yaml").is_file()), None)
+        if owner is None:
+            raise ConfigError(
+                f"no main config named '{name}'; available: {', '.join(main_configs(dirs))}",
+                hint="see `tagtune config list`",
+            )
+        primary = owner.resolve()
+    if primary != config_dir():  # a user's main config still sees the packaged groups
+        dirs = [d for d in dirs if d.resolve() != primary] + [config_dir()]
 
     with tempfile.TemporaryDirectory(prefix="tagtune-cfg-") as tmpdir:
         all_overrides: list[str] = []
@@ -231,10 +237,10 @@ def compose(
 
         GlobalHydra.instance().clear()
         try:
-            with initialize_config_dir(version_base=None, config_dir=str(config_dir())):
+            with initialize_config_dir(version_base=None, config_dir=str(primary)):
                 cfg = hydra_compose(config_name=name, overrides=all_overrides)
         except Exception as exc:  # Hydra raises many types; all are config problems here
-            raise _one_line(exc, list(overrides)) from exc
+            raise _one_line(exc, list(overrides), dirs) from exc
         finally:
             GlobalHydra.instance().clear()
 

@@ -1,0 +1,157 @@
+"""The packaged config tree: every main config composes with every preset of its stage,
+overrides apply, errors are one line, and the registry is built by scanning the YAML files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from omegaconf import OmegaConf
+
+from tagtune.config import STAGES, compose, config_dir, copy_config, groups, main_configs, presets, stage_of
+from tagtune.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+MAIN_CONFIGS = ["vae_training", "caption_fine_tuning", "caption_inference", "tta_inference", "pipeline"]
+
+
+def test_config_dir_is_the_repository_tree_in_a_checkout():
+    assert config_dir() == REPO / "config"
+
+
+def test_main_configs_found_by_scanning():
+    assert main_configs() == sorted(p.stem for p in (REPO / "config").glob("*.yaml"))
+    assert set(MAIN_CONFIGS) <= set(main_configs())
+
+
+def test_groups_found_by_scanning_every_file():
+    listed = {f"{g}/{o}" for g, opts in groups().items() for o in opts}
+    on_disk = {
+        p.relative_to(REPO / "config").with_suffix("").as_posix()
+        for p in (REPO / "config").rglob("*.yaml")
+        if len(p.relative_to(REPO / "config").parts) > 1
+    }
+    assert listed == on_disk
+
+
+def test_every_stage_has_a_quick_test_preset():
+    for stage in STAGES:
+        assert "quick_test" in presets(stage), stage
+
+
+@pytest.mark.parametrize("name", MAIN_CONFIGS)
+def test_main_config_composes_with_every_preset_of_its_stage(name):
+    stage = stage_of(name)
+    base = compose(name)
+    assert base.task_name == name
+    for preset in presets(stage):
+        cfg = compose(name, preset=preset)
+        assert OmegaConf.to_container(cfg, resolve=True)  # fully resolvable
+        assert cfg.paths.output_dir.endswith(cfg.paths.run_id)
+
+
+def test_every_yaml_parses_and_has_a_header_comment():
+    for path in (REPO / "config").rglob("*.yaml"):
+        text = path.read_text(encoding="utf-8")
+        yaml.safe_load(text)
+        first = text.lstrip().splitlines()[0]
+        assert first.startswith("#"), f"{path} should open with a comment saying what it is for"
+
+
+def test_every_group_option_composes_into_a_main_config_that_uses_the_group():
+    """group=option works for every option of every group a main config selects."""
+    uses = {}
+    for name in MAIN_CONFIGS:
+        raw = yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text())
+        for entry in raw.get("defaults", []):
+            if isinstance(entry, dict):
+                (group, option), = entry.items()
+                uses.setdefault(group, name)
+    all_groups = groups()
+    checked = 0
+    for group, name in uses.items():
+        stage = group.split("/")[-1] if "/" in group else None
+        for gname, options in all_groups.items():
+            # `model: vae/default` means group "model", options under model/vae
+            if gname == group or (gname.startswith(group + "/") and stage is None):
+                for opt in options:
+                    sel = f"{gname[len(group) + 1:]}/{opt}" if gname != group else opt
+                    compose(name, [f"{group}={sel}"])
+                    checked += 1
+    assert checked > 30
+
+
+def test_overrides_apply_and_preset_loses_to_overrides():
+    cfg = compose("vae_training", ["trainer.max_epochs=3", "data.batch_size=64"])
+    assert cfg.trainer.max_epochs == 3 and cfg.data.batch_size == 64
+    quick = compose("vae_training", preset="quick_test")
+    assert quick.trainer.max_epochs != compose("vae_training").trainer.max_epochs
+    both = compose("vae_training", ["trainer.max_epochs=7"], preset="quick_test")
+    assert both.trainer.max_epochs == 7
+
+
+def test_updates_win_and_flow_through_interpolations(tmp_path):
+    cfg = compose("vae_training", ["seed=5"], updates={"seed": 9, "paths.output_dir": str(tmp_path)})
+    assert cfg.seed == 9 and cfg.data.split_seed == 9
+    assert cfg.paths.output_dir == str(tmp_path)
+
+
+def test_unknown_update_key_is_a_config_error():
+    with pytest.raises(ConfigError, match="no key 'nope.x'"):
+        compose("vae_training", updates={"nope.x": 1})
+
+
+@pytest.mark.parametrize(
+    "overrides, preset, pattern",
+    [
+        (["trainer.no_such_key=1"], None, r"no_such_key"),
+        (["model=vae/nope"], None, r"could not find 'model/vae/nope'.*beta_low"),
+        (["x=[1"], None, r"cannot parse override 'x=\[1'"),
+        ([], "nope", r"could not find 'preset/vae/nope'.*quick_test"),
+    ],
+)
+def test_bad_overrides_are_one_line_errors(overrides, preset, pattern):
+    with pytest.raises(ConfigError, match=pattern) as info:
+        compose("vae_training", overrides, preset=preset)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_main_config_lists_the_available_ones():
+    with pytest.raises(ConfigError, match="available: .*vae_training"):
+        compose("nope")
+
+
+def test_user_config_dir_adds_presets_and_a_preset_can_be_a_file(tmp_path):
+    user = tmp_path / "mine" / "preset" / "vae"
+    user.mkdir(parents=True)
+    (user / "big.yaml").write_text("# @package _global_\n# test preset\nmodel:\n  hidden_dim: 999\n")
+    cfg = compose("vae_training", preset="big", config_dirs=[tmp_path / "mine"])
+    assert cfg.model.hidden_dim == 999
+    cfg2 = compose("vae_training", preset=str(user / "big.yaml"))
+    assert cfg2.model.hidden_dim == 999
+    with pytest.raises(ConfigError, match="not a directory"):
+        compose("vae_training", config_dirs=[tmp_path / "missing"])
+
+
+def test_a_main_config_can_be_a_file_path_using_packaged_groups(tmp_path):
+    mine = tmp_path / "vae_mine.yaml"
+    mine.write_text("# mine\ndefaults:\n  - vae_training\n  - _self_\nseed: 3\n")
+    cfg = compose(str(mine))
+    assert cfg.seed == 3 and cfg.model.latent_dim == compose("vae_training").model.latent_dim
+
+
+def test_copy_config_refuses_to_overwrite_without_force(tmp_path):
+    dest = copy_config("preset/vae/quick_test", tmp_path)
+    assert dest.read_text() == (REPO / "config/preset/vae/quick_test.yaml").read_text()
+    with pytest.raises(ConfigError, match="already exists"):
+        copy_config("preset/vae/quick_test", tmp_path)
+    copy_config("preset/vae/quick_test", tmp_path, force=True)
+    with pytest.raises(ConfigError, match="no config named"):
+        copy_config("preset/vae/nope", tmp_path)
+
+
+def test_run_id_is_resolved_once():
+    cfg = compose("vae_training")
+    assert "${" not in cfg.paths.output_dir
+    assert OmegaConf.to_yaml(cfg).count(cfg.paths.run_id) >= 2
