@@ -1,0 +1,185 @@
+"""Crash-safe writers, sharding and safe ids."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tagtune.errors import ConfigError, InputError, OutputError
+from tagtune.ids import safe_id, text_id
+from tagtune.resumable import JsonlAppender, atomic_path, atomic_write_text, repair_tail
+from tagtune.sharding import Shard, parse_shard, resolve_shard, shard_from_env
+
+
+def test_atomic_write_replaces_whole_file_and_cleans_up_on_error(tmp_path):
+    target = tmp_path / "out.txt"
+    atomic_write_text(target, "old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("boom")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_repair_tail_cuts_a_torn_last_line(tmp_path):
+    path = tmp_path / "x.jsonl"
+    path.write_bytes(b'{"id": "a"}\n{"id": "b"}\n{"id": "c", "capt')
+    assert repair_tail(path) == len(b'{"id": "c", "capt')
+    assert path.read_bytes() == b'{"id": "a"}\n{"id": "b"}\n'
+    assert repair_tail(path) == 0
+    path.write_bytes(b'{"id": "only-partial')
+    repair_tail(path)
+    assert path.read_bytes() == b""
+
+
+def test_appender_resumes_and_never_duplicates(tmp_path):
+    path = tmp_path / "out.jsonl"
+    with JsonlAppender(path) as sink:
+        sink.append([{"id": "a", "v": 1}, {"id": "b", "v": 2}])
+    with open(path, "ab") as fh:
+        fh.write(b'{"id": "c", "v"')  # a kill mid-line
+    with JsonlAppender(path) as sink:
+        assert sink.done == {"a", "b"} and sink.repaired_bytes > 0
+        sink.append([{"id": "c", "v": 3}])
+    ids = [json.loads(line)["id"] for line in path.read_text().splitlines()]
+    assert ids == ["a", "b", "c"]
+    with JsonlAppender(path, overwrite=True) as sink:
+        assert sink.done == set()
+    assert path.read_text() == ""
+
+
+def test_appender_refuses_a_second_writer_and_existing_duplicates(tmp_path):
+    path = tmp_path / "out.jsonl"
+    first = JsonlAppender(path)
+    with pytest.raises(OutputError, match="another process"):
+        JsonlAppender(path)
+    first.close()
+    path.write_text('{"id": "a"}\n{"id": "a"}\n')
+    with pytest.raises(InputError, match=r"out\.jsonl:2: existing output repeats id 'a'"):
+        JsonlAppender(path)
+
+
+def test_appender_survives_sigkill_with_whole_lines_only(tmp_path):
+    """A writer killed at a random moment leaves only whole lines once reopened."""
+    path = tmp_path / "k.jsonl"
+    script = textwrap.dedent(
+        f"""
+        from tagtune.resumable import JsonlAppender
+        sink = JsonlAppender({str(path)!r})
+        i = len(sink.done)
+        while True:
+            sink.append([{{"id": str(i), "pad": "x" * 5000}}])
+            i += 1
+        """
+    )
+    for _ in range(3):
+        proc = subprocess.Popen([sys.executable, "-c", script])
+        try:
+            proc.wait(timeout=1.5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    with JsonlAppender(path) as sink:
+        done = sink.done
+    ids = [json.loads(line)["id"] for line in path.read_text().splitlines()]
+    assert ids == [str(i) for i in range(len(ids))] and set(ids) == done and len(ids) > 0
+
+
+def test_unwritable_directory_is_a_clear_error(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root can write anywhere")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    with pytest.raises(OutputError, match="not writable"):
+        JsonlAppender(ro / "x.jsonl")
+
+
+def test_full_disk_cuts_back_to_the_last_whole_line(tmp_path, monkeypatch):
+    path = tmp_path / "full.jsonl"
+    sink = JsonlAppender(path)
+    sink.append([{"id": "a"}])
+    real_fsync = os.fsync
+
+    def no_space(fd):
+        import errno
+
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(OutputError, match="no space left"):
+        sink.append([{"id": "b"}, {"id": "c"}])
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    sink.close()
+    assert path.read_text() == '{"id": "a"}\n'
+
+
+@pytest.mark.parametrize("spec, expected", [("0/1", (0, 1)), ("3/8", (3, 8)), (None, (0, 1))])
+def test_parse_shard(spec, expected):
+    shard = parse_shard(spec)
+    assert (shard.index, shard.count) == expected
+
+
+@pytest.mark.parametrize("spec", ["2/2", "-1/2", "a/b", "1", "1/0", "1/2/3"])
+def test_bad_shard_specs(spec):
+    with pytest.raises(ConfigError, match="bad --shard"):
+        parse_shard(spec)
+
+
+def test_shard_from_launcher_environment():
+    assert shard_from_env({"RANK": "2", "WORLD_SIZE": "4"}) == Shard(2, 4, "torchrun")
+    assert shard_from_env({"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "3"}) == Shard(2, 4, "slurm-array")
+    assert shard_from_env({"SLURM_PROCID": "1", "SLURM_NTASKS": "2"}) == Shard(1, 2, "slurm-tasks")
+    assert shard_from_env({}) == Shard()
+    assert resolve_shard("1/3", {"RANK": "0", "WORLD_SIZE": "2"}) == Shard(1, 3, "--shard")
+
+
+@settings(max_examples=30, deadline=None)
+@given(ids=st.lists(st.text(min_size=1, max_size=20), unique=True, max_size=60), n=st.integers(1, 9))
+def test_property_shards_partition_the_ids(ids, n):
+    owners = [[i for i in ids if Shard(k, n).owns(i)] for k in range(n)]
+    assert sorted(sum(owners, [])) == sorted(ids)
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [("../../x", "x"), ("a/b\\c", "a_b_c"), ("..", None), ("", None), ("CON", "_CON"), ("ok-id_1.2", "ok-id_1.2"), (".hidden", "hidden")],
+)
+def test_safe_id_examples(raw, expected):
+    out = safe_id(raw)
+    if expected is not None:
+        assert out == expected
+    assert out and "/" not in out and ".." not in out
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw=st.text(max_size=300))
+def test_property_safe_id_never_escapes_the_directory(raw, tmp_path_factory):
+    out = safe_id(raw)
+    assert 0 < len(out) <= 120
+    assert "/" not in out and "\\" not in out and "\x00" not in out
+    assert not out.startswith((".", "-"))
+    base = Path("/srv/out/audio")
+    assert (base / f"{out}.wav").resolve().parent == base
+
+
+def test_text_id_is_stable():
+    assert text_id("hello") == text_id("hello") != text_id("hello!")
+    assert text_id("hello") == "p" + __import__("hashlib").sha1(b"hello").hexdigest()[:16]
+
+
+def test_output_under_a_regular_file_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match="exists and is not a directory|cannot write|not writable"):
+        JsonlAppender(blocker / "sub" / "x.jsonl")
+    assert blocker.read_text() == "x"
