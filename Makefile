@@ -1,0 +1,50 @@
+# tagtune developer loop. Everything runs from a local virtualenv (.venv) made by `make install`.
+# torch is pinned here (not in pyproject.toml) so that this machine's CPU build is used;
+# on a GPU machine install your CUDA torch first and run `pip install -e ".[dev]"`.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+TORCH  ?= torch==2.13.0
+EXTRAS ?= dev,eval
+DEMO_DIR ?= demo
+
+.PHONY: help install demo test test-fast lint bench bench-quick docs wheel clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(BIN)/tagtune: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)" -e ".[$(EXTRAS)]"
+	@touch $@
+
+install: $(BIN)/tagtune  ## create .venv and install tagtune with its dev/eval extras
+
+demo: install  ## the main job, offline on CPU: run the demo pipeline into ./demo
+	$(BIN)/tagtune pipeline run --preset demo -o $(DEMO_DIR)
+
+test: install  ## the whole test suite (what CI runs)
+	$(BIN)/python -m pytest -q
+
+test-fast: install  ## unit tests only (skips the slow end-to-end runs)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: install  ## ruff
+	$(BIN)/ruff check src tests benchmarks scripts
+
+bench: install  ## run every benchmark and rewrite docs/benchmarks.md
+	$(BIN)/python benchmarks/run_all.py
+
+bench-quick: install  ## smoke-run the benchmarks (seconds each), print instead of writing
+	$(BIN)/python benchmarks/run_all.py --quick --print
+
+docs: install  ## regenerate docs/cli.md and docs/configuration.md
+	$(BIN)/python scripts/gen_docs.py
+
+wheel: install  ## build the wheel into dist/
+	$(BIN)/python -m pip wheel . --no-deps -w dist
+
+clean:  ## remove build and test artefacts (keeps .venv)
+	rm -rf build dist .pytest_cache .ruff_cache outputs src/*.egg-info
