@@ -77,14 +77,14 @@ def test_appender_survives_sigkill_with_whole_lines_only(tmp_path):
         sink = JsonlAppender({str(path)!r})
         i = len(sink.done)
         while True:
-            sink.append([{{"id": str(i), "pad": "x" * 5000}}])
+            sink.append([{{"id": str(i), "pad": "x" * 300}}])
             i += 1
         """
     )
     for _ in range(3):
         proc = subprocess.Popen([sys.executable, "-c", script])
         try:
-            proc.wait(timeout=1.5)
+            proc.wait(timeout=1.0)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
