@@ -1,0 +1,151 @@
+"""Audio files: float model output -> normalised, clipped PCM written atomically; reading back.
+
+MusicGen's decoder can overshoot [-1, 1], and libsndfile does not clip when it converts floats to
+integer PCM (out-of-range samples wrap around into loud clicks), so every clip is normalised as
+configured and then clipped and quantised here before soundfile sees it. A clip is written to a
+temporary name, read back (sample rate, channels, frame count) and only then renamed into place,
+so a file at its final name is always complete. Resampling uses scipy (no torchaudio here).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from math import gcd
+from pathlib import Path
+from typing import Any
+
+from tagtune.errors import ConfigError, OutputError
+from tagtune.resumable import atomic_path
+
+FORMATS = {"wav": "WAV", "flac": "FLAC"}
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+_INT_SCALE = {"PCM_16": ("int16", 32767.0), "PCM_24": ("int32", 2147483647.0), "PCM_32": ("int32", 2147483647.0)}
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    sample_rate: int
+    channels: int
+    frames: int
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+
+def check_format(fmt: str, subtype: str) -> tuple[str, str]:
+    """Validate ``output.format`` / ``output.subtype``; returns soundfile's names for them."""
+    import soundfile as sf
+
+    fmt_l = str(fmt).lower()
+    if fmt_l not in FORMATS:
+        raise ConfigError(f"unknown output.format '{fmt}'", hint="use wav or flac")
+    major, sub = FORMATS[fmt_l], str(subtype).upper()
+    if not sf.check_format(major, sub):
+        raise ConfigError(f"output.subtype '{subtype}' cannot be written as {fmt_l}", hint="PCM_16 works for both wav and flac")
+    return major, sub
+
+
+def normalize(audio: Any, mode: str, peak_db: float, loudness_db: float) -> Any:
+    """Scale one clip ``(channels, samples)``: ``peak`` to ``peak_db`` dBFS, ``loudness`` to an RMS of
+    ``loudness_db`` dBFS (an approximation of LUFS without K-weighting), ``none`` leaves it; then clip."""
+    import numpy as np
+
+    x = np.nan_to_num(np.asarray(audio, dtype=np.float32), nan=0.0, posinf=1.0, neginf=-1.0)
+    mode = str(mode or "none").lower()
+    if mode == "peak":
+        peak = float(np.max(np.abs(x))) if x.size else 0.0
+        if peak > 1e-9:
+            x = x * (10 ** (float(peak_db) / 20) / peak)
+    elif mode == "loudness":
+        rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
+        if rms > 1e-9:
+            x = x * (10 ** (float(loudness_db) / 20) / rms)
+    elif mode != "none":
+        raise ConfigError(f"unknown output.normalize '{mode}'", hint="use none, peak or loudness")
+    return np.clip(x, -1.0, 1.0)
+
+
+def to_pcm(audio: Any, subtype: str) -> Any:
+    """A clipped float clip ``(channels, samples)`` as the frames-first array soundfile writes."""
+    import numpy as np
+
+    x = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0).T
+    if subtype in _INT_SCALE:
+        dtype, scale = _INT_SCALE[subtype]
+        return np.ascontiguousarray(np.round(x.astype(np.float64) * scale).astype(dtype))
+    return np.ascontiguousarray(x)
+
+
+def write_clip(path: Path, audio: Any, sample_rate: int, fmt: str, subtype: str) -> ClipInfo:
+    """Write ``audio`` ``(channels, samples)`` (already normalised) to ``path`` atomically.
+
+    The temporary file is read back before the rename; a file that does not read back as written
+    is an :class:`OutputError` and never reaches its final name.
+    """
+    import soundfile as sf
+
+    major, sub = check_format(fmt, subtype)
+    data = to_pcm(audio, sub)
+    expected = ClipInfo(int(sample_rate), int(data.shape[1]), int(data.shape[0]))
+    with atomic_path(Path(path)) as tmp:
+        with open(tmp, "wb") as fh:
+            sf.write(fh, data, int(sample_rate), subtype=sub, format=major)
+            fh.flush()
+            os.fsync(fh.fileno())
+        got = probe(tmp)
+        if got != expected:
+            raise OutputError(f"{path}: written clip does not read back ({got} instead of {expected})")
+    return expected
+
+
+def probe(path: Path) -> ClipInfo | None:
+    """Sample rate, channels and frames of an audio file, or None when it does not read."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+    except (RuntimeError, OSError, ValueError):  # soundfile raises LibsndfileError (a RuntimeError)
+        return None
+    if info.frames <= 0:
+        return None
+    return ClipInfo(int(info.samplerate), int(info.channels), int(info.frames))
+
+
+def read_mono(path: Path, max_seconds: float | None = None) -> tuple[Any, int]:
+    """A file as mono float32 (channels averaged), cut to ``max_seconds``; returns ``(audio, rate)``."""
+    import numpy as np
+    import soundfile as sf
+
+    try:
+        with sf.SoundFile(str(path)) as fh:
+            rate = int(fh.samplerate)
+            frames = fh.frames if max_seconds is None else min(fh.frames, int(round(max_seconds * rate)))
+            data = fh.read(frames, dtype="float32", always_2d=True)
+    except (RuntimeError, OSError, ValueError) as exc:
+        from tagtune.errors import InputError
+
+        raise InputError(f"cannot read audio ({str(exc).splitlines()[0][:120]})", path) from exc
+    return np.ascontiguousarray(data.mean(axis=1)), rate
+
+
+def resample(audio: Any, rate_in: int, rate_out: int) -> Any:
+    """Polyphase resampling (scipy) between integer rates."""
+    import numpy as np
+
+    if int(rate_in) == int(rate_out):
+        return np.asarray(audio, dtype=np.float32)
+    from scipy.signal import resample_poly
+
+    g = gcd(int(rate_in), int(rate_out))
+    return resample_poly(np.asarray(audio, dtype=np.float64), int(rate_out) // g, int(rate_in) // g).astype(np.float32)
+
+
+def audio_files(folder: Path) -> list[Path]:
+    """Audio files under ``folder`` (recursively, sorted; hidden and temporary files skipped)."""
+    folder = Path(folder)
+    return sorted(
+        p for p in folder.rglob("*")
+        if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )

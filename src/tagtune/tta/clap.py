@@ -1,0 +1,70 @@
+"""CLAP embeddings: text and audio in one space, for the CLAP score and for FAD.
+
+The default model is ``laion/clap-htsat-unfused`` through transformers' ``ClapModel`` and
+``ClapProcessor``; ``evaluation.clap_model=tiny`` uses the offline tiny CLAP (random weights, for
+tests). Audio is mixed to mono, cut to ``evaluation.max_seconds`` (and to the model's window, so
+the feature extractor never crops at random) and resampled with scipy to the model's rate
+(48 kHz for the released checkpoints). Embeddings come back L2-normalised, so the CLAP score of
+a clip is the dot product of its text and audio embeddings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tagtune.tta.model import TINY_NAME, load_hf
+
+
+class ClapEmbedder:
+    """A loaded CLAP model that embeds texts and audio clips.
+
+    Args:
+        eval_cfg: The ``evaluation`` config (``clap_model``, ``revision``, ``device``,
+            ``max_seconds``, ``tiny``).
+    """
+
+    def __init__(self, eval_cfg: Any):
+        import torch
+        from transformers import ClapModel, ClapProcessor
+
+        from tagtune.device import pick_device
+        from tagtune.tta.tiny import _quiet_transformers, ensure_tiny_clap
+
+        _quiet_transformers()
+        self.name = str(eval_cfg.clap_model)
+        source = str(ensure_tiny_clap(eval_cfg.tiny)) if self.name == TINY_NAME else self.name
+        self.device = pick_device(eval_cfg.get("device", "auto"))
+        common = {"revision": eval_cfg.get("revision") or None}
+        self.processor = load_hf(ClapProcessor.from_pretrained, source, "CLAP processor", **common)
+        self.model = load_hf(ClapModel.from_pretrained, source, "CLAP model", **common).to(self.device).eval()
+        fe = self.processor.feature_extractor
+        if getattr(fe, "truncation", None) == "fusion" and not getattr(self.model.config.audio_config, "enable_fusion", False):
+            fe.truncation = "rand_trunc"  # fusion features do not fit an unfused model; clips are cut to the window anyway
+        self.sample_rate = int(fe.sampling_rate)
+        window = float(getattr(fe, "max_length_s", 10) or 10)
+        self.max_seconds = min(float(eval_cfg.get("max_seconds") or window), window)
+        self._torch = torch
+
+    def embed_texts(self, texts: list[str]) -> Any:
+        """``(n, dim)`` float32 numpy array of normalised text embeddings."""
+        torch = self._torch
+        inputs = self.processor(text=list(texts), padding=True, truncation=True, return_tensors="pt").to(self.device)
+        with torch.inference_mode():
+            out = self.model.get_text_features(**inputs)
+        emb = out.pooler_output if hasattr(out, "pooler_output") else out
+        return torch.nn.functional.normalize(emb.float(), dim=-1).cpu().numpy()
+
+    def embed_audio(self, clips: list[tuple[Any, int]]) -> Any:
+        """``(n, dim)`` normalised audio embeddings of ``(mono float audio, sample_rate)`` clips."""
+        from tagtune.tta.audio import resample
+
+        torch = self._torch
+        prepared = []
+        for audio, rate in clips:
+            audio = audio[: int(round(self.max_seconds * rate))]
+            prepared.append(resample(audio, rate, self.sample_rate))
+        inputs = self.processor(audio=prepared, sampling_rate=self.sample_rate, return_tensors="pt").to(self.device)
+        with torch.inference_mode():
+            out = self.model.get_audio_features(**inputs)
+        emb = out.pooler_output if hasattr(out, "pooler_output") else out
+        return torch.nn.functional.normalize(emb.float(), dim=-1).cpu().numpy()

@@ -1,0 +1,317 @@
+"""MusicGen backends: load a model once, then turn batches of prompts into float audio arrays.
+
+``transformers`` (default) loads ``MusicgenForConditionalGeneration`` and its processor through
+:func:`tagtune.hub.load_pretrained`; ``model.name=tiny`` builds the offline tiny model first.
+``audiocraft`` is optional and lives in its own environment (it pins torch 2.1), so it is
+imported only when asked for. Both expose the same small surface: ``sample_rate``,
+``frame_rate``, ``channels``, ``steps_for(seconds)`` and ``generate(texts, seeds, steps, gen)``.
+
+Per-sample seeding (transformers backend): instead of letting ``generate()`` draw tokens from
+the global RNG, a logits processor draws each row's token from a generator owned by its clip
+(seeded from the run seed and the clip id) and hands ``generate()`` a one-hot choice. The draws
+of a clip therefore do not depend on its batch neighbours; see docs/audio.md for how far the
+resulting audio is batch-independent.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from tagtune.errors import ConfigError, DependencyError, ModelNotFoundError
+
+TINY_NAME = "tiny"
+_CHOSEN = 0.0
+_NOT_CHOSEN = -1.0e4  # finite, so classifier-free guidance arithmetic on it stays finite
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """The sampling settings that shape a clip (recorded in every metadata line)."""
+
+    do_sample: bool
+    temperature: float
+    top_k: int
+    top_p: float
+    guidance_scale: float
+
+    @classmethod
+    def from_cfg(cls, gen: Any) -> SamplingParams:
+        params = cls(
+            do_sample=bool(gen.do_sample), temperature=float(gen.temperature), top_k=int(gen.top_k or 0),
+            top_p=float(gen.top_p or 0.0), guidance_scale=float(gen.guidance_scale or 1.0),
+        )
+        if params.do_sample and params.temperature <= 0:
+            raise ConfigError(f"generation.temperature must be > 0 when sampling (got {params.temperature})",
+                              hint="use generation.do_sample=false for greedy decoding")
+        if params.top_k < 0 or not 0.0 <= params.top_p <= 1.0:
+            raise ConfigError("generation.top_k must be >= 0 and generation.top_p in [0, 1] (0 disables each)")
+        return params
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"guidance_scale": self.guidance_scale, "temperature": self.temperature, "top_k": self.top_k,
+                "top_p": self.top_p, "do_sample": self.do_sample}
+
+
+class PerSampleSampler:
+    """A logits processor that samples every row from its own clip's generator.
+
+    MusicGen's decoder batch has ``num_codebooks`` rows per clip (row ``b * K + k``). With
+    classifier-free guidance the scores arrive doubled (conditional rows, then unconditional ones);
+    guidance, temperature, top-k and top-p are applied here, a token is drawn per row by inverse
+    CDF from pre-drawn per-clip uniforms, and the scores returned are one-hot (identical in both
+    halves), so ``generate()``'s greedy step and its own guidance processor both keep the choice.
+
+    Args:
+        seeds: One seed per clip of the batch.
+        rows_per_sample: ``num_codebooks`` of the decoder.
+        steps: Upper bound on decoding steps (uniforms are drawn up front for these).
+        params: Sampling settings.
+        device: Where the scores live.
+    """
+
+    def __init__(self, seeds: list[int], rows_per_sample: int, steps: int, params: SamplingParams, device: Any):
+        import torch
+
+        self.params = params
+        self.rows = rows_per_sample
+        self.step = 0
+        # Each clip's generator yields (steps, K) uniforms in step-major order: its draws are the
+        # same whatever batch the clip is in, and fetched once (no per-step host-device sync).
+        draws = [torch.rand(steps + 1, rows_per_sample, generator=torch.Generator().manual_seed(int(s)), dtype=torch.float64)
+                 for s in seeds]
+        self.uniforms = torch.stack(draws, dim=1).reshape(steps + 1, len(seeds) * rows_per_sample).to(device)
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        rows = input_ids.shape[0]
+        guided = scores
+        if scores.shape[0] == 2 * rows:
+            cond, uncond = scores[:rows], scores[rows:]
+            guided = uncond + (cond - uncond) * self.params.guidance_scale
+        guided = guided.float()
+        if self.params.do_sample:
+            tokens = self._draw(guided)
+        else:
+            tokens = guided.argmax(dim=-1)
+        self.step += 1
+        out = torch.full_like(scores, _NOT_CHOSEN)
+        index = tokens.repeat(scores.shape[0] // rows)[:, None]
+        return out.scatter_(1, index, _CHOSEN)
+
+    def _draw(self, logits: Any) -> Any:
+        import torch
+
+        p = self.params
+        logits = logits / p.temperature
+        vocab = logits.shape[-1]
+        if 0 < p.top_k < vocab:
+            kth = torch.topk(logits, p.top_k, dim=-1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, -math.inf)
+        probs = torch.softmax(logits, dim=-1)
+        if 0.0 < p.top_p < 1.0:
+            sorted_p, order = torch.sort(probs, dim=-1, descending=True)
+            # keep the smallest prefix whose mass reaches top_p (always at least the top token)
+            drop = (sorted_p.cumsum(-1) - sorted_p) >= p.top_p
+            sorted_p = sorted_p.masked_fill(drop, 0.0)
+            probs = torch.zeros_like(probs).scatter_(1, order, sorted_p)
+        cdf = probs.double().cumsum(dim=-1)
+        u = self.uniforms[min(self.step, self.uniforms.shape[0] - 1)][:, None].clamp_min(1e-12) * cdf[:, -1:]
+        return torch.searchsorted(cdf, u).squeeze(1).clamp_(max=vocab - 1)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick TCP probe of the Hub endpoint, so an offline machine fails in seconds, not minutes."""
+    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get("TRANSFORMERS_OFFLINE", "") not in ("", "0"):
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme != "http" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def load_hf(loader: Any, name: str, what: str, **kwargs: Any) -> Any:
+    """``from_pretrained`` local-first: the cache, then (only if the Hub answers) the network."""
+    from tagtune.hub import load_pretrained
+
+    if Path(name).expanduser().exists():
+        return load_pretrained(loader, str(Path(name).expanduser()), what=what, **kwargs)
+    try:
+        return load_pretrained(loader, name, what=what, local_files_only=True, **kwargs)
+    except ModelNotFoundError:
+        if not _hub_reachable():
+            raise ModelNotFoundError(
+                f"cannot load {what} '{name}': not in the local cache and the Hub cannot be reached",
+                hint="download it once with network access, point the model name at a local copy, or run offline with --preset quick_test",
+            ) from None
+    return load_pretrained(loader, name, what=what, **kwargs)
+
+
+class TransformersMusicgen:
+    """MusicGen through ``transformers`` (any of the released checkpoints, or the tiny model)."""
+
+    backend = "transformers"
+
+    def __init__(self, model_cfg: Any):
+        import torch
+        from transformers import AutoProcessor, MusicgenForConditionalGeneration
+
+        from tagtune.device import pick_device, pick_dtype
+        from tagtune.tta.tiny import _quiet_transformers, ensure_tiny_musicgen
+
+        _quiet_transformers()
+        self.name = str(model_cfg.name)
+        source = str(ensure_tiny_musicgen(model_cfg.tiny)) if self.name == TINY_NAME else self.name
+        self.device = pick_device(model_cfg.get("device", "auto"))
+        self.dtype = pick_dtype(model_cfg.get("dtype", "auto"), self.device)
+        common = {"revision": model_cfg.get("revision") or None, "trust_remote_code": bool(model_cfg.get("trust_remote_code", False))}
+        self.processor = load_hf(AutoProcessor.from_pretrained, source, "MusicGen processor", **common)
+        self.model = load_hf(MusicgenForConditionalGeneration.from_pretrained, source, "MusicGen model", dtype=self.dtype, **common)
+        self.model.to(self.device).eval()
+        self._torch = torch
+        _decode_clips_one_by_one(self.model.audio_encoder)
+        config = self.model.config
+        self.sample_rate = int(config.audio_encoder.sampling_rate)
+        self.frame_rate = float(config.audio_encoder.frame_rate)
+        self.channels = int(config.decoder.audio_channels)
+        self.num_codebooks = int(config.decoder.num_codebooks)
+        # Stereo checkpoints interleave left/right codebooks: the delay spans half of them.
+        self.delay = self.num_codebooks // self.channels - 1
+        self.max_steps = int(config.decoder.max_position_embeddings) - 1
+        self.hop = int(round(self.sample_rate / self.frame_rate))
+
+    def steps_for(self, seconds: float) -> int:
+        """Decoder steps for ``seconds`` of audio: whole frames plus the delay pattern's offset."""
+        return steps_for_duration(seconds, self.frame_rate, self.delay)
+
+    def samples_for_steps(self, steps: int) -> int:
+        return max(0, steps - self.delay) * self.hop
+
+    def generate(self, texts: list[str], seeds: list[int], steps: int, params: SamplingParams) -> Any:
+        """Audio for a batch as a float32 numpy array ``(batch, channels, samples)``."""
+        import numpy as np
+        from transformers import LogitsProcessorList
+
+        torch = self._torch
+        inputs = self.processor(text=list(texts), padding=True, return_tensors="pt").to(self.device)
+        sampler = PerSampleSampler(seeds, self.num_codebooks, steps, params, self.device)
+        with torch.inference_mode():
+            audio = self.model.generate(
+                **inputs, do_sample=False, guidance_scale=params.guidance_scale,
+                max_new_tokens=steps, logits_processor=LogitsProcessorList([sampler]),
+                top_k=None, top_p=None, temperature=None,
+            )
+        if not torch.is_tensor(audio):  # return_dict_in_generate set in a checkpoint's generation config
+            audio = audio.sequences
+        return np.ascontiguousarray(audio.float().cpu().numpy())
+
+
+def _decode_clips_one_by_one(codec: Any) -> None:
+    """Make EnCodec decode a batch clip by clip, so a clip's audio does not depend on its batch.
+
+    Batched convolutions round differently from single ones (differences of ~1e-7 that flip a
+    16-bit sample now and then); decoding each clip alone costs little next to generation and
+    makes the same codes give the same bytes whatever batch they came in.
+    """
+    import torch
+    from transformers.models.encodec.modeling_encodec import EncodecDecoderOutput
+
+    batched = codec.decode
+
+    def decode(audio_codes: Any, audio_scales: Any, *args: Any, **kwargs: Any) -> Any:
+        kwargs["return_dict"] = True
+        outs = []
+        for i in range(audio_codes.shape[1]):  # codes are (frames, batch, codebooks, length)
+            scales = [s if s is None else s[i : i + 1] for s in audio_scales]
+            outs.append(batched(audio_codes[:, i : i + 1], scales, *args, **kwargs).audio_values)
+        return EncodecDecoderOutput(audio_values=torch.cat(outs, dim=0))
+
+    codec.decode = decode
+
+
+class AudiocraftMusicgen:
+    """MusicGen through Meta's ``audiocraft`` (optional; install it in its own environment).
+
+    audiocraft samples from the global torch RNG, so clips are seeded per batch here; with
+    ``generation.seeding=exact`` the batch is one clip and the seed is the clip's own.
+    """
+
+    backend = "audiocraft"
+
+    def __init__(self, model_cfg: Any):
+        try:
+            from audiocraft.models import MusicGen
+        except ImportError as exc:
+            raise DependencyError(
+                "model.backend=audiocraft needs the audiocraft package, which is not installed in this environment",
+                hint="audiocraft pins torch 2.1: install tagtune[audiocraft] in its own environment (docs/audio.md), or use model.backend=transformers",
+            ) from exc
+        import torch
+
+        from tagtune.device import pick_device
+
+        self._torch = torch
+        self.name = str(model_cfg.name)
+        self.device = pick_device(model_cfg.get("device", "auto"))
+        try:
+            self.model = MusicGen.get_pretrained(self.name, device=self.device)
+        except Exception as exc:  # audiocraft raises assorted errors for unknown or unreachable models
+            raise ModelNotFoundError(f"cannot load audiocraft model '{self.name}': {str(exc).splitlines()[0][:160]}",
+                                     hint="use a name such as facebook/musicgen-small") from exc
+        self.sample_rate = int(self.model.sample_rate)
+        self.frame_rate = float(self.model.frame_rate)
+        self.channels = int(getattr(self.model.compression_model, "channels", 1))
+        self.delay = 0  # audiocraft takes a duration, not a token count
+        self.max_steps = int(30 * self.frame_rate)
+        self.hop = int(round(self.sample_rate / self.frame_rate))
+
+    def steps_for(self, seconds: float) -> int:
+        return steps_for_duration(seconds, self.frame_rate, 0)
+
+    def samples_for_steps(self, steps: int) -> int:
+        return steps * self.hop
+
+    def generate(self, texts: list[str], seeds: list[int], steps: int, params: SamplingParams) -> Any:
+        import numpy as np
+
+        torch = self._torch
+        self.model.set_generation_params(
+            use_sampling=params.do_sample, top_k=params.top_k, top_p=params.top_p, temperature=params.temperature,
+            duration=steps / self.frame_rate, cfg_coef=params.guidance_scale,
+        )
+        torch.manual_seed(int(seeds[0]))
+        with torch.inference_mode():
+            audio = self.model.generate(list(texts), progress=False)
+        return np.ascontiguousarray(audio.float().cpu().numpy())
+
+
+def steps_for_duration(seconds: float, frame_rate: float, delay: int) -> int:
+    """Decoder steps that yield at least ``seconds`` of audio.
+
+    MusicGen's delay pattern offsets codebook ``k`` by ``k`` steps, so ``n`` new tokens decode to
+    ``n - delay`` frames (``delay = codebooks per channel - 1``): 50 new tokens at 50 Hz with four
+    codebooks give 47 frames. The frame count is rounded up; callers trim to the exact length.
+    """
+    if not seconds > 0 or math.isinf(seconds):
+        raise ConfigError(f"duration must be a positive number of seconds (got {seconds})")
+    frames = math.ceil(seconds * frame_rate - 1e-9)
+    return frames + delay
+
+
+def load_backend(model_cfg: Any) -> TransformersMusicgen | AudiocraftMusicgen:
+    """The backend named by ``model.backend`` with ``model.name`` loaded on ``model.device``."""
+    backend = str(model_cfg.get("backend", "transformers")).lower()
+    if backend == "transformers":
+        return TransformersMusicgen(model_cfg)
+    if backend == "audiocraft":
+        return AudiocraftMusicgen(model_cfg)
+    raise ConfigError(f"unknown model.backend '{backend}'", hint="use transformers or audiocraft")

@@ -1,0 +1,246 @@
+"""Tiny offline models for the audio stage: a small MusicGen and a small CLAP, built from configs.
+
+Both have random weights and a byte-level BPE tokenizer trained on a few lines of music words, so
+they need no network and run in fractions of a second on a CPU. Their audio is noise: they exist
+so that tests, demos and ``--preset quick_test`` exercise the real code paths (tokenizer ->
+text encoder -> decoder with the delay pattern -> EnCodec; CLAP text and audio towers). Each is
+built once into a cache directory: into a temporary folder first, renamed into place when
+complete, so concurrent builds (parallel test workers, several shards) never see half a model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tagtune.errors import OutputError
+
+# Bump when the architecture below changes, so old caches are not reused.
+_MUSICGEN_VERSION = "musicgen-v2"
+_CLAP_VERSION = "clap-v1"
+_DONE_MARKER = "tagtune-tiny.json"
+
+_CORPUS = [
+    "a calm ambient piano piece with soft strings and a slow tempo",
+    "energetic rock song driven by electric guitar, bass and loud drums at a fast tempo",
+    "upbeat electronic dance track with synth bass, claps and a four on the floor kick",
+    "melancholic jazz ballad with saxophone, double bass and brushed drums",
+    "happy acoustic folk tune with guitar, fiddle and hand claps",
+    "dark cinematic orchestral music with low brass, choir and timpani",
+    "relaxed hip hop beat with vinyl crackle, mellow keys and a laid back groove",
+    "aggressive heavy metal riff with distorted guitars and double kick drums",
+    "dreamy lo-fi pop with female vocals, warm pads and reverb",
+    "funky groove with slap bass, wah guitar, horns and a medium tempo",
+    "classical string quartet, romantic and expressive, moderate tempo",
+    "reggae rhythm with offbeat guitar skank, organ and deep bass",
+]
+
+
+def _expand(path: str | os.PathLike[str]) -> Path:
+    return Path(os.path.expandvars(str(path))).expanduser()
+
+
+def _train_tokenizer(special: list[str], template: str | None, vocab_size: int = 320) -> Any:
+    """A byte-level BPE tokenizer (any text encodes) wrapped for transformers."""
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=special, show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(_CORPUS, trainer)
+    if template:
+        tok.post_processor = processors.TemplateProcessing(
+            single=template, special_tokens=[(s, tok.token_to_id(s)) for s in special if s in template]
+        )
+    return tok
+
+
+def _build_cached(final: Path, build: Callable[[Path], dict[str, Any]]) -> Path:
+    """Build into a temporary sibling of ``final`` and rename it into place (first builder wins)."""
+    if (final / _DONE_MARKER).is_file():
+        return final
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.build-", dir=final.parent))
+    except OSError as exc:
+        raise OutputError(f"cannot create the tiny-model cache in {final.parent}: {exc.strerror or exc}",
+                          hint="set paths.cache_dir (or TAGTUNE_CACHE_DIR) to a writable directory") from exc
+    try:
+        info = build(tmp)
+        (tmp / _DONE_MARKER).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        if final.exists() and not (final / _DONE_MARKER).is_file():
+            shutil.rmtree(final, ignore_errors=True)  # a leftover from an interrupted older layout
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not (final / _DONE_MARKER).is_file():  # not a lost race: a real error
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def randomize_codebooks(model: Any) -> None:
+    """Give EnCodec's codebooks random entries: transformers initialises them to zeros, which would
+    decode every code sequence to the same audio (released checkpoints load trained ones)."""
+    import torch
+
+    with torch.no_grad():
+        for layer in model.audio_encoder.quantizer.layers:
+            layer.codebook.embed.normal_()
+            layer.codebook.embed_avg.copy_(layer.codebook.embed)
+            layer.codebook.cluster_size.fill_(1.0)
+
+
+def tiny_musicgen_dir(tiny_cfg: Any) -> Path:
+    """Where the tiny MusicGen for these settings lives (built or not)."""
+    seed, rate = int(tiny_cfg.get("seed", 0)), int(tiny_cfg.get("sampling_rate", 16000))
+    return _expand(tiny_cfg.cache_dir) / f"{_MUSICGEN_VERSION}-sr{rate}-seed{seed}"
+
+
+def ensure_tiny_musicgen(tiny_cfg: Any) -> Path:
+    """Build the tiny MusicGen once (if needed) and return its directory.
+
+    The EnCodec hop is fixed at 320 samples, so the frame rate is ``sampling_rate / 320`` (50 Hz at
+    the default 16 kHz, like the real models at 32 kHz with their 640-sample hop). Four codebooks of
+    64 entries; the EnCodec bandwidth is chosen so its quantizer count equals the decoder's
+    codebook count, as MusicGen requires.
+    """
+    seed, rate = int(tiny_cfg.get("seed", 0)), int(tiny_cfg.get("sampling_rate", 16000))
+
+    def build(dest: Path) -> dict[str, Any]:
+        import torch
+        from transformers import (
+            EncodecConfig,
+            EncodecFeatureExtractor,
+            GenerationConfig,
+            MusicgenConfig,
+            MusicgenDecoderConfig,
+            MusicgenForConditionalGeneration,
+            MusicgenProcessor,
+            PreTrainedTokenizerFast,
+            T5Config,
+        )
+
+        _quiet_transformers()
+        tok = PreTrainedTokenizerFast(
+            tokenizer_object=_train_tokenizer(["<pad>", "</s>", "<unk>"], "$A </s>"),
+            pad_token="<pad>", eos_token="</s>", unk_token="<unk>", model_max_length=512,
+        )
+        hop, codebooks, codebook_size = 320, 4, 64
+        frame_rate = -(-rate // hop)
+        bandwidth = (codebooks * frame_rate * 6 + frame_rate * 3) / 1000  # between 4 and 5 quantizers' worth
+        config = MusicgenConfig(
+            text_encoder=T5Config(
+                vocab_size=len(tok), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
+            ),
+            audio_encoder=EncodecConfig(
+                sampling_rate=rate, audio_channels=1, hidden_size=16, num_filters=4, num_residual_layers=1,
+                upsampling_ratios=[8, 5, 4, 2], codebook_size=codebook_size, codebook_dim=16,
+                target_bandwidths=[bandwidth], num_lstm_layers=1, use_causal_conv=False, normalize=False,
+            ),
+            decoder=MusicgenDecoderConfig(
+                vocab_size=codebook_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                ffn_dim=64, num_codebooks=codebooks, max_position_embeddings=2048,
+                pad_token_id=codebook_size, bos_token_id=codebook_size, audio_channels=1,
+            ),
+        )
+        if config.audio_encoder.num_quantizers != codebooks:  # guards the bandwidth arithmetic above
+            raise RuntimeError(f"tiny EnCodec has {config.audio_encoder.num_quantizers} quantizers, expected {codebooks}")
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            model = MusicgenForConditionalGeneration(config).eval()
+            randomize_codebooks(model)
+        # The same sampling defaults as the released checkpoints, so code paths match.
+        model.generation_config = GenerationConfig(
+            do_sample=True, top_k=250, guidance_scale=3.0, max_length=1500,
+            bos_token_id=codebook_size, pad_token_id=codebook_size, decoder_start_token_id=codebook_size,
+        )
+        model.save_pretrained(dest)
+        MusicgenProcessor(feature_extractor=EncodecFeatureExtractor(feature_size=1, sampling_rate=rate), tokenizer=tok).save_pretrained(dest)
+        return {"kind": "musicgen", "version": _MUSICGEN_VERSION, "seed": seed, "sampling_rate": rate,
+                "parameters": sum(p.numel() for p in model.parameters())}
+
+    return _build_cached(tiny_musicgen_dir(tiny_cfg), build)
+
+
+def tiny_clap_dir(tiny_cfg: Any) -> Path:
+    seed = int(tiny_cfg.get("seed", 0))
+    return _expand(tiny_cfg.cache_dir) / f"{_CLAP_VERSION}-seed{seed}"
+
+
+def ensure_tiny_clap(tiny_cfg: Any) -> Path:
+    """Build the tiny CLAP once (if needed) and return its directory.
+
+    It takes 48 kHz audio like the released CLAP checkpoints (64 mel bins, 10 s windows, no fusion,
+    so the feature extractor's truncation is ``rand_trunc``; callers cut clips to the window first,
+    which keeps embeddings deterministic).
+    """
+    seed = int(tiny_cfg.get("seed", 0))
+
+    def build(dest: Path) -> dict[str, Any]:
+        import torch
+        from transformers import (
+            ClapConfig,
+            ClapFeatureExtractor,
+            ClapModel,
+            ClapProcessor,
+            PreTrainedTokenizerFast,
+        )
+
+        _quiet_transformers()
+        special = ["<s>", "<pad>", "</s>", "<unk>"]
+        tok = PreTrainedTokenizerFast(
+            tokenizer_object=_train_tokenizer(special, "<s> $A </s>"),
+            bos_token="<s>", pad_token="<pad>", eos_token="</s>", unk_token="<unk>", model_max_length=128,
+        )
+        fe = ClapFeatureExtractor(
+            feature_size=64, sampling_rate=48000, hop_length=480, max_length_s=10, fft_window_size=1024,
+            truncation="rand_trunc", padding="repeatpad",
+        )
+        config = ClapConfig(
+            text_config={"vocab_size": len(tok), "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+                         "intermediate_size": 64, "max_position_embeddings": 130, "pad_token_id": 1,
+                         "bos_token_id": 0, "eos_token_id": 2},
+            audio_config={"num_mel_bins": 64, "spec_size": 256, "patch_size": 4, "patch_stride": [4, 4],
+                          "window_size": 8, "hidden_size": 32, "patch_embeds_hidden_size": 16, "depths": [1, 1],
+                          "num_attention_heads": [2, 2], "enable_fusion": False},
+            projection_dim=32,
+        )
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            model = ClapModel(config).eval()
+        model.save_pretrained(dest)
+        ClapProcessor(feature_extractor=fe, tokenizer=tok).save_pretrained(dest)
+        return {"kind": "clap", "version": _CLAP_VERSION, "seed": seed,
+                "parameters": sum(p.numel() for p in model.parameters())}
+
+    return _build_cached(tiny_clap_dir(tiny_cfg), build)
+
