@@ -1,0 +1,257 @@
+"""Loading the caption LLM: base model and tokenizer, 4-bit quantization, LoRA adapters.
+
+``model.name`` is a Hub id, a local directory, or ``tiny`` (built locally, see :mod:`.tiny`).
+Loading tries the local cache first and only then the Hub, after a quick reachability check, so
+a missing model fails in about a second instead of after a minute of network retries. 4-bit nf4
+quantization through bitsandbytes is used when ``model.quantization.enabled`` and CUDA is
+available; without CUDA the model loads unquantized with a one-line notice, or the run stops
+when ``model.quantization.required`` is set. ``trust_remote_code`` follows the config (off by
+default). Adapters are PEFT LoRA directories (``adapter_config.json`` + safetensors weights).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from tagtune.errors import DependencyError, ModelNotFoundError
+
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+_TRUE = ("1", "true", "yes", "on")
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to generate or train, with what was decided while loading it."""
+
+    model: Any
+    tokenizer: Any
+    name: str
+    path: str
+    device: str
+    quantized: bool = False
+    adapter: str | None = None
+    notices: list[str] = field(default_factory=list)
+
+
+def notice(text: str) -> None:
+    """One informational line on stderr (kept out of stdout, which may be piped)."""
+    sys.stderr.write(text.rstrip() + "\n")
+    sys.stderr.flush()
+
+
+def _offline() -> bool:
+    return any(os.environ.get(v, "").lower() in _TRUE for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hub endpoint answers a TCP connect within ``timeout`` seconds."""
+    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    parsed = urlparse(endpoint)
+    host = parsed.hostname or "huggingface.co"
+    port = parsed.port or (443 if parsed.scheme != "http" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def resolve_model_path(model_cfg: Mapping[str, Any]) -> str:
+    """``tiny`` -> the built tiny model's directory; otherwise ``model.name`` (with ``~`` expanded)."""
+    name = str(model_cfg["name"])
+    if name == "tiny":
+        from tagtune.caption.tiny import ensure_tiny_model
+
+        return str(ensure_tiny_model(model_cfg["tiny"]))
+    local = Path(name).expanduser()
+    return str(local) if local.exists() else name
+
+
+def fetch(loader: Callable[..., Any], name: str, what: str, **kwargs: Any) -> Any:
+    """``from_pretrained`` that tries local files first and never hangs on an unreachable Hub."""
+    from tagtune.hub import load_pretrained
+
+    if Path(name).expanduser().exists():
+        return load_pretrained(loader, name, what=what, **kwargs)
+    try:
+        return loader(name, local_files_only=True, **{"trust_remote_code": False, **kwargs})
+    except (OSError, ValueError, EnvironmentError) as exc:
+        cached_error = exc
+    if _offline() or not hub_reachable():
+        why = "offline mode is on (HF_HUB_OFFLINE)" if _offline() else "the Hub cannot be reached"
+        raise ModelNotFoundError(
+            f"cannot load {what} '{name}': not in the local cache and {why}",
+            hint="run offline with --preset quick_test, or download it once and set model.name to a local copy",
+        ) from cached_error
+    return load_pretrained(loader, name, what=what, **kwargs)
+
+
+def quantization_plan(model_cfg: Mapping[str, Any], cuda: bool) -> tuple[bool, str | None]:
+    """Whether to load in 4 bit, and the notice to print when asked-for quantization is skipped.
+
+    Raises:
+        DependencyError: ``model.quantization.required`` is set and CUDA is not available.
+    """
+    q = model_cfg.get("quantization") or {}
+    if not q.get("enabled", False):
+        return False, None
+    if cuda:
+        return True, None
+    if q.get("required", False):
+        raise DependencyError(
+            f"model.quantization.required=true but CUDA is not available: '{model_cfg['name']}' cannot load in 4 bit here",
+            hint="run on a CUDA machine, or set model.quantization.required=false to load unquantized",
+        )
+    return False, (
+        f"note: CUDA is not available, so '{model_cfg['name']}' runs unquantized in float32 "
+        "(4-bit nf4 needs a GPU here; set model.quantization.enabled=false to silence this)"
+    )
+
+
+def _bnb_config(q: Mapping[str, Any]) -> Any:
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=bool(q.get("load_in_4bit", True)),
+        bnb_4bit_quant_type=str(q.get("bnb_4bit_quant_type", "nf4")),
+        bnb_4bit_use_double_quant=bool(q.get("bnb_4bit_use_double_quant", True)),
+        bnb_4bit_compute_dtype=getattr(torch, str(q.get("bnb_4bit_compute_dtype", "bfloat16"))),
+    )
+
+
+def load_tokenizer(model_cfg: Mapping[str, Any], path: str, padding_side: str = "left") -> Any:
+    """The tokenizer, with a pad token (EOS when the model has none) and the given padding side."""
+    from transformers import AutoTokenizer
+
+    kwargs: dict[str, Any] = {"trust_remote_code": bool(model_cfg.get("trust_remote_code", False))}
+    if model_cfg.get("revision"):
+        kwargs["revision"] = model_cfg["revision"]
+    tokenizer = fetch(AutoTokenizer.from_pretrained, path, "model", **kwargs)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = padding_side
+    return tokenizer
+
+
+def load_base_model(model_cfg: Mapping[str, Any], path: str, for_training: bool = False) -> tuple[Any, str, bool, list[str]]:
+    """The base causal LM on the right device and dtype, quantized when planned.
+
+    Returns:
+        ``(model, device, quantized, notices)``.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    from tagtune.device import pick_device, pick_dtype
+    from tagtune.sharding import local_device_index
+
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+    cuda = torch.cuda.is_available()
+    quantize, note = quantization_plan(model_cfg, cuda)
+    notices = [note] if note else []
+    if note:
+        notice(note)
+    device = pick_device("auto")
+    kwargs: dict[str, Any] = {
+        "dtype": pick_dtype(str(model_cfg.get("dtype") or "auto"), device),
+        "trust_remote_code": bool(model_cfg.get("trust_remote_code", False)),
+    }
+    if model_cfg.get("revision"):
+        kwargs["revision"] = model_cfg["revision"]
+    if model_cfg.get("attn_implementation"):
+        kwargs["attn_implementation"] = model_cfg["attn_implementation"]
+    if quantize:
+        kwargs["quantization_config"] = _bnb_config(model_cfg["quantization"])
+        kwargs["device_map"] = {"": local_device_index()}
+    elif cuda and model_cfg.get("device_map") and not for_training:
+        kwargs["device_map"] = model_cfg["device_map"]
+    model = fetch(AutoModelForCausalLM.from_pretrained, path, "model", **kwargs)
+    if "device_map" not in kwargs and not for_training:
+        model.to(device)
+    if not quantize and "device_map" in kwargs:
+        device = str(next(model.parameters()).device)
+    return model, device, quantize, notices
+
+
+def check_adapter_dir(adapter_dir: str | Path) -> Path:
+    """Validate a LoRA adapter directory before loading it, with one-line errors.
+
+    Raises:
+        ModelNotFoundError: Missing directory or files, unreadable config, pickled weights only.
+    """
+    path = Path(adapter_dir).expanduser()
+    hint = "pass the -o directory of `tagtune caption finetune` (it holds adapter_config.json and adapter_model.safetensors)"
+    if not path.exists():
+        raise ModelNotFoundError(f"adapter directory {path} does not exist", hint=hint)
+    if not path.is_dir():
+        raise ModelNotFoundError(f"adapter {path} is not a directory", hint=hint)
+    cfg_file = path / ADAPTER_CONFIG
+    if not cfg_file.is_file():
+        raise ModelNotFoundError(f"{path} is not a LoRA adapter: no {ADAPTER_CONFIG}", hint=hint)
+    try:
+        data = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelNotFoundError(f"{cfg_file}: corrupt adapter config ({exc})", hint="re-run the fine-tuning that wrote it") from exc
+    if not isinstance(data, dict) or "peft_type" not in data:
+        raise ModelNotFoundError(f"{cfg_file}: not a PEFT adapter config (no peft_type)", hint=hint)
+    if not (path / ADAPTER_WEIGHTS).is_file():
+        extra = " (only a pickled adapter_model.bin, which tagtune does not load)" if (path / "adapter_model.bin").exists() else ""
+        raise ModelNotFoundError(f"{path} has no {ADAPTER_WEIGHTS}{extra}", hint=hint)
+    return path
+
+
+def attach_adapter(model: Any, adapter_dir: str | Path, trainable: bool = False) -> Any:
+    """Wrap ``model`` with the LoRA adapter saved in ``adapter_dir``.
+
+    Raises:
+        ModelNotFoundError: The adapter is missing, corrupt or does not fit this base model.
+    """
+    from peft import PeftModel
+
+    path = check_adapter_dir(adapter_dir)
+    try:
+        return PeftModel.from_pretrained(model, str(path), is_trainable=trainable)
+    except Exception as exc:  # safetensors header errors, size mismatches, unknown modules
+        first = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise ModelNotFoundError(
+            f"cannot load adapter {path}: {first}",
+            hint="was it trained on this base model (model.name)? re-run the fine-tuning that wrote it if it is damaged",
+        ) from exc
+
+
+def adapter_tokenizer_dir(adapter_dir: str | Path | None) -> Path | None:
+    """The tokenizer saved beside an adapter, if any (fine-tuning saves it there)."""
+    if not adapter_dir:
+        return None
+    path = Path(adapter_dir).expanduser()
+    return path if (path / "tokenizer_config.json").is_file() else None
+
+
+def load_for_inference(model_cfg: Mapping[str, Any]) -> LoadedModel:
+    """Tokenizer, base model and (when ``model.checkpoint_dir`` is set) the LoRA adapter, in eval mode."""
+    adapter = model_cfg.get("checkpoint_dir")
+    if adapter:
+        check_adapter_dir(adapter)  # fail before the slow base-model load
+    path = resolve_model_path(model_cfg)
+    tok_dir = adapter_tokenizer_dir(adapter)
+    tokenizer = load_tokenizer(model_cfg, str(tok_dir) if tok_dir else path, padding_side="left")
+    model, device, quantized, notices = load_base_model(model_cfg, path)
+    if adapter:
+        model = attach_adapter(model, adapter)
+        if not quantized:
+            model.to(device)
+    model.eval()
+    return LoadedModel(model, tokenizer, str(model_cfg["name"]), path, device, quantized, str(adapter) if adapter else None, notices)

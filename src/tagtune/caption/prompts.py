@@ -1,0 +1,164 @@
+"""Prompts for the caption LLM: a system text and a user template with ``{tags}``, in five formats.
+
+``plain`` is bare text (any causal LM); ``llama3``, ``mistral`` and ``chatml`` write the
+instruct markup of those model families by hand; ``chat`` asks the tokenizer to render its own
+chat template. Training and inference render prompts through the same functions, so the prompt
+the adapter learned on is exactly the prompt it sees when captioning. Loss is taken only on the
+answer: :func:`mask_prompt_labels` sets the prompt positions of the labels to -100.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+IGNORE_INDEX = -100
+FORMATS = ("plain", "llama3", "mistral", "chatml", "chat")
+TAG_STYLES = ("list", "categories")
+
+
+@dataclass(frozen=True)
+class PromptPair:
+    """A rendered prompt and the answer text the model should produce after it (training only)."""
+
+    prompt: str
+    answer: str
+
+
+def _check(prompt_cfg: Mapping[str, Any]) -> tuple[str, str]:
+    from tagtune.errors import ConfigError
+
+    fmt = str(prompt_cfg.get("format", "plain"))
+    style = str(prompt_cfg.get("tag_style", "list"))
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown prompt.format '{fmt}'; choose one of {', '.join(FORMATS)}")
+    if style not in TAG_STYLES:
+        raise ConfigError(f"unknown prompt.tag_style '{style}'; choose one of {', '.join(TAG_STYLES)}")
+    if "{tags}" not in str(prompt_cfg.get("user_template", "")):
+        raise ConfigError("prompt.user_template must contain {tags}", hint='e.g. prompt.user_template="Tags: {tags}"')
+    return fmt, style
+
+
+def render_tags(tags: Sequence[str], style: str = "list", categories: Mapping[str, Sequence[str]] | None = None) -> str:
+    """The ``{tags}`` text: ``"a, b, c"`` or ``"genre: rock; mood: calm, dreamy"``.
+
+    Args:
+        tags: The tag set, in the order it should be shown.
+        style: ``list`` or ``categories``.
+        categories: ``{category: [tags]}`` for the ``categories`` style; tags not listed in any
+            category are shown under ``other``.
+    """
+    if style != "categories" or not categories:
+        return ", ".join(tags)
+    placed = {t for ts in categories.values() for t in ts}
+    parts = [f"{cat.replace('_', ' ')}: {', '.join(ts)}" for cat, ts in categories.items() if ts]
+    rest = [t for t in tags if t not in placed]
+    if rest:
+        parts.append(f"other: {', '.join(rest)}")
+    return "; ".join(parts)
+
+
+def user_text(prompt_cfg: Mapping[str, Any], tags: Sequence[str], categories: Mapping[str, Sequence[str]] | None = None) -> str:
+    """The user turn: ``prompt.user_template`` with ``{tags}`` filled in."""
+    _, style = _check(prompt_cfg)
+    return str(prompt_cfg["user_template"]).replace("{tags}", render_tags(tags, style, categories))
+
+
+def _messages(system: str, user: str) -> list[dict[str, str]]:
+    msgs = [{"role": "system", "content": system}] if system else []
+    return msgs + [{"role": "user", "content": user}]
+
+
+def _answer_end(fmt: str, tokenizer: Any) -> str:
+    """The text that closes an answer in each hand-written format."""
+    eos = getattr(tokenizer, "eos_token", None) or ""
+    return {"plain": eos, "llama3": "<|eot_id|>", "mistral": eos or "</s>", "chatml": "<|im_end|>"}[fmt]
+
+
+def end_markers(prompt_cfg: Mapping[str, Any], tokenizer: Any) -> list[str]:
+    """Strings that end an answer in this format (used as extra stop tokens and by cleaning)."""
+    fmt, _ = _check(prompt_cfg)
+    markers = {getattr(tokenizer, "eos_token", None) or ""}
+    if fmt != "chat":
+        markers.add(_answer_end(fmt, tokenizer))
+    return sorted(m for m in markers if m)
+
+
+def _bos(tokenizer: Any) -> str:
+    return getattr(tokenizer, "bos_token", None) or ""
+
+
+def render_prompt(prompt_cfg: Mapping[str, Any], tags: Sequence[str], tokenizer: Any,
+                  categories: Mapping[str, Sequence[str]] | None = None) -> str:
+    """The full prompt text for one tag set, ending where the model's answer starts.
+
+    The text already holds the BOS token where the format wants one: encode it with
+    ``add_special_tokens=False``.
+    """
+    fmt, _ = _check(prompt_cfg)
+    system = str(prompt_cfg.get("system") or "").strip()
+    user = user_text(prompt_cfg, tags, categories)
+    prefix = str(prompt_cfg.get("response_prefix") or "")
+    if fmt == "plain":
+        head = f"{system}\n\n" if system else ""
+        return f"{_bos(tokenizer)}{head}{user}\n{prefix}"
+    if fmt == "llama3":
+        sys_turn = f"<|start_header_id|>system<|end_header_id|>\n\n{system}<|eot_id|>" if system else ""
+        return (
+            f"<|begin_of_text|>{sys_turn}<|start_header_id|>user<|end_header_id|>\n\n{user}<|eot_id|>"
+            f"<|start_header_id|>assistant<|end_header_id|>\n\n{prefix}"
+        )
+    if fmt == "mistral":
+        first = f"{system}\n\n{user}" if system else user
+        return f"{_bos(tokenizer) or '<s>'}[INST] {first} [/INST]{prefix}"
+    if fmt == "chatml":
+        sys_turn = f"<|im_start|>system\n{system}<|im_end|>\n" if system else ""
+        return f"{sys_turn}<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n{prefix}"
+    return _chat_prompt(tokenizer, system, user) + prefix
+
+
+def _chat_prompt(tokenizer: Any, system: str, user: str) -> str:
+    from tagtune.errors import ConfigError
+
+    if not getattr(tokenizer, "chat_template", None):
+        raise ConfigError(
+            f"prompt.format=chat but the tokenizer of '{getattr(tokenizer, 'name_or_path', '?')}' has no chat template",
+            hint="use prompt=default (plain text) or a model-specific prompt (llama, mistral, qwen)",
+        )
+    try:
+        return tokenizer.apply_chat_template(_messages(system, user), tokenize=False, add_generation_prompt=True)
+    except Exception as exc:  # some templates refuse a system turn: fold it into the user turn
+        if not system:
+            raise ConfigError(f"the tokenizer's chat template failed: {str(exc).splitlines()[0]}") from exc
+        return tokenizer.apply_chat_template(
+            _messages("", f"{system}\n\n{user}"), tokenize=False, add_generation_prompt=True
+        )
+
+
+def render_pair(prompt_cfg: Mapping[str, Any], tags: Sequence[str], caption: str, tokenizer: Any,
+                categories: Mapping[str, Sequence[str]] | None = None) -> PromptPair:
+    """Prompt and answer for a training example; ``prompt + answer`` is the full training text."""
+    fmt, _ = _check(prompt_cfg)
+    prompt = render_prompt(prompt_cfg, tags, tokenizer, categories)
+    caption = " ".join(str(caption).split())
+    if fmt != "chat":
+        return PromptPair(prompt, caption + _answer_end(fmt, tokenizer))
+    system = str(prompt_cfg.get("system") or "").strip()
+    user = user_text(prompt_cfg, tags, categories)
+    prefix = str(prompt_cfg.get("response_prefix") or "")
+    msgs = _messages(system, user) + [{"role": "assistant", "content": prefix + caption}]
+    try:
+        full = tokenizer.apply_chat_template(msgs, tokenize=False)
+    except Exception:
+        full = tokenizer.apply_chat_template(_messages("", f"{system}\n\n{user}") + msgs[-1:], tokenize=False)
+    if full.startswith(prompt):
+        return PromptPair(prompt, full[len(prompt):])
+    # A template that renders the last turn differently once answered: fall back to prompt + caption + EOS.
+    return PromptPair(prompt, caption + (getattr(tokenizer, "eos_token", None) or ""))
+
+
+def mask_prompt_labels(input_ids: Sequence[int], prompt_length: int) -> list[int]:
+    """Labels for causal-LM training: the prompt's positions are -100, the answer's are the ids."""
+    n = max(0, min(int(prompt_length), len(input_ids)))
+    return [IGNORE_INDEX] * n + list(input_ids[n:])

@@ -1,0 +1,158 @@
+"""The tiny offline caption model: a small Llama-architecture network and a locally trained tokenizer.
+
+Nothing is downloaded. The tokenizer is a byte-level BPE trained on the packaged demo captions,
+the packaged taxonomy and the default prompt text, with a small chat template of its own; the
+model has random weights drawn from a fixed seed. Both are saved in Hugging Face format into
+``model.tiny.cache_dir/<fingerprint>`` so every later run (and every subprocess of a test session)
+reuses them. A build goes into a temporary directory that is renamed into place, so two processes
+building at once cannot leave a half-written model behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+# Bump when the build recipe changes so old caches are not reused.
+_BUILD_VERSION = 2
+
+PAD, BOS, END = "<|pad|>", "<|bos|>", "<|end|>"
+ROLE_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>")
+SPECIAL_TOKENS = (PAD, BOS, END, *ROLE_TOKENS)
+
+# Jinja chat template of the tiny tokenizer: <|role|>text<|end|> per message.
+CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages %}"
+    "<|{{ message['role'] }}|>{{ message['content'] | trim }}<|end|>"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+_ARCH_KEYS = (
+    "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+    "num_key_value_heads", "max_position_embeddings", "seed",
+)
+
+
+def _corpus() -> list[str]:
+    """Text the tokenizer learns from: demo tag sets and captions, the taxonomy, the prompt text."""
+    from tagtune.config import config_dir
+    from tagtune.records import iter_records, resources_dir
+
+    texts: list[str] = []
+    for _, rec in iter_records(resources_dir() / "demo_tags.jsonl"):
+        texts.append(", ".join(rec.get("tags") or []))
+        if rec.get("caption"):
+            texts.append(str(rec["caption"]))
+    texts.append((resources_dir() / "taxonomy.yaml").read_text(encoding="utf-8"))
+    texts.append((config_dir() / "prompt" / "default.yaml").read_text(encoding="utf-8"))
+    return texts
+
+
+def fingerprint(tiny_cfg: Mapping[str, Any]) -> str:
+    """A short hash of everything that changes the built files (sizes, seed, corpus, recipe)."""
+    arch = {k: tiny_cfg.get(k) for k in _ARCH_KEYS}
+    blob = json.dumps({"v": _BUILD_VERSION, "arch": arch, "corpus": _corpus()}, sort_keys=True)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]
+
+
+def tiny_model_dir(tiny_cfg: Mapping[str, Any]) -> Path:
+    """Where the tiny model with these settings lives (built or not)."""
+    root = Path(os.path.expanduser(str(tiny_cfg["cache_dir"])))
+    return root / f"tiny-llama-{fingerprint(tiny_cfg)}"
+
+
+def _is_complete(path: Path) -> bool:
+    return (path / "model.safetensors").is_file() and (path / "tokenizer.json").is_file() and (path / "config.json").is_file()
+
+
+def build_tokenizer(vocab_size: int) -> Any:
+    """Train the byte-level BPE tokenizer and wrap it as a transformers fast tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_corpus(), trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=BOS, eos_token=END, pad_token=PAD,
+        extra_special_tokens=list(ROLE_TOKENS), model_max_length=4096,
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def _build_into(target: Path, tiny_cfg: Mapping[str, Any]) -> None:
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = build_tokenizer(int(tiny_cfg["vocab_size"]))
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=int(tiny_cfg["hidden_size"]),
+        intermediate_size=int(tiny_cfg["intermediate_size"]),
+        num_hidden_layers=int(tiny_cfg["num_hidden_layers"]),
+        num_attention_heads=int(tiny_cfg["num_attention_heads"]),
+        num_key_value_heads=int(tiny_cfg["num_key_value_heads"]),
+        max_position_embeddings=int(tiny_cfg["max_position_embeddings"]),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(int(tiny_cfg["seed"]))
+        model = LlamaForCausalLM(config)
+    finally:
+        torch.random.set_rng_state(state)
+    model.generation_config = GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+
+
+def ensure_tiny_model(tiny_cfg: Mapping[str, Any]) -> Path:
+    """Build the tiny model once and return its directory (a local ``from_pretrained`` path).
+
+    Args:
+        tiny_cfg: The ``model.tiny`` config section (sizes, seed, cache_dir).
+
+    Returns:
+        The directory holding ``config.json``, ``model.safetensors`` and the tokenizer files.
+    """
+    from tagtune.resumable import ensure_dir
+
+    final = tiny_model_dir(tiny_cfg)
+    if _is_complete(final):
+        return final
+    ensure_dir(final.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        _build_into(tmp, tiny_cfg)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not _is_complete(final):  # not a concurrent winner: a real failure
+                if final.exists():
+                    shutil.rmtree(final, ignore_errors=True)
+                os.rename(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
