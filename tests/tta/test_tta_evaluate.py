@@ -1,0 +1,124 @@
+"""FAD against closed forms, the tiny CLAP, and evaluate(cfg) outputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+
+from tagtune.tta.fad import fad, frechet_distance, gaussian_stats
+
+
+def test_frechet_distance_closed_forms():
+    # 1-D: (m1 - m2)^2 + (s1 - s2)^2 for standard deviations s1, s2
+    assert math.isclose(frechet_distance([1.0], [[4.0]], [-2.0], [[9.0]]), 9.0 + 1.0)
+    # commuting (diagonal) covariances: sum of per-axis 1-D distances
+    d = frechet_distance([0, 0], np.diag([1.0, 4.0]), [1, 2], np.diag([9.0, 1.0]))
+    assert math.isclose(d, (1 + 4) + (1 - 3) ** 2 + (2 - 1) ** 2)
+    # identical Gaussians: zero; a shift only: the squared shift
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(5, 5))
+    cov = a @ a.T + np.eye(5)
+    assert frechet_distance(np.zeros(5), cov, np.zeros(5), cov) == pytest.approx(0.0, abs=1e-8)
+    assert frechet_distance(np.zeros(5), cov, np.full(5, 2.0), cov) == pytest.approx(20.0, rel=1e-8)
+
+
+def test_frechet_distance_is_rotation_invariant_for_non_commuting_covariances():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(4, 4)), rng.normal(size=(4, 4))
+    s1, s2 = a @ a.T + 0.1 * np.eye(4), b @ b.T + 0.1 * np.eye(4)
+    q, _ = np.linalg.qr(rng.normal(size=(4, 4)))
+    m1, m2 = rng.normal(size=4), rng.normal(size=4)
+    base = frechet_distance(m1, s1, m2, s2)
+    rotated = frechet_distance(q @ m1, q @ s1 @ q.T, q @ m2, q @ s2 @ q.T)
+    assert base > 0 and rotated == pytest.approx(base, rel=1e-6)
+    # Tr(sqrt(s1 s2)) written through the symmetric form sqrt(s1^1/2 s2 s1^1/2)
+    from scipy.linalg import sqrtm
+
+    r = np.real(sqrtm(s1))
+    expected = np.sum((m1 - m2) ** 2) + np.trace(s1 + s2) - 2 * np.trace(np.real(sqrtm(r @ s2 @ r)))
+    assert base == pytest.approx(expected, rel=1e-6)
+
+
+def test_fad_from_samples_approaches_the_closed_form():
+    rng = np.random.default_rng(2)
+    m1, m2 = np.array([0.0, 1.0, 0.0]), np.array([1.0, 0.0, 0.5])
+    s1, s2 = np.diag([1.0, 2.0, 0.5]), np.diag([2.0, 1.0, 0.5])
+    x = rng.multivariate_normal(m1, s1, size=20000)
+    y = rng.multivariate_normal(m2, s2, size=20000)
+    assert fad(x, y) == pytest.approx(frechet_distance(m1, s1, m2, s2), rel=0.05)
+    mu, cov = gaussian_stats(x)
+    assert np.allclose(mu, m1, atol=0.05) and np.allclose(cov, s1, atol=0.1)
+    with pytest.raises(ValueError):
+        gaussian_stats(x[:1])
+
+
+def test_singular_covariances_stay_finite():
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(3, 16)), rng.normal(size=(3, 16)) + 1  # fewer samples than dimensions
+    value = fad(x, y)
+    assert math.isfinite(value) and value > 0
+
+
+def test_tiny_clap_embeds_text_and_audio(make_cfg):
+    from tagtune.tta.clap import ClapEmbedder
+
+    emb = ClapEmbedder(make_cfg().evaluation)
+    t = emb.embed_texts(["calm piano", "loud drums and guitar"])
+    rng = np.random.default_rng(0)
+    noise = rng.normal(scale=0.1, size=16000).astype(np.float32)
+    a = emb.embed_audio([(noise, 16000), (np.sin(np.arange(32000) / 5).astype(np.float32) * 0.5, 32000)])
+    assert t.shape == a.shape == (2, 32)
+    assert np.allclose(np.linalg.norm(t, axis=1), 1, atol=1e-5) and np.allclose(np.linalg.norm(a, axis=1), 1, atol=1e-5)
+    assert np.allclose(a[:1], emb.embed_audio([(noise, 16000)]), atol=1e-5)  # deterministic, batch-independent
+    assert emb.sample_rate == 48000
+
+
+@pytest.fixture
+def rendered(make_cfg, prompts_file, tiny_backend):
+    from tagtune.tta.generate import generate
+
+    out = generate(make_cfg("gen"), prompts_file, backend=tiny_backend).output_dir
+    ref = generate(make_cfg("ref", seed=7, generation__temperature=1.5), prompts_file, backend=tiny_backend).output_dir
+    return out, ref
+
+
+def test_evaluate_writes_scores_and_summary(make_cfg, rendered):
+    from tagtune.tta.evaluate import evaluate
+
+    out, ref = rendered
+    res = evaluate(make_cfg("x", evaluation__audio_dir=str(out)))
+    assert res.fad is None and "reference" in res.fad_note
+    with open(res.scores_csv, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [list(r) for r in rows[:1]] == [["id", "file_name", "clap"]] and len(rows) == 6
+    assert all(-1 <= float(r["clap"]) <= 1 for r in rows)
+    assert res.scores_csv == out / "eval" / "clap_scores.csv"
+    assert np.mean([float(r["clap"]) for r in rows]) == pytest.approx(res.clap_mean, abs=1e-5)
+    summary = json.loads(res.summary_json.read_text(encoding="utf-8"))
+    assert summary["clips"] == 6 and summary["fad"] is None and summary["clap_model"] == "tiny"
+
+    with_ref = evaluate(make_cfg("x", evaluation__audio_dir=str(out), evaluation__reference_dir=str(ref / "audio"),
+                                 evaluation__output_dir=str(out.parent / "ev2")))
+    assert with_ref.fad is not None and with_ref.fad > 0 and with_ref.reference_clips == 6
+    assert with_ref.clap_mean == pytest.approx(res.clap_mean)
+    assert (out.parent / "ev2" / "clap_scores.csv").is_file()
+    self_fad = evaluate(make_cfg("x", evaluation__audio_dir=str(out), evaluation__reference_dir=str(out / "audio"),
+                                 evaluation__output_dir=str(out.parent / "ev3")))
+    assert self_fad.fad == pytest.approx(0.0, abs=1e-6)
+
+
+def test_evaluate_refuses_unmerged_parts_and_missing_files(make_cfg, rendered):
+    from tagtune.errors import InputError
+    from tagtune.tta.evaluate import evaluate
+
+    out, _ = rendered
+    (out / "audio" / "jazz.wav").unlink()
+    with pytest.raises(InputError, match="field 'file_name': audio file audio/jazz.wav does not exist"):
+        evaluate(make_cfg("x", evaluation__audio_dir=str(out)))
+    (out / "metadata.jsonl").rename(out / "metadata.shard-00000-of-00002.jsonl")
+    with pytest.raises(InputError, match="tagtune tta merge"):
+        evaluate(make_cfg("x", evaluation__audio_dir=str(out)))
