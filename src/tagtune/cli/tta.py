@@ -85,13 +85,15 @@ def generate(
     result = run_generate(cfg)
     console = out_console()
     if result.merged is not None and result.merged.merged:
-        console.print(f"merged {len(result.merged.parts)} shard part(s) into {result.merged.metadata}")
+        console.print(f"merged {len(result.merged.parts)} shard part(s) into {result.merged.metadata}", soft_wrap=True)
     console.print(
         f"[bold]{result.generated}[/bold] clip(s) generated ({result.clips_per_second:.2f} clips/s, "
         f"{result.audio_seconds:.1f} s of audio), {result.skipped} already done, {result.adopted} recovered, "
-        f"{result.repaired} re-rendered; shard {result.shard}: {result.owned} of {result.total} prompts"
+        f"{result.repaired} re-rendered; shard {result.shard}: {result.owned} of {result.total} prompts",
+        soft_wrap=True,
     )
-    console.print(f"metadata: {result.metadata}   audio: {result.output_dir / 'audio'}   model: {result.model} @ {result.sample_rate} Hz")
+    console.print(f"metadata: {result.metadata}   audio: {result.output_dir / 'audio'}   model: {result.model} @ {result.sample_rate} Hz",
+                  soft_wrap=True)
 
 
 @app.command(
