@@ -1,0 +1,157 @@
+"""``caption infer`` as a function: outputs, resume, shards, seeding, bad input (tiny model, in process)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tagtune.caption.infer import infer, output_path, row_seed
+from tagtune.errors import InputError
+from tagtune.sharding import Shard
+
+
+def test_demo_input_when_none_given(caption_cfg, tiny_loaded, jsonl_reader, tmp_path):
+    cfg = caption_cfg("caption_inference", "infer.limit=10")
+    res = infer(cfg, loaded=tiny_loaded)
+    out = tmp_path / "run" / "captions.jsonl"
+    assert res.output == str(out) and res.written == 10
+    assert (tmp_path / "run" / "config.yaml").is_file()
+    rows = jsonl_reader(out)
+    assert [r["id"] for r in rows] == [f"demo-{i:04d}" for i in range(10)]
+    assert all(r["caption"].strip() for r in rows)
+    assert all(r["reference_caption"] for r in rows)  # the demo's own caption is kept aside
+
+
+def test_vae_sample_jsonl_one_caption_per_id_fields_kept(caption_cfg, tiny_loaded, tags_jsonl, jsonl_reader, tmp_path):
+    src = tags_jsonl(11)
+    inputs = jsonl_reader(src)
+    out = tmp_path / "caps.jsonl"
+    cfg = caption_cfg("caption_inference", f"infer.input={src}", f"infer.output={out}", "generation.batch_size=4")
+    res = infer(cfg, loaded=tiny_loaded)
+    assert (res.written, res.already_done, res.empty) == (11, 0, 0)
+    rows = jsonl_reader(out)
+    assert [r["id"] for r in rows] == [r["id"] for r in inputs]
+    for before, after in zip(inputs, rows):
+        assert list(after)[:-1] == list(before)  # every input field, same order, then caption
+        assert {k: after[k] for k in before} == before
+        assert isinstance(after["caption"], str) and after["caption"].strip()
+    assert (tmp_path / "caps.jsonl.config.yaml").is_file()
+
+
+def test_rerun_skips_done_ids_and_overwrite_starts_over(caption_cfg, tiny_loaded, tags_jsonl, jsonl_reader, tmp_path):
+    src, out = tags_jsonl(6), tmp_path / "caps.jsonl"
+    cfg = caption_cfg("caption_inference", f"infer.input={src}", f"infer.output={out}")
+    infer(cfg, loaded=tiny_loaded)
+    first = out.read_bytes()
+    again = infer(cfg, loaded=tiny_loaded)
+    assert (again.written, again.already_done) == (0, 6)
+    assert out.read_bytes() == first
+    cfg.infer.overwrite = True
+    fresh = infer(cfg, loaded=tiny_loaded)
+    assert fresh.written == 6 and len(jsonl_reader(out)) == 6
+
+
+def test_resume_after_a_torn_last_line(caption_cfg, tiny_loaded, tags_jsonl, jsonl_reader, tmp_path):
+    src, out = tags_jsonl(9), tmp_path / "caps.jsonl"
+    cfg = caption_cfg("caption_inference", f"infer.input={src}", f"infer.output={out}", "generation.batch_size=2")
+    infer(cfg, loaded=tiny_loaded)
+    complete = jsonl_reader(out)
+    lines = out.read_text(encoding="utf-8").splitlines(keepends=True)
+    out.write_text("".join(lines[:4]) + lines[4][: len(lines[4]) // 2], encoding="utf-8")  # killed mid-write
+    res = infer(cfg, loaded=tiny_loaded)
+    assert (res.already_done, res.written) == (4, 5)
+    rows = jsonl_reader(out)
+    assert sorted(r["id"] for r in rows) == sorted(r["id"] for r in complete)
+    # per-row seeding: the resumed captions equal the uninterrupted run's
+    assert {r["id"]: r["caption"] for r in rows} == {r["id"]: r["caption"] for r in complete}
+
+
+def test_captions_do_not_depend_on_batch_size(caption_cfg, tiny_loaded, tags_jsonl, jsonl_reader, tmp_path):
+    src = tags_jsonl(7)
+    caps = []
+    for bs in (1, 3, 7):
+        out = tmp_path / f"bs{bs}.jsonl"
+        infer(caption_cfg("caption_inference", f"infer.input={src}", f"infer.output={out}", f"generation.batch_size={bs}"),
+              loaded=tiny_loaded)
+        caps.append({r["id"]: r["caption"] for r in jsonl_reader(out)})
+    assert caps[0] == caps[1] == caps[2]
+    other_seed = tmp_path / "seed7.jsonl"
+    infer(caption_cfg("caption_inference", f"infer.input={src}", f"infer.output={other_seed}", "seed=7"), loaded=tiny_loaded)
+    assert {r["id"]: r["caption"] for r in jsonl_reader(other_seed)} != caps[0]
+    assert row_seed(1, "a") == row_seed(1, "a") != row_seed(2, "a")
+
+
+def test_greedy_decoding_is_deterministic(caption_cfg, tiny_loaded, tags_jsonl, jsonl_reader, tmp_path):
+    src = tags_jsonl(4)
+    runs = []
+    for i, seed in enumerate((1, 2)):
+        out = tmp_path / f"g{i}.jsonl"
+        infer(caption_cfg("caption_inference", f"infer.input={src}", f"infer.output={out}",
+                          "generation.do_sample=false", f"seed={seed}"), loaded=tiny_loaded)
+        runs.append([r["caption"] for r in jsonl_reader(out)])
+    assert runs[0] == runs[1] and all(runs[0])
+
+
+def test_two_shards_cover_every_id_once(caption_cfg, tiny_loaded, tags_jsonl, jsonl_reader, tmp_path):
+    src, out = tags_jsonl(20), tmp_path / "caps.jsonl"
+    ids: list[str] = []
+    for i in range(2):
+        cfg = caption_cfg("caption_inference", f"infer.input={src}", f"infer.output={out}", f"infer.shard={i}/2")
+        res = infer(cfg, loaded=tiny_loaded)
+        part = tmp_path / f"caps.shard-{i:05d}-of-00002.jsonl"
+        assert res.output == str(part)
+        got = [r["id"] for r in jsonl_reader(part)]
+        assert got and all(Shard(i, 2).owns(x) for x in got)
+        ids += got
+    assert sorted(ids) == sorted(r["id"] for r in jsonl_reader(src))
+    assert not out.exists()
+
+
+def test_csv_input_with_aspect_list_and_no_ids(caption_cfg, tiny_loaded, jsonl_reader, tmp_path):
+    src = tmp_path / "tags.csv"
+    src.write_text('aspect_list,caption\n"rock, energetic",orig one\n"[\'jazz\', \'calm\']",orig two\n', encoding="utf-8")
+    out = tmp_path / "caps.jsonl"
+    infer(caption_cfg("caption_inference", f"infer.input={src}", f"infer.output={out}"), loaded=tiny_loaded)
+    rows = jsonl_reader(out)
+    assert [r["id"] for r in rows] == ["row-000002", "row-000003"]
+    assert rows[1]["aspect_list"] == "['jazz', 'calm']" and rows[1]["reference_caption"] == "orig two"
+
+
+def test_output_path_default_and_shard_names(caption_cfg, tmp_path):
+    cfg = caption_cfg()
+    assert output_path(cfg, Shard()) == (tmp_path / "run" / "captions.jsonl", False)
+    cfg.infer.output = str(tmp_path / "x" / "caps.jsonl")
+    assert output_path(cfg, Shard(3, 8))[0] == tmp_path / "x" / "caps.shard-00003-of-00008.jsonl"
+
+
+@pytest.mark.parametrize(
+    ("lines", "where", "what"),
+    [
+        (['{"id": "a", "tags": ["rock"]}', '{"id": "b", "tags": ["jazz"]', ], ":2", "invalid JSON"),
+        (['{"id": "a", "tags": ["rock"]}', '{"id": "a", "tags": ["jazz"]}'], ":2", "duplicate id 'a'"),
+        (['{"id": "a", "tags": ["rock"]}', '{"id": "b", "tags": 7}'], ":2", "field 'tags'"),
+        (['{"id": "a", "tags": ["rock"]}', '{"id": "b", "tags": []}'], ":2", "no tags"),
+        (['{"id": "a", "labels": ["rock"]}'], ":1", "available columns: id, labels"),
+    ],
+)
+def test_bad_input_names_file_line_and_field(caption_cfg, tiny_loaded, tmp_path, lines, where, what):
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "caps.jsonl"
+    with pytest.raises(InputError) as exc:
+        infer(caption_cfg("caption_inference", f"infer.input={src}", f"infer.output={out}"), loaded=tiny_loaded)
+    assert f"in.jsonl{where}" in str(exc.value) and what in str(exc.value)
+    assert not out.exists()  # nothing written on bad input
+
+
+def test_existing_output_is_left_intact_on_bad_input(caption_cfg, tiny_loaded, tags_jsonl, tmp_path):
+    src, out = tags_jsonl(3), tmp_path / "caps.jsonl"
+    infer(caption_cfg("caption_inference", f"infer.input={src}", f"infer.output={out}"), loaded=tiny_loaded)
+    before = out.read_bytes()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(src.read_text() + '{"id": "x", "tags": "rock"\n')
+    with pytest.raises(InputError):
+        infer(caption_cfg("caption_inference", f"infer.input={bad}", f"infer.output={out}"), loaded=tiny_loaded)
+    assert out.read_bytes() == before
+    assert json.loads(before.splitlines()[0])["caption"]
