@@ -11,7 +11,7 @@ PROMPTS = [
     {"id": "calm", "caption": "a calm ambient piano piece with soft strings"},
     {"id": "rock", "caption": "energetic rock with electric guitar and loud drums", "tags": ["rock", "energetic"]},
     {"id": "jazz", "caption": "melancholic jazz ballad with saxophone"},
-    {"id": "folk", "caption": "happy acoustic folk tune with fiddle", "duration": 0.5},
+    {"id": "folk", "caption": "happy acoustic folk tune with fiddle", "duration": 0.1},
     {"id": "edm", "caption": "upbeat electronic dance track with synth bass"},
     {"id": "orch", "caption": "dark cinematic orchestral music with choir"},
 ]
@@ -33,11 +33,16 @@ def prompts_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def make_cfg(tmp_path: Path):
-    """Compose tta_inference with --preset quick_test, output under tmp_path, plus overrides/updates."""
+    """Compose tta_inference with --preset quick_test, output under tmp_path, plus overrides/updates.
+
+    Clips are 0.2 s (13 decoder steps) unless a test asks otherwise: enough for every code path,
+    cheap on a shared 2-core machine.
+    """
     from tagtune.config import compose
 
     def make(out: str | Path = "out", overrides: list[str] | None = None, **updates):
-        base = {"paths.output_dir": str(tmp_path / out), "model.device": "cpu", "evaluation.device": "cpu"}
+        base = {"paths.output_dir": str(tmp_path / out), "model.device": "cpu", "evaluation.device": "cpu",
+                "generation.duration": 0.2}
         return compose("tta_inference", overrides=overrides or [], preset="quick_test",
                        updates={**base, **{k.replace("__", "."): v for k, v in updates.items()}})
 
@@ -57,7 +62,7 @@ def tiny_backend():
     return load_backend(cfg.model)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tta_helpers():
     """write_jsonl / read_jsonl / PROMPTS for test modules (which must not import each other)."""
     return {"write_jsonl": write_jsonl, "read_jsonl": read_jsonl, "PROMPTS": PROMPTS}

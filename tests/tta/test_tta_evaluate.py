@@ -77,26 +77,33 @@ def test_tiny_clap_embeds_text_and_audio(make_cfg):
     assert emb.sample_rate == 48000
 
 
-@pytest.fixture
-def rendered(make_cfg, prompts_file, tiny_backend):
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory, tiny_backend, tta_helpers):
+    """Two rendered directories (another seed and temperature for the reference), made once."""
+    from tagtune.config import compose
     from tagtune.tta.generate import generate
 
-    out = generate(make_cfg("gen"), prompts_file, backend=tiny_backend).output_dir
-    ref = generate(make_cfg("ref", seed=7, generation__temperature=1.5), prompts_file, backend=tiny_backend).output_dir
-    return out, ref
+    base = tmp_path_factory.mktemp("eval")
+    prompts = tta_helpers["write_jsonl"](base / "prompts.jsonl", tta_helpers["PROMPTS"])
+    dirs = []
+    for name, extra in (("gen", {}), ("ref", {"seed": 7, "generation.temperature": 1.5})):
+        cfg = compose("tta_inference", preset="quick_test", updates={
+            "paths.output_dir": str(base / name), "model.device": "cpu", "generation.duration": 0.2, **extra})
+        dirs.append(generate(cfg, prompts, backend=tiny_backend).output_dir)
+    return tuple(dirs)
 
 
 def test_evaluate_writes_scores_and_summary(make_cfg, rendered):
     from tagtune.tta.evaluate import evaluate
 
     out, ref = rendered
-    res = evaluate(make_cfg("x", evaluation__audio_dir=str(out)))
+    res = evaluate(make_cfg("x", evaluation__audio_dir=str(out), evaluation__output_dir=str(out.parent / "ev1")))
     assert res.fad is None and "reference" in res.fad_note
     with open(res.scores_csv, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert [list(r) for r in rows[:1]] == [["id", "file_name", "clap"]] and len(rows) == 6
     assert all(-1 <= float(r["clap"]) <= 1 for r in rows)
-    assert res.scores_csv == out / "eval" / "clap_scores.csv"
+    assert res.scores_csv == out.parent / "ev1" / "clap_scores.csv"
     assert np.mean([float(r["clap"]) for r in rows]) == pytest.approx(res.clap_mean, abs=1e-5)
     summary = json.loads(res.summary_json.read_text(encoding="utf-8"))
     assert summary["clips"] == 6 and summary["fad"] is None and summary["clap_model"] == "tiny"
@@ -111,11 +118,13 @@ def test_evaluate_writes_scores_and_summary(make_cfg, rendered):
     assert self_fad.fad == pytest.approx(0.0, abs=1e-6)
 
 
-def test_evaluate_refuses_unmerged_parts_and_missing_files(make_cfg, rendered):
+def test_evaluate_refuses_unmerged_parts_and_missing_files(make_cfg, rendered, tmp_path):
+    import shutil
+
     from tagtune.errors import InputError
     from tagtune.tta.evaluate import evaluate
 
-    out, _ = rendered
+    out = shutil.copytree(rendered[0], tmp_path / "copy")
     (out / "audio" / "jazz.wav").unlink()
     with pytest.raises(InputError, match="field 'file_name': audio file audio/jazz.wav does not exist"):
         evaluate(make_cfg("x", evaluation__audio_dir=str(out)))
