@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -48,6 +50,9 @@ def test_write_clip_is_atomic_and_reads_back(tmp_path, fmt):
     assert (info.sample_rate, info.channels, info.frames) == (16000, 2, 4000)
     assert probe(target) == info
     assert [p.name for p in tmp_path.iterdir()] == [target.name]  # no temporary file left
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask  # not the private mode of the temporary file
     mono, rate = read_mono(target, max_seconds=0.1)
     assert rate == 16000 and mono.shape == (1600,)
     pcm = to_pcm(x, "PCM_16")

@@ -69,9 +69,9 @@ def test_evaluate_cli_prints_clap_and_fad_and_writes_csv(generated):
     proc = tagtune("tta", "evaluate", "out", "--preset", "quick_test", cwd=work)
     assert proc.returncode == 0, proc.stderr
     assert "CLAP score" in proc.stdout and "FAD" in proc.stdout
-    rows = (work / "out" / "eval" / "clap_scores.csv").read_text(encoding="utf-8").splitlines()
+    rows = (work / "out" / "scores" / "clap_scores.csv").read_text(encoding="utf-8").splitlines()
     assert rows[0] == "id,file_name,clap" and len(rows) == 1 + len(PROMPTS)
-    assert json.loads((work / "out" / "eval" / "summary.json").read_text())["clips"] == len(PROMPTS)
+    assert json.loads((work / "out" / "scores" / "summary.json").read_text())["clips"] == len(PROMPTS)
 
 
 @pytest.mark.slow

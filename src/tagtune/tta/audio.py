@@ -97,7 +97,14 @@ def write_clip(path: Path, audio: Any, sample_rate: int, fmt: str, subtype: str)
         got = probe(tmp)
         if got != expected:
             raise OutputError(f"{path}: written clip does not read back ({got} instead of {expected})")
+        os.chmod(tmp, 0o666 & ~_umask())  # temporary files are private; dataset files follow the umask
     return expected
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def probe(path: Path) -> ClipInfo | None:

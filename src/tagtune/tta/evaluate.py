@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,6 @@ class EvalResult:
     reference_clips: int
     scores_csv: Path
     summary_json: Path
-    notes: list[str] = field(default_factory=list)
 
 
 def _batches(items: list[Any], size: int) -> Any:
@@ -96,7 +95,7 @@ def evaluate(cfg: Any) -> EvalResult:
         if len(ref_files) < 2:
             raise InputError(f"FAD needs at least 2 reference clips, found {len(ref_files)}", reference,
                              hint="point --reference-dir at a folder of .wav/.flac files")
-    out = ensure_dir(Path(str(ev.output_dir)).expanduser() if ev.get("output_dir") else folder / "eval")
+    out = ensure_dir(Path(str(ev.output_dir)).expanduser() if ev.get("output_dir") else folder / "scores")
     total = sum(1 for _ in iter_jsonl(meta))
     if total == 0:
         raise InputError("no clips listed", meta)
@@ -135,7 +134,6 @@ def evaluate(cfg: Any) -> EvalResult:
             progress.update(task, advance=len(chunk))
 
     scores = np.array([s for *_, s in rows], dtype=np.float64)
-    notes: list[str] = []
     fad_value: float | None = None
     if reference is None:
         fad_note = "skipped: pass --reference-dir with real audio"
@@ -158,7 +156,7 @@ def evaluate(cfg: Any) -> EvalResult:
     result = EvalResult(
         audio_dir=folder, output_dir=out, clips=len(rows), clap_model=embedder.name,
         clap_mean=float(scores.mean()), clap_std=float(scores.std()), fad=fad_value, fad_note=fad_note,
-        reference_clips=len(ref_files), scores_csv=scores_csv, summary_json=out / "summary.json", notes=notes,
+        reference_clips=len(ref_files), scores_csv=scores_csv, summary_json=out / "summary.json",
     )
     atomic_write_json(result.summary_json, {
         "audio_dir": str(folder), "clips": result.clips, "clap_model": result.clap_model,

@@ -20,7 +20,7 @@ those already in a merged ``metadata.jsonl``. An unsharded run first merges any 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,6 @@ class GenerateResult:
     model: str = ""
     sample_rate: int = 0
     merged: MergeReport | None = None
-    notes: list[str] = field(default_factory=list)
 
     @property
     def clips_per_second(self) -> float:
