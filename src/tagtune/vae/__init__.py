@@ -1,0 +1,11 @@
+"""The tags stage: a beta-VAE over multi-hot tag sets (train, sample, evaluate).
+
+Each command is one plain function taking a composed ``vae_training`` config, so the CLI, the
+pipeline and the tests run the same code: :func:`tagtune.vae.train.train`,
+:func:`tagtune.vae.sample.sample` and :func:`tagtune.vae.evaluate.evaluate`. Importing this
+package is light; torch and Lightning load when those modules are imported.
+"""
+
+from __future__ import annotations
+
+__all__ = ["data", "evaluate", "metrics", "model", "modeldir", "plots", "sample", "train"]
