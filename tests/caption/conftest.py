@@ -30,11 +30,8 @@ def caption_cfg(tmp_path: Path):
 @pytest.fixture(scope="session")
 def tiny_loaded():
     """The tiny caption model, loaded once per session (built into the test cache if needed)."""
-    import torch
-
     from tagtune.caption.model import load_for_inference
 
-    torch.set_num_threads(2)
     cfg = compose_caption()
     return load_for_inference(cfg.model)
 

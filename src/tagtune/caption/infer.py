@@ -238,9 +238,11 @@ def infer(cfg: Any, loaded: Any = None) -> InferResult:
             loaded = load_for_inference(cfg.model)
         result.load_seconds = time.perf_counter() - start
         result.quantized, result.notices = loaded.quantized, list(loaded.notices)
+        from tagtune.caption.model import torch_threads
+
         gen = CaptionGenerator(loaded, cfg.prompt, cfg.generation, int(cfg.seed))
         loop_start = time.perf_counter()
-        with make_progress("captions") as progress:
+        with torch_threads(cfg.model.get("torch_threads")), make_progress("captions") as progress:
             task = progress.add_task(f"captioning {shard}" if shard.is_sharded else "captioning", total=len(todo), rate="")
             for i in range(0, len(todo), batch_size):
                 batch = todo[i:i + batch_size]

@@ -11,12 +11,13 @@ default). Adapters are PEFT LoRA directories (``adapter_config.json`` + safetens
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import sys
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,26 @@ def hub_reachable(timeout: float = 3.0) -> bool:
             return True
     except OSError:
         return False
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Run a block with ``count`` intra-op CPU threads (``None``: leave torch's setting), then restore.
+
+    Tiny models gain nothing from several threads, and on a busy machine the threads' spin-waits
+    make a two-thread run several times slower than a one-thread run.
+    """
+    import torch
+
+    if not count:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(count))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def resolve_model_path(model_cfg: Mapping[str, Any]) -> str:

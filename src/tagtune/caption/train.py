@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -242,7 +243,14 @@ def finetune(cfg: Any) -> FinetuneResult:
 
     from tagtune.caption.data import TagInput, build_examples, check_examples, order_tags
     from tagtune.caption.infer import CaptionGenerator
-    from tagtune.caption.model import LoadedModel, check_adapter_dir, load_base_model, load_tokenizer, resolve_model_path
+    from tagtune.caption.model import (
+        LoadedModel,
+        check_adapter_dir,
+        load_base_model,
+        load_tokenizer,
+        resolve_model_path,
+        torch_threads,
+    )
     from tagtune.resumable import atomic_write_json
     from tagtune.runs import prepare_run_dir
     from tagtune.tagsets import load_tag_dataset, split_records
@@ -250,6 +258,7 @@ def finetune(cfg: Any) -> FinetuneResult:
 
     start = time.perf_counter()
     quiet_lightning()
+    warnings.filterwarnings("ignore", message=".*The dirpath has changed.*")  # resuming into a new -o
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path and not Path(str(ckpt_path)).expanduser().is_file():
         raise InputError("checkpoint to resume from does not exist", Path(str(ckpt_path)).expanduser(),
@@ -302,8 +311,9 @@ def finetune(cfg: Any) -> FinetuneResult:
             cfg = OmegaConf.merge(cfg, {"callbacks": {"early_stopping": {"enabled": False},
                                                       "model_checkpoint": {"monitor": None, "save_top_k": 0}}})
     trainer = build_trainer(cfg, run_dir, **overrides)
-    trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader,
-                ckpt_path=str(Path(str(ckpt_path)).expanduser()) if ckpt_path else None)
+    with torch_threads(cfg.model.get("torch_threads")):
+        trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader,
+                    ckpt_path=str(Path(str(ckpt_path)).expanduser()) if ckpt_path else None)
 
     if module.best_state is not None and trainer.is_global_zero:
         params = dict(peft_model.named_parameters())
