@@ -134,3 +134,17 @@ def test_too_long_duration_names_the_line(make_cfg, tmp_path, tiny_backend, tta_
     path = tta_helpers["write_jsonl"](tmp_path / "long.jsonl", [{"id": "a", "caption": "x"}, {"id": "b", "caption": "y", "duration": 3600}])
     with pytest.raises(InputError, match=r"long\.jsonl:2: field 'duration': duration 3600 s needs"):
         generate(make_cfg(), path, backend=tiny_backend)
+
+
+@pytest.mark.shared_data
+def test_renders_reference_llm_captions_csv(make_cfg, shared_data, tiny_backend, tta_helpers):
+    import csv
+
+    source = shared_data / "seed_llm_captions_validation.csv"
+    with open(source, newline="", encoding="utf-8") as fh:
+        first = [row for _, row in zip(range(3), csv.DictReader(fh))]
+    res = generate(make_cfg(data__text_column="prediction", data__limit=3), source, backend=tiny_backend)
+    lines = tta_helpers["read_jsonl"](res.metadata)
+    assert [r["id"] for r in lines] == [row["id"] for row in first]
+    assert [r["text"] for r in lines] == [row["prediction"].strip() for row in first]
+    assert lines[0]["aspect_list"] == first[0]["aspect_list"] and "prediction" in lines[0]

@@ -161,25 +161,15 @@ class TransformersMusicgen:
 
     backend = "transformers"
 
-    def __init__(self, model_cfg: Any):
+    def __init__(self, model: Any, processor: Any, name: str):
+        """Wrap an already loaded model and processor (see :meth:`from_config` to load one)."""
         import torch
-        from transformers import AutoProcessor, MusicgenForConditionalGeneration
 
-        from tagtune.device import pick_device, pick_dtype
-        from tagtune.tta.tiny import _quiet_transformers, ensure_tiny_musicgen
-
-        _quiet_transformers()
-        self.name = str(model_cfg.name)
-        source = str(ensure_tiny_musicgen(model_cfg.tiny)) if self.name == TINY_NAME else self.name
-        self.device = pick_device(model_cfg.get("device", "auto"))
-        self.dtype = pick_dtype(model_cfg.get("dtype", "auto"), self.device)
-        common = {"revision": model_cfg.get("revision") or None, "trust_remote_code": bool(model_cfg.get("trust_remote_code", False))}
-        self.processor = load_hf(AutoProcessor.from_pretrained, source, "MusicGen processor", **common)
-        self.model = load_hf(MusicgenForConditionalGeneration.from_pretrained, source, "MusicGen model", dtype=self.dtype, **common)
-        self.model.to(self.device).eval()
+        self.model, self.processor, self.name = model, processor, name
+        self.device = str(next(model.parameters()).device)
         self._torch = torch
-        _decode_clips_one_by_one(self.model.audio_encoder)
-        config = self.model.config
+        _decode_clips_one_by_one(model.audio_encoder)
+        config = model.config
         self.sample_rate = int(config.audio_encoder.sampling_rate)
         self.frame_rate = float(config.audio_encoder.frame_rate)
         self.channels = int(config.decoder.audio_channels)
@@ -188,6 +178,24 @@ class TransformersMusicgen:
         self.delay = self.num_codebooks // self.channels - 1
         self.max_steps = int(config.decoder.max_position_embeddings) - 1
         self.hop = int(round(self.sample_rate / self.frame_rate))
+
+    @classmethod
+    def from_config(cls, model_cfg: Any) -> TransformersMusicgen:
+        """Load ``model.name`` (a Hub id, a local path, or ``tiny``) on ``model.device`` in ``model.dtype``."""
+        from transformers import AutoProcessor, MusicgenForConditionalGeneration
+
+        from tagtune.device import pick_device, pick_dtype
+        from tagtune.tta.tiny import _quiet_transformers, ensure_tiny_musicgen
+
+        _quiet_transformers()
+        name = str(model_cfg.name)
+        source = str(ensure_tiny_musicgen(model_cfg.tiny)) if name == TINY_NAME else name
+        device = pick_device(model_cfg.get("device", "auto"))
+        dtype = pick_dtype(model_cfg.get("dtype", "auto"), device)
+        common = {"revision": model_cfg.get("revision") or None, "trust_remote_code": bool(model_cfg.get("trust_remote_code", False))}
+        processor = load_hf(AutoProcessor.from_pretrained, source, "MusicGen processor", **common)
+        model = load_hf(MusicgenForConditionalGeneration.from_pretrained, source, "MusicGen model", dtype=dtype, **common)
+        return cls(model.to(device).eval(), processor, name)
 
     def steps_for(self, seconds: float) -> int:
         """Decoder steps for ``seconds`` of audio: whole frames plus the delay pattern's offset."""
@@ -311,7 +319,7 @@ def load_backend(model_cfg: Any) -> TransformersMusicgen | AudiocraftMusicgen:
     """The backend named by ``model.backend`` with ``model.name`` loaded on ``model.device``."""
     backend = str(model_cfg.get("backend", "transformers")).lower()
     if backend == "transformers":
-        return TransformersMusicgen(model_cfg)
+        return TransformersMusicgen.from_config(model_cfg)
     if backend == "audiocraft":
         return AudiocraftMusicgen(model_cfg)
     raise ConfigError(f"unknown model.backend '{backend}'", hint="use transformers or audiocraft")

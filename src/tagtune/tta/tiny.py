@@ -244,3 +244,57 @@ def ensure_tiny_clap(tiny_cfg: Any) -> Path:
 
     return _build_cached(tiny_clap_dir(tiny_cfg), build)
 
+
+
+def musicgen_small_shaped(seed: int = 0) -> tuple[Any, Any]:
+    """A MusicGen with ``facebook/musicgen-small``'s shapes and random weights, built in memory.
+
+    Decoder 1024 x 24 layers, 16 heads, 4 codebooks x 2048; a T5-base-shaped text encoder;
+    the 32 kHz EnCodec (hop 640, 50 Hz). About 587M parameters (2.3 GB in fp32). For benchmarks:
+    it runs at the real model's speed without downloading it. The tokenizer is the tiny one
+    (its ids are valid for the 32k-entry T5 vocabulary).
+
+    Returns:
+        ``(model, processor)``.
+    """
+    import torch
+    from transformers import (
+        EncodecConfig,
+        EncodecFeatureExtractor,
+        GenerationConfig,
+        MusicgenConfig,
+        MusicgenDecoderConfig,
+        MusicgenForConditionalGeneration,
+        MusicgenProcessor,
+        PreTrainedTokenizerFast,
+        T5Config,
+    )
+
+    _quiet_transformers()
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=_train_tokenizer(["<pad>", "</s>", "<unk>"], "$A </s>"),
+        pad_token="<pad>", eos_token="</s>", unk_token="<unk>", model_max_length=512,
+    )
+    config = MusicgenConfig(
+        text_encoder=T5Config(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12,
+                              pad_token_id=0, eos_token_id=1, decoder_start_token_id=0),
+        audio_encoder=EncodecConfig(
+            sampling_rate=32000, audio_channels=1, hidden_size=128, num_filters=64, num_residual_layers=1,
+            upsampling_ratios=[8, 5, 4, 4], codebook_size=2048, codebook_dim=128, target_bandwidths=[2.2],
+            num_lstm_layers=2, use_causal_conv=False, normalize=False, norm_type="weight_norm",
+        ),
+        decoder=MusicgenDecoderConfig(
+            vocab_size=2048, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, ffn_dim=4096,
+            num_codebooks=4, max_position_embeddings=2048, pad_token_id=2048, bos_token_id=2048, audio_channels=1,
+        ),
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = MusicgenForConditionalGeneration(config).eval()
+        randomize_codebooks(model)
+    model.generation_config = GenerationConfig(
+        do_sample=True, top_k=250, guidance_scale=3.0, max_length=1500,
+        bos_token_id=2048, pad_token_id=2048, decoder_start_token_id=2048,
+    )
+    processor = MusicgenProcessor(feature_extractor=EncodecFeatureExtractor(feature_size=1, sampling_rate=32000), tokenizer=tok)
+    return model, processor
