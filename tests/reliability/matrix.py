@@ -1,0 +1,231 @@
+"""The bad-input matrix: malformed inputs across the commands, each expected to exit 2 with one line.
+
+Used by ``test_reliability_bad_inputs.py`` and, run as a script, writes ``docs/reliability.md``'s
+table of the message each case gets::
+
+    python tests/reliability/matrix.py --write   # (make docs)
+
+Every case builds its inputs in a scratch directory, runs the real CLI entry point
+(``tagtune.cli.main``) and records exit code, stderr and whether files that existed before the
+command are byte-for-byte unchanged afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+DEMO_LINE = {"id": "a", "tags": ["rock", "energetic"], "genre": ["rock"], "mood": ["energetic"], "instrument": [], "tempo": []}
+
+
+@dataclass
+class Case:
+    name: str
+    what: str                       # the malformed input, for the doc
+    setup: Callable[[Path], list[str]]  # builds files in the scratch dir, returns argv
+    expect: str                     # substring the one-line message must contain ({tmp} = scratch dir)
+    env: dict[str, str] | None = None
+
+
+def _w(path: Path, text: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (path.write_bytes if isinstance(text, bytes) else path.write_text)(text)
+    return path
+
+
+def _jsonl(path: Path, rows: list) -> Path:
+    return _w(path, "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+
+
+def _vae_model(d: Path) -> Path:
+    """A real tiny model dir, trained once per scratch root and reused by the sampling cases."""
+    model = d.parent / "_shared_vae_model"
+    if not (model / "model.safetensors").is_file():
+        run(["vae", "train", "--preset", "quick_test", "-o", str(model)])
+    return model
+
+
+def _existing_output(d: Path) -> Path:
+    return _jsonl(d / "out.jsonl", [{"id": "kept", "caption": "an earlier, finished line"}])
+
+
+CASES: list[Case] = [
+    # -- configuration ------------------------------------------------------------------------
+    Case("bad override key", "an override of a key that does not exist",
+         lambda d: ["vae", "train", "trainer.no_such_key=1", "-o", str(d / "run")], "no_such_key"),
+    Case("bad override syntax", "an override that does not parse",
+         lambda d: ["vae", "train", "trainer.max_epochs=[1", "-o", str(d / "run")], "cannot parse override"),
+    Case("unknown preset", "--preset naming no preset of the stage",
+         lambda d: ["tta", "generate", str(_w(d / "p.txt", "a prompt\n")), "--preset", "nope", "-o", str(d / "out")], "could not find 'preset/tta/nope'"),
+    Case("unknown group option", "model=... naming no model config",
+         lambda d: ["caption", "infer", "model=caption/gpt9", "-o", str(d / "c.jsonl")], "model/caption/gpt9"),
+    Case("missing config", "config show of a config that does not exist",
+         lambda d: ["config", "show", "no_such_config"], "no_such_config"),
+    # -- taxonomy and tag data ------------------------------------------------------------------
+    Case("duplicated tag in taxonomy", "a taxonomy listing one tag in two categories",
+         lambda d: ["vae", "train", f"data.taxonomy_path={_w(d / 'tax.json', json.dumps({'genre': ['rock', 'pop'], 'mood': ['calm', 'pop']}))}",
+                    "-o", str(d / "run")], "'pop' appears in both 'genre' and 'mood'"),
+    Case("empty taxonomy category", "a taxonomy category with no tags",
+         lambda d: ["vae", "train", f"data.taxonomy_path={_w(d / 'tax.yaml', 'genre: [rock]' + chr(10) + 'mood: []' + chr(10))}",
+                    "-o", str(d / "run")], "category is empty"),
+    Case("missing tag column", "a data file without the named tag column",
+         lambda d: ["vae", "train", f"data.path={_w(d / 'tags.csv', 'id,labels' + chr(10) + '1,rock' + chr(10))}", "data.aspect_column=aspect_list",
+                    "-o", str(d / "run")], "no column 'aspect_list'; available columns: id, labels"),
+    Case("empty data file", "a zero-byte data file",
+         lambda d: ["vae", "train", f"data.path={_w(d / 'tags.jsonl', '')}", "-o", str(d / "run")], "file is empty"),
+    Case("invalid JSON line", "a JSONL data file whose second line is not JSON",
+         lambda d: ["vae", "train", f"data.path={_jsonl(d / 'tags.jsonl', [DEMO_LINE, '{not json'])}", "-o", str(d / "run")], "tags.jsonl:2: invalid JSON"),
+    Case("non-UTF-8 bytes", "a CSV with Latin-1 bytes",
+         lambda d: ["vae", "train", f"data.path={_w(d / 'tags.csv', b'tags' + bytes([10]) + b'rock' + bytes([10]) + b'caf' + bytes([0xE9]) + bytes([10]))}",
+                    "-o", str(d / "run")], "not UTF-8"),
+    Case("wrong file type", "a data file with an unsupported extension",
+         lambda d: ["vae", "train", f"data.path={_w(d / 'tags.xlsx', 'PK')}", "-o", str(d / "run")], "unsupported file type '.xlsx'"),
+    Case("non-string tag", "a tags list holding numbers",
+         lambda d: ["caption", "infer", str(_jsonl(d / "tags.jsonl", [{"id": "a", "tags": ["rock", 3]}])), "--preset", "quick_test",
+                    "-o", str(_existing_output(d))], "tags.jsonl:1"),
+    Case("unknown tags only", "tag sets none of whose tags are in the taxonomy",
+         lambda d: ["vae", "train", f"data.path={_jsonl(d / 'tags.jsonl', [{'tags': ['zydeco']}, {'tags': ['polka']}])}", "-o", str(d / "run")], "zydeco"),
+    # -- VAE models and sampling ----------------------------------------------------------------
+    Case("missing model dir", "vae sample --model pointing nowhere",
+         lambda d: ["vae", "sample", "--model", str(d / "nowhere"), "-n", "5", "-o", str(d / "s.jsonl")], "nowhere"),
+    Case("corrupt safetensors", "a model dir whose weights file is garbage",
+         lambda d: ["vae", "sample", "--model", str(_corrupt_model(d)), "-n", "5", "-o", str(d / "s.jsonl")], "model.safetensors"),
+    Case("taxonomy does not match model", "vae sample --taxonomy with a different taxonomy than the model's",
+         lambda d: ["vae", "sample", "--model", str(_vae_model(d)), "--taxonomy", str(_w(d / "other.json", json.dumps({"genre": ["rock"]}))),
+                    "-n", "5", "-o", str(d / "s.jsonl")], "taxonomy"),
+    Case("zero samples", "vae sample -n 0",
+         lambda d: ["vae", "sample", "--model", str(_vae_model(d)), "-n", "0", "-o", str(d / "s.jsonl")], "num_samples"),
+    Case("negative samples", "vae sample -n -3",
+         lambda d: ["vae", "sample", "--model", str(_vae_model(d)), "-n", "-3", "-o", str(d / "s.jsonl")], "num_samples"),
+    Case("unknown required tag", "vae sample --require naming a tag outside the taxonomy",
+         lambda d: ["vae", "sample", "--model", str(_vae_model(d)), "--require", "zydeco", "-n", "5", "-o", str(d / "s.jsonl")], "zydeco"),
+    # -- captions ---------------------------------------------------------------------------------
+    Case("duplicate ids", "a tags file repeating an id",
+         lambda d: ["caption", "infer", str(_jsonl(d / "tags.jsonl", [DEMO_LINE, DEMO_LINE])), "--preset", "quick_test",
+                    "-o", str(_existing_output(d))], "duplicate id 'a'"),
+    Case("empty caption", "fine-tuning pairs with an empty caption",
+         lambda d: ["caption", "finetune", "--preset", "quick_test",
+                    f"data.path={_jsonl(d / 'pairs.jsonl', [{'tags': ['rock'], 'caption': 'ok'}, {'tags': ['jazz'], 'caption': ''}])}",
+                    "-o", str(d / "lora")], "caption"),
+    Case("missing adapter", "caption infer --adapter pointing nowhere",
+         lambda d: ["caption", "infer", "--preset", "quick_test", "--adapter", str(d / "no_adapter"), "-o", str(_existing_output(d))], "no_adapter"),
+    Case("bad shard", "--shard 3/2",
+         lambda d: ["caption", "infer", "--preset", "quick_test", "--shard", "3/2", "-o", str(_existing_output(d))], "bad --shard '3/2'"),
+    Case("gated model offline", "the default Llama model with no network",
+         lambda d: ["caption", "infer", "-o", str(_existing_output(d))], "meta-llama/Llama-3.1-8B-Instruct"),
+    Case("missing caption column", "caption evaluate on a file without captions",
+         lambda d: ["caption", "evaluate", str(_jsonl(d / "preds.jsonl", [{"id": "a", "tags": ["rock"]}])), "-o", str(d / "m.json")], "caption"),
+    # -- audio --------------------------------------------------------------------------------------
+    Case("missing text", "a prompts line without caption or text",
+         lambda d: ["tta", "generate", str(_jsonl(d / "p.jsonl", [{"id": "a", "caption": "ok"}, {"id": "b"}])), "--preset", "quick_test",
+                    "-o", str(_tta_out(d))], "p.jsonl:2"),
+    Case("non-string text", "a prompts line whose caption is a number",
+         lambda d: ["tta", "generate", str(_jsonl(d / "p.jsonl", [{"id": "a", "caption": 5}])), "--preset", "quick_test", "-o", str(_tta_out(d))], "p.jsonl:1"),
+    Case("ids colliding after sanitising", "ids a/b and a_b (both become a_b)",
+         lambda d: ["tta", "generate", str(_jsonl(d / "p.jsonl", [{"id": "a/b", "caption": "x"}, {"id": "a_b", "caption": "y"}])),
+                    "--preset", "quick_test", "-o", str(_tta_out(d))], "a_b"),
+    Case("huge line", "a 9 MiB JSONL line",
+         lambda d: ["tta", "generate", str(_w(d / "p.jsonl", '{"caption": "' + "x" * (9 * 1024 * 1024) + '"}\n')), "--preset", "quick_test",
+                    "-o", str(_tta_out(d))], "line is longer than 8 MiB"),
+    Case("unwritable output dir", "-o below a regular file",
+         lambda d: ["tta", "generate", str(_w(d / "p.txt", "a prompt\n")), "--preset", "quick_test", "-o", str(_w(d / "blocker", "x") / "out")], "blocker"),
+    Case("default audio model offline", "facebook/musicgen-small with no network",
+         lambda d: ["tta", "generate", str(_w(d / "p.txt", "a prompt\n")), "-o", str(_tta_out(d))], "facebook/musicgen-small"),
+    Case("merge without metadata", "tta merge of a folder with no metadata",
+         lambda d: ["tta", "merge", str(_w(d / "empty" / "x.txt", "").parent)], "metadata"),
+    # -- pipeline -----------------------------------------------------------------------------------
+    Case("unknown pipeline stage", "--stages naming a stage that does not exist",
+         lambda d: ["pipeline", "run", "--preset", "quick_test", "--stages", "vae,lyrics", "-o", str(d / "ds")], "lyrics"),
+    Case("zero pipeline items", "pipeline run -n 0",
+         lambda d: ["pipeline", "run", "--preset", "quick_test", "-n", "0", "-o", str(d / "ds")], "num_items"),
+]
+
+
+def _corrupt_model(d: Path) -> Path:
+    import shutil
+
+    src = _vae_model(d)
+    dst = d / "corrupt_model"
+    shutil.copytree(src, dst)
+    (dst / "model.safetensors").write_bytes(b"\x00garbage" * 10)
+    return dst
+
+
+def _tta_out(d: Path) -> Path:
+    out = d / "audio_out"
+    _jsonl(out / "metadata.jsonl", [{"file_name": "audio/kept.wav", "id": "kept", "text": "earlier"}])
+    return out
+
+
+def run(argv: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """Run the CLI entry point in this process; returns (exit code, stdout, stderr)."""
+    from tagtune.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    old = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main(argv)
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return code, out.getvalue(), err.getvalue()
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for p in root.rglob("*") if p.is_file() and p.stat().st_size < (1 << 20)}
+
+
+def run_case(case: Case, scratch: Path) -> dict:
+    scratch.mkdir(parents=True, exist_ok=True)
+    argv = case.setup(scratch)
+    before = snapshot(scratch)
+    code, _, err = run(argv, case.env)
+    after = snapshot(scratch)
+    kept = all(after.get(k) == v for k, v in before.items())
+    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith(("Failed to load CPU gemm_4bit", "note:"))]
+    return {"code": code, "stderr": err, "lines": lines, "kept": kept, "argv": argv}
+
+
+def write_doc(results: list[tuple[Case, dict]], path: Path) -> None:
+    rows = []
+    for case, res in results:
+        msg = (res["lines"][-1] if res["lines"] else "").replace("|", "\\|")
+        msg = msg.replace(str(Path(res["argv_root"])), "<tmp>").replace(str(Path(res["argv_root"]).parent), "<tmp>")
+        rows.append(f"| {case.name} | {case.what} | `tagtune {' '.join(res['argv'][:2])}` | {res['code']} | {msg} |")
+    head = Path(path).read_text(encoding="utf-8").split("<!-- matrix -->")[0] if Path(path).exists() else "# Reliability\n\n"
+    table = "\n".join(["<!-- matrix -->", "", "| case | input | command | exit | message (one line on stderr) |", "| --- | --- | --- | --- | --- |", *rows, "", "<!-- /matrix -->"])
+    tail = Path(path).read_text(encoding="utf-8").split("<!-- /matrix -->")[1] if Path(path).exists() and "<!-- /matrix -->" in Path(path).read_text() else "\n"
+    Path(path).write_text(head + table + tail, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    for k, v in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}.items():
+        os.environ.setdefault(k, v)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ.setdefault("TAGTUNE_CACHE_DIR", str(Path(tmp) / "cache"))
+        for i, case in enumerate(CASES):
+            scratch = Path(tmp) / f"case{i:02d}"
+            res = run_case(case, scratch)
+            res["argv_root"] = scratch
+            results.append((case, res))
+            print(f"{res['code']}  {case.name}: {res['lines'][-1] if res['lines'] else '(no message)'}", file=sys.stderr)
+        if "--write" in sys.argv:
+            write_doc(results, Path(__file__).resolve().parents[2] / "docs" / "reliability.md")
