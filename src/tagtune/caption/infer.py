@@ -29,7 +29,8 @@ from tagtune.caption.prompts import end_markers, render_prompt
 
 @dataclass
 class InferResult:
-    """What ``infer`` did; ``seconds`` covers the batch loop (tokenize, generate, clean, write)."""
+    """What ``infer`` did; ``seconds`` covers the batch loop (tokenize, generate, clean, write), of
+    which ``generate_seconds`` was spent in ``model.generate`` and ``write_seconds`` in fsync'ed appends."""
 
     output: str
     total: int
@@ -44,6 +45,7 @@ class InferResult:
     load_seconds: float = 0.0
     seconds: float = 0.0
     generate_seconds: float = 0.0
+    write_seconds: float = 0.0
     notices: list[str] = field(default_factory=list)
 
     @property
@@ -249,7 +251,9 @@ def infer(cfg: Any, loaded: Any = None) -> InferResult:
                 captions, spent = gen.generate(batch)
                 result.generate_seconds += spent
                 result.empty += sum(1 for c in captions if not c)
+                t_write = time.perf_counter()
                 sink.append(output_record(it, c) for it, c in zip(batch, captions))
+                result.write_seconds += time.perf_counter() - t_write
                 result.written += len(batch)
                 progress.update(task, advance=len(batch),
                                 rate=rate_text(result.written, time.perf_counter() - loop_start, "captions"))
