@@ -4,12 +4,14 @@ culprit, prints no traceback, and leaves files that existed before the command u
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
 
 _spec = importlib.util.spec_from_file_location("tagtune_matrix", Path(__file__).with_name("matrix.py"))
 matrix = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = matrix  # dataclasses look their module up while the class is built
 _spec.loader.exec_module(matrix)
 
 
