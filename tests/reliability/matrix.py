@@ -100,9 +100,9 @@ CASES: list[Case] = [
          lambda d: ["vae", "sample", "--model", str(_vae_model(d)), "--taxonomy", str(_w(d / "other.json", json.dumps({"genre": ["rock"]}))),
                     "-n", "5", "-o", str(d / "s.jsonl")], "taxonomy"),
     Case("zero samples", "vae sample -n 0",
-         lambda d: ["vae", "sample", "--model", str(_vae_model(d)), "-n", "0", "-o", str(d / "s.jsonl")], "num_samples"),
+         lambda d: ["vae", "sample", "--model", str(_vae_model(d)), "-n", "0", "-o", str(d / "s.jsonl")], "samples must be positive, got 0"),
     Case("negative samples", "vae sample -n -3",
-         lambda d: ["vae", "sample", "--model", str(_vae_model(d)), "-n", "-3", "-o", str(d / "s.jsonl")], "num_samples"),
+         lambda d: ["vae", "sample", "--model", str(_vae_model(d)), "-n", "-3", "-o", str(d / "s.jsonl")], "samples must be positive, got -3"),
     Case("unknown required tag", "vae sample --require naming a tag outside the taxonomy",
          lambda d: ["vae", "sample", "--model", str(_vae_model(d)), "--require", "zydeco", "-n", "5", "-o", str(d / "s.jsonl")], "zydeco"),
     # -- captions ---------------------------------------------------------------------------------
