@@ -183,3 +183,14 @@ def test_default_model_without_network_fails_fast_in_a_real_process(tagtune_cli,
     assert "meta-llama/Llama-3.1-8B-Instruct" in lines[0] and "cannot be reached" in lines[0]
     assert "--preset quick_test" in lines[0]
     assert elapsed < 40  # without the reachability check, Hub retries alone take ~45 s
+
+
+def test_override_in_the_input_position_and_show_config(capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    _cli_ok("caption", "infer", "generation.max_new_tokens=7", "--preset", "quick_test", "--batch-size", "3", "--show-config")
+    shown = capsys.readouterr().out
+    assert "max_new_tokens: 7" in shown and "batch_size: 3" in shown and "input: null" in shown
+    _cli_ok("caption", "infer", "generation.max_new_tokens=6", "--preset", "quick_test", "--limit", "2", "-o", "c.jsonl")
+    assert len((tmp_path / "c.jsonl").read_text().splitlines()) == 2
+    _cli_ok("caption", "finetune", "--preset", "quick_test", "--seed", "5", "-o", "ft", "--show-config")
+    assert "seed: 5" in capsys.readouterr().out and not (tmp_path / "ft").exists()
