@@ -32,7 +32,7 @@ def test_vae_sample_jsonl_one_caption_per_id_fields_kept(caption_cfg, tiny_loade
     assert (res.written, res.already_done, res.empty) == (11, 0, 0)
     rows = jsonl_reader(out)
     assert [r["id"] for r in rows] == [r["id"] for r in inputs]
-    for before, after in zip(inputs, rows):
+    for before, after in zip(inputs, rows, strict=True):
         assert list(after)[:-1] == list(before)  # every input field, same order, then caption
         assert {k: after[k] for k in before} == before
         assert isinstance(after["caption"], str) and after["caption"].strip()
@@ -116,6 +116,13 @@ def test_csv_input_with_aspect_list_and_no_ids(caption_cfg, tiny_loaded, jsonl_r
     rows = jsonl_reader(out)
     assert [r["id"] for r in rows] == ["row-000002", "row-000003"]
     assert rows[1]["aspect_list"] == "['jazz', 'calm']" and rows[1]["reference_caption"] == "orig two"
+
+
+def test_named_tags_column_must_exist(caption_cfg, tiny_loaded, tags_jsonl, tmp_path):
+    src = tags_jsonl(2)
+    cfg = caption_cfg("caption_inference", f"infer.input={src}", f"infer.output={tmp_path / 'c.jsonl'}", "data.aspect_column=labels")
+    with pytest.raises(InputError, match=r"tags.jsonl:1: field 'labels': no column 'labels'; available columns: id, tags"):
+        infer(cfg, loaded=tiny_loaded)
 
 
 def test_output_path_default_and_shard_names(caption_cfg, tmp_path):

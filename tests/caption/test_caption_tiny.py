@@ -69,4 +69,4 @@ def test_tokenizer_and_model_load_with_transformers(tiny_section):
     # Same seed, same weights: a rebuild elsewhere gives identical numbers.
     other = dict(tiny_section, cache_dir=os.path.join(tiny_section["cache_dir"], "second"))
     twin = AutoModelForCausalLM.from_pretrained(ensure_tiny_model(other))
-    assert all((a == b).all() for a, b in zip(model.parameters(), twin.parameters()))
+    assert all((a == b).all() for a, b in zip(model.parameters(), twin.parameters(), strict=True))

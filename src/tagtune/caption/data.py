@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tagtune.caption.prompts import IGNORE_INDEX, mask_prompt_labels, render_pair
 from tagtune.errors import ConfigError, InputError
 from tagtune.records import is_missing, iter_records, parse_tags, resolve_path
-from tagtune.taxonomy import Taxonomy, normalize_tag
-
-from tagtune.caption.prompts import IGNORE_INDEX, mask_prompt_labels, render_pair
+from tagtune.taxonomy import Taxonomy
 
 TAG_COLUMN_GUESSES = ("tags", "aspect_list", "aspects")
 
@@ -47,6 +46,9 @@ def _tag_columns(first: Mapping[str, Any], data_cfg: Mapping[str, Any], taxonomy
     col = data_cfg.get("aspect_column")
     if col and col in first:
         return [col]
+    if col and col not in TAG_COLUMN_GUESSES:  # a column the user named: no guessing past a typo
+        raise InputError(f"no column '{col}'; available columns: {available}", source, 1, field=col,
+                         hint="name the tags column with data.aspect_column=NAME")
     for guess in TAG_COLUMN_GUESSES:
         if guess in first:
             return [guess]

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tagtune.caption import metrics as M
 from tagtune.errors import ConfigError, InputError
 from tagtune.records import is_missing, iter_records, parse_tags, resolve_path
 from tagtune.taxonomy import Taxonomy, normalize_tag
-
-from tagtune.caption import metrics as M
 
 TAG_GUESSES = ("tags", "aspect_list", "aspects")
 CAPTION_GUESSES = ("caption", "prediction", "text")
@@ -103,7 +102,7 @@ def attach_references(rows: list[_Row], path: str | Path, column: str) -> str:
             r.reference = by_id[r.id]
         return "id"
     if len(refs) == len(rows):
-        for r, (_, text) in zip(rows, refs):
+        for r, (_, text) in zip(rows, refs, strict=True):
             r.reference = text
         return "row order"
     found = sum(r.id in by_id for r in rows)

@@ -20,11 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tagtune.errors import InputError
-
 from tagtune.caption.clean import clean_caption
 from tagtune.caption.data import TagInput, read_tag_inputs
 from tagtune.caption.prompts import end_markers, render_prompt
+from tagtune.errors import InputError
 
 
 @dataclass
@@ -252,7 +251,7 @@ def infer(cfg: Any, loaded: Any = None) -> InferResult:
                 result.generate_seconds += spent
                 result.empty += sum(1 for c in captions if not c)
                 t_write = time.perf_counter()
-                sink.append(output_record(it, c) for it, c in zip(batch, captions))
+                sink.append(output_record(it, c) for it, c in zip(batch, captions, strict=True))
                 result.write_seconds += time.perf_counter() - t_write
                 result.written += len(batch)
                 progress.update(task, advance=len(batch),

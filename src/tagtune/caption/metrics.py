@@ -219,7 +219,7 @@ def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> float | st
     except ImportError:
         return unavailable("rouge-score is not installed (pip install 'tagtune[eval]')")
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    scores = [scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(predictions, references)]
+    scores = [scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(predictions, references, strict=True)]
     return statistics.fmean(scores) if scores else 0.0
 
 
@@ -238,7 +238,7 @@ def meteor(predictions: Sequence[str], references: Sequence[str]) -> float | str
         except LookupError:
             return unavailable("NLTK WordNet data not found (python -m nltk.downloader wordnet, or set NLTK_DATA)")
     try:
-        scores = [meteor_score([words(r)], words(p)) for p, r in zip(predictions, references)]
+        scores = [meteor_score([words(r)], words(p)) for p, r in zip(predictions, references, strict=True)]
     except LookupError as exc:
         return unavailable(f"NLTK data missing ({str(exc).strip().splitlines()[0][:80]})")
     return statistics.fmean(scores) if scores else 0.0

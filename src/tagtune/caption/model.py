@@ -106,7 +106,7 @@ def fetch(loader: Callable[..., Any], name: str, what: str, **kwargs: Any) -> An
         return load_pretrained(loader, name, what=what, **kwargs)
     try:
         return loader(name, local_files_only=True, **{"trust_remote_code": False, **kwargs})
-    except (OSError, ValueError, EnvironmentError) as exc:
+    except (OSError, ValueError) as exc:
         cached_error = exc
     if _offline() or not hub_reachable():
         why = "offline mode is on (HF_HUB_OFFLINE)" if _offline() else "the Hub cannot be reached"

@@ -118,7 +118,7 @@ def _lightning_module_class() -> type:
                 self.best_state = {n: p.detach().to("cpu", copy=True) for n, p in self.model.named_parameters() if p.requires_grad}
             if self.sampler is not None and self.sample_items and self.global_rank == 0:
                 captions, _ = self.sampler.generate(self.sample_items)
-                entry["samples"] = [{"id": it.id, "tags": it.tags, "caption": c} for it, c in zip(self.sample_items, captions)]
+                entry["samples"] = [{"id": it.id, "tags": it.tags, "caption": c} for it, c in zip(self.sample_items, captions, strict=True)]
                 for s in entry["samples"]:
                     self.print(f"  epoch {self.current_epoch} sample [{', '.join(s['tags'])}] -> {s['caption'][:160]}")
             self.val_history.append(entry)
@@ -242,7 +242,6 @@ def finetune(cfg: Any) -> FinetuneResult:
     from omegaconf import OmegaConf
 
     from tagtune.caption.data import TagInput, build_examples, check_examples, order_tags
-    from tagtune.caption.infer import CaptionGenerator
     from tagtune.caption.model import (
         LoadedModel,
         check_adapter_dir,

@@ -7,7 +7,7 @@ short summary; torch, transformers and peft are only imported inside those calls
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -34,7 +34,7 @@ app = typer.Typer(
 _EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 Adapter = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--adapter", help="LoRA adapter directory (the -o of `caption finetune`); sets model.checkpoint_dir.", show_default=False),
 ]
 
@@ -98,15 +98,15 @@ def finetune(
     ),
 )
 def infer(
-    input: Annotated[Optional[str], typer.Argument(help="Tag sets: JSONL of `vae sample`, or CSV/JSONL/Parquet with a tags column. Default: packaged demo tag sets.", show_default=False)] = None,
+    input: Annotated[str | None, typer.Argument(help="Tag sets: JSONL of `vae sample`, or CSV/JSONL/Parquet with a tags column. Default: packaged demo tag sets.", show_default=False)] = None,
     overrides: Overrides = None,
     adapter: Adapter = None,
     preset: Preset = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output JSONL (default: <output_dir>/captions.jsonl).", show_default=False)] = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", help="Caption only the first N input rows.", show_default=False)] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output JSONL (default: <output_dir>/captions.jsonl).", show_default=False)] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="Caption only the first N input rows.", show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over instead of resuming an existing output.")] = False,
-    shard: Annotated[Optional[str], typer.Option("--shard", help="I/N: caption this worker's share (writes <stem>.shard-0000I-of-0000N.jsonl).", show_default=False)] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Prompts generated together.", show_default=False)] = None,
+    shard: Annotated[str | None, typer.Option("--shard", help="I/N: caption this worker's share (writes <stem>.shard-0000I-of-0000N.jsonl).", show_default=False)] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", "-b", help="Prompts generated together.", show_default=False)] = None,
     seed: Seed = None,
     config_dir: ConfigDirs = None,
     show_config: ShowConfig = False,
@@ -153,12 +153,12 @@ def infer(
 def evaluate(
     predictions: Annotated[str, typer.Argument(help="Captions to score: JSONL/CSV/Parquet with a tags column and a caption column.", show_default=False)],
     overrides: Overrides = None,
-    tags_column: Annotated[Optional[str], typer.Option("--tags-column", help="Column holding the tags (default: tags, else aspect_list).", show_default=False)] = None,
-    caption_column: Annotated[Optional[str], typer.Option("--caption-column", help="Column holding the caption (default: caption, else prediction).", show_default=False)] = None,
-    references: Annotated[Optional[str], typer.Option("--references", help="File with reference captions, joined on id or by row order.", show_default=False)] = None,
-    reference_column: Annotated[Optional[str], typer.Option("--reference-column", help="Reference caption column (of --references, else of PREDICTIONS).", show_default=False)] = None,
-    taxonomy: Annotated[Optional[str], typer.Option("--taxonomy", help="Taxonomy (JSON/YAML) for per-category coverage.", show_default=False)] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Metrics JSON (default: <output_dir>/metrics.json).", show_default=False)] = None,
+    tags_column: Annotated[str | None, typer.Option("--tags-column", help="Column holding the tags (default: tags, else aspect_list).", show_default=False)] = None,
+    caption_column: Annotated[str | None, typer.Option("--caption-column", help="Column holding the caption (default: caption, else prediction).", show_default=False)] = None,
+    references: Annotated[str | None, typer.Option("--references", help="File with reference captions, joined on id or by row order.", show_default=False)] = None,
+    reference_column: Annotated[str | None, typer.Option("--reference-column", help="Reference caption column (of --references, else of PREDICTIONS).", show_default=False)] = None,
+    taxonomy: Annotated[str | None, typer.Option("--taxonomy", help="Taxonomy (JSON/YAML) for per-category coverage.", show_default=False)] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Metrics JSON (default: <output_dir>/metrics.json).", show_default=False)] = None,
     preset: Preset = None,
     config_dir: ConfigDirs = None,
     show_config: ShowConfig = False,
