@@ -1,4 +1,4 @@
-"""The beta-VAE over multi-hot tag vectors, and the LightningModule that trains it.
+"""The beta-VAE over multi-hot tag vectors and its loss (the LightningModule is in ``lightning_module``).
 
 An MLP encoder maps a tag set to a diagonal Gaussian ``q(z|x)``; an MLP decoder trunk maps a
 latent to two heads: one logit per tag (independent Bernoulli probabilities) and a categorical
@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import lightning as L
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -121,48 +120,3 @@ def vae_loss(
     kld_penalised = kld_per_dim.clamp(min=free_bits).sum() if free_bits > 0 else kld
     loss = bce_weight * bce + size_weight * size_ce + kld_weight * beta * kl_scale * kld_penalised
     return {"loss": loss, "bce": bce, "size_ce": size_ce, "kld": kld}
-
-
-class VAEModule(L.LightningModule):
-    """Lightning wrapper: optimisation, KL warm-up and logging of the loss terms."""
-
-    def __init__(
-        self,
-        arch: dict[str, Any],
-        beta: float,
-        learning_rate: float,
-        weight_decay: float = 0.0,
-        bce_weight: float = 1.0,
-        kld_weight: float = 1.0,
-        size_weight: float = 1.0,
-        free_bits: float = 0.0,
-        kl_warmup_epochs: int = 0,
-    ):
-        super().__init__()
-        self.save_hyperparameters()
-        self.vae = TagVAE(Architecture.from_dict(arch))
-
-    def _kl_scale(self) -> float:
-        warm = int(self.hparams.kl_warmup_epochs)
-        return 1.0 if warm <= 0 else min(1.0, (self.current_epoch + 1) / warm)
-
-    def _step(self, batch: Any, stage: str) -> torch.Tensor:
-        x = batch[0] if isinstance(batch, (list, tuple)) else batch
-        hp = self.hparams
-        terms = vae_loss(
-            x, self.vae(x), beta=hp.beta, bce_weight=hp.bce_weight, kld_weight=hp.kld_weight,
-            size_weight=hp.size_weight, free_bits=hp.free_bits,
-            kl_scale=self._kl_scale() if stage == "train" else 1.0,
-        )
-        for name, value in terms.items():
-            self.log(f"{stage}/{name}", value, on_step=False, on_epoch=True, prog_bar=(name == "loss"), batch_size=x.shape[0])
-        return terms["loss"]
-
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "val")
-
-    def configure_optimizers(self) -> Any:
-        return torch.optim.Adam(self.vae.parameters(), lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay)

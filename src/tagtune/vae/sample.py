@@ -278,6 +278,16 @@ def _meets_counts(sets: torch.Tensor, cons: Constraints, taxonomy: Taxonomy) -> 
     return ok
 
 
+def check_options(mode: str, prior: str, temperature: float) -> None:
+    """Refuse an unknown mode or prior and a negative temperature (before anything is drawn)."""
+    if mode not in MODES:
+        raise ConfigError(f"unknown sampling mode '{mode}'", hint=f"use one of: {', '.join(MODES)}")
+    if prior not in PRIORS:
+        raise ConfigError(f"unknown inference.prior '{prior}'", hint=f"use one of: {', '.join(PRIORS)}")
+    if temperature < 0:
+        raise ConfigError(f"temperature must be >= 0, got {temperature}")
+
+
 def generate_sets(
     loaded: LoadedModel, num_samples: int, mode: str = "sized", prior: str = "aggregate", temperature: float = 1.0,
     threshold: float = 0.5, seed: int = 0, constraints: Constraints | None = None, dedupe: bool = False,
@@ -294,12 +304,7 @@ def generate_sets(
     """
     import torch
 
-    if mode not in MODES:
-        raise ConfigError(f"unknown sampling mode '{mode}'", hint=f"use one of: {', '.join(MODES)}")
-    if prior not in PRIORS:
-        raise ConfigError(f"unknown inference.prior '{prior}'", hint=f"use one of: {', '.join(PRIORS)}")
-    if temperature < 0:
-        raise ConfigError(f"temperature must be >= 0, got {temperature}")
+    check_options(mode, prior, temperature)
     cons = constraints or Constraints()
     gen = torch.Generator().manual_seed(int(seed))
     kept: list[list[int]] = []
@@ -376,6 +381,7 @@ def sample(cfg: Any) -> SampleResult:
         "mode": mode, "temperature": float(inf.temperature), "threshold": float(inf.threshold), "seed": seed,
         "prior": str(inf.get("prior") or "aggregate"),
     }
+    check_options(mode, params["prior"], params["temperature"])
     out = Path(inf.get("output") or Path(str(inf.model_dir)) / "samples.jsonl").expanduser()
     threads = torch.get_num_threads()
     started = time.perf_counter()
@@ -394,6 +400,9 @@ def sample(cfg: Any) -> SampleResult:
                 batch_size=int(inf.get("batch_size") or 1024), max_attempts=int(inf.get("max_attempts") or 50),
                 progress=_tick,
             )
+        except BaseException:
+            bar.update(task, visible=False)  # the error line alone, no half-drawn bar
+            raise
         finally:
             torch.set_num_threads(threads)
     with atomic_path(out) as tmp:

@@ -147,7 +147,7 @@ def train(cfg: Any) -> TrainResult:
     from tagtune.runs import prepare_run_dir
     from tagtune.training import build_trainer, quiet_lightning
     from tagtune.vae.data import TensorBatches
-    from tagtune.vae.model import VAEModule
+    from tagtune.vae.lightning_module import VAEModule
     from tagtune.vae.modeldir import save_model_dir
 
     quiet_lightning()

@@ -1,0 +1,228 @@
+"""End-to-end: the real `tagtune vae` commands, the model directory, resume, evaluate, and error lines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tagtune.taxonomy import Taxonomy
+
+
+def _one_error_line(err: str, *needles: str) -> None:
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ") and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in lines[0], err
+
+
+@pytest.mark.slow
+def test_quick_test_train_sample_through_subprocess(tagtune_cli, tmp_path):
+    model = tmp_path / "m"
+    proc = tagtune_cli("vae", "train", "--preset", "quick_test", "-o", model)
+    assert proc.returncode == 0, proc.stderr
+    assert f"model: {model}" in proc.stdout
+    for name in ("model.safetensors", "taxonomy.json", "config.yaml", "metrics.json"):
+        assert (model / name).is_file(), name
+    metrics = json.loads((model / "metrics.json").read_text())
+    assert metrics["epochs"] == 20 and metrics["train_loss"] > 0 and metrics["dataset"]["rows_kept"] == 400
+    from tagtune.vae.modeldir import load_model_dir
+
+    loaded = load_model_dir(model)
+    assert loaded.model.arch.latent_dim == 8 and len(loaded.taxonomy) == loaded.model.arch.num_tags
+    out = tmp_path / "s.jsonl"
+    proc = tagtune_cli("vae", "sample", "--model", model, "-n", "1000", "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 1000
+    tax = Taxonomy.load(model / "taxonomy.json")
+    assert all(json.loads(ln)["tags"] and all(t in tax for t in json.loads(ln)["tags"]) for ln in lines)
+
+
+@pytest.mark.slow
+def test_default_train_on_demo_data_is_quick(tagtune_main, tmp_path):
+    """Acceptance 1: `tagtune vae train` with the default settings on the packaged demo data."""
+    model = tmp_path / "m"
+    code, out, err = tagtune_main("vae", "train", "-o", model)
+    assert code == 0, err
+    metrics = json.loads((model / "metrics.json").read_text())
+    assert metrics["fit_seconds"] < 60
+    assert (model / "checkpoints" / "last.ckpt").is_file()
+    assert (model / "metrics" / "metrics.csv").is_file()
+    assert metrics["best_val_loss"] is not None and metrics["best_val_loss"] < metrics["dataset"]["num_tags"]
+
+
+def test_resume_continues_epochs(tagtune_main, tmp_path):
+    model = tmp_path / "m"
+    code, _, err = tagtune_main("vae", "train", "trainer.max_epochs=3", "callbacks.early_stopping.enabled=false", "-o", model)
+    assert code == 0, err
+    first = json.loads((model / "metrics.json").read_text())
+    assert first["epochs"] == 3
+    code, _, err = tagtune_main("vae", "train", "trainer.max_epochs=5", "callbacks.early_stopping.enabled=false",
+                                f"ckpt_path={model / 'checkpoints' / 'last.ckpt'}", "-o", model)
+    assert code == 0, err
+    second = json.loads((model / "metrics.json").read_text())
+    assert second["epochs"] == 5
+    assert second["global_steps"] == first["global_steps"] * 5 // 3  # two more epochs, not five
+    csv_epochs = {int(line.split(",")[0]) for line in (model / "metrics" / "metrics.csv").read_text().splitlines()[1:]}
+    assert {3, 4} <= csv_epochs
+
+
+def test_resume_from_missing_checkpoint_is_one_line(tagtune_main, tmp_path):
+    code, _, err = tagtune_main("vae", "train", f"ckpt_path={tmp_path / 'nope.ckpt'}", "-o", tmp_path / "m")
+    assert code == 2
+    _one_error_line(err, "nope.ckpt", "checkpoint does not exist")
+
+
+def test_evaluate_prints_table_writes_json_and_pngs(tagtune_main, demo_model, tmp_path):
+    samples = tmp_path / "s.jsonl"
+    assert tagtune_main("vae", "sample", "--model", demo_model, "-n", "400", "-o", samples)[0] == 0
+    from tagtune.records import resolve_path
+
+    demo = resolve_path("pkg:demo_tags.jsonl")
+    plots = tmp_path / "plots"
+    out = tmp_path / "metrics.json"
+    code, stdout, err = tagtune_main("vae", "evaluate", samples, "--reference", demo, "--train", demo,
+                                     "--model", demo_model, "--plots", plots, "-o", out)
+    assert code == 0, err
+    for key in ("jsd", "cooccurrence_r", "set_size_w1", "mean_set_size", "diversity", "novelty", "precision",
+                "recall", "density", "coverage", "mmd2"):
+        assert key in stdout
+    metrics = json.loads(out.read_text())
+    assert metrics["n_generated"] == 400 and metrics["n_reference"] == 400 and metrics["knn_subsample"] == 400
+    assert 0 <= metrics["jsd"] <= 1 and -1 <= metrics["cooccurrence_r"] <= 1 and 0 <= metrics["novelty"] <= 1
+    assert set(metrics["mean_set_size_by_category"]) == {"genre", "mood", "instrument", "tempo"}
+    for name in ("tag_frequencies.png", "cooccurrence.png", "set_sizes.png"):
+        png = plots / name
+        assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluate_reference_against_itself_is_perfect(tagtune_main, tmp_path):
+    from tagtune.records import resolve_path
+
+    demo = resolve_path("pkg:demo_tags.jsonl")
+    out = tmp_path / "m.json"
+    code, _, err = tagtune_main("vae", "evaluate", demo, "--reference", demo, "--train", demo, "-o", out)
+    assert code == 0, err
+    m = json.loads(out.read_text())
+    assert m["jsd"] == pytest.approx(0, abs=1e-12) and m["cooccurrence_r"] == pytest.approx(1.0)
+    assert m["set_size_w1"] == 0 and m["novelty"] == 0 and m["precision"] == 1 and m["coverage"] == 1
+
+
+def test_evaluate_csv_with_per_category_columns_and_tags_column(tagtune_main, tmp_path, small_taxonomy, small_sets):
+    import csv
+
+    tax = Taxonomy.load(small_taxonomy)
+    per_cat = tmp_path / "real.csv"
+    with open(per_cat, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["genre", "mood", "instrument", "tempo"])
+        for s in small_sets:
+            c = tax.by_category(s)
+            w.writerow([", ".join(c[k]) for k in ("genre", "mood", "instrument", "tempo")])
+    gen = tmp_path / "gen.csv"
+    with open(gen, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["labels"])
+        for s in small_sets:
+            w.writerow([repr(s)])
+    code, _, err = tagtune_main("vae", "evaluate", gen, "--reference", per_cat, "--taxonomy", small_taxonomy,
+                                "--tags-column", "labels", "-o", tmp_path / "m.json")
+    assert code == 2  # --tags-column applies to both files: the per-category file has no 'labels'
+    _one_error_line(err, "real.csv", "no column 'labels'", "available columns: genre, mood, instrument, tempo")
+    code, _, err = tagtune_main("vae", "evaluate", gen, "--reference", per_cat, "--taxonomy", small_taxonomy,
+                                "-o", tmp_path / "m.json")
+    assert code == 2  # auto-detection finds no tags/aspect_list column in gen.csv
+    code, _, err = tagtune_main("vae", "evaluate", per_cat, "--reference", per_cat, "--taxonomy", small_taxonomy,
+                                "-o", tmp_path / "m.json")
+    assert code == 0, err
+    assert json.loads((tmp_path / "m.json").read_text())["precision"] == 1.0
+
+
+# -- errors: one line, exit 2, nothing written ------------------------------------------------------
+def test_duplicated_tag_taxonomy(tagtune_main, tmp_path):
+    tax = tmp_path / "tax.json"
+    tax.write_text(json.dumps({"genre": ["rock", "jazz"], "mood": ["calm", "Rock"]}), encoding="utf-8")
+    code, _, err = tagtune_main("vae", "train", f"data.taxonomy_path={tax}", "-o", tmp_path / "m")
+    assert code == 2
+    _one_error_line(err, "tax.json", "'rock'", "in both 'genre' and 'mood'")
+    assert not (tmp_path / "m" / "model.safetensors").exists()
+
+
+def test_data_without_the_named_column(tagtune_main, tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text("caption,labels\nA rock song,rock\n", encoding="utf-8")
+    code, _, err = tagtune_main("vae", "train", f"data.path={data}", "data.aspect_column=aspect_list", "-o", tmp_path / "m")
+    assert code == 2
+    _one_error_line(err, "d.csv", "no column 'aspect_list'", "available columns: caption, labels")
+
+
+def test_missing_model_dir(tagtune_main, tmp_path):
+    code, _, err = tagtune_main("vae", "sample", "--model", tmp_path / "nope", "-n", "5")
+    assert code == 2
+    _one_error_line(err, "nope", "does not exist")
+
+
+def test_model_dir_without_weights(tagtune_main, broken_copy):
+    model = broken_copy()
+    (model / "model.safetensors").unlink()
+    code, _, err = tagtune_main("vae", "sample", "--model", model, "-n", "5")
+    assert code == 2
+    _one_error_line(err, "has no model.safetensors")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_corrupt_weights(tagtune_main, broken_copy, damage):
+    model = broken_copy()
+    weights = model / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"\x00not safetensors" * 20, "empty": b""}[damage])
+    code, _, err = tagtune_main("vae", "sample", "--model", model, "-n", "5", "-o", model / "s.jsonl")
+    assert code == 2
+    _one_error_line(err, "model.safetensors", "corrupt")
+    assert not (model / "s.jsonl").exists()
+
+
+def test_taxonomy_mismatch(tagtune_main, demo_model, small_taxonomy, tmp_path):
+    code, _, err = tagtune_main("vae", "sample", "--model", demo_model, "-n", "5", "--taxonomy", small_taxonomy,
+                                "-o", tmp_path / "s.jsonl")
+    assert code == 2
+    _one_error_line(err, "does not match the model's", "tags vs")
+    # Same tags, another order: refused too (the multi-hot layout would differ).
+    tax = Taxonomy.load(demo_model / "taxonomy.json").to_dict()
+    swapped = dict(reversed(list(tax.items())))
+    path = tmp_path / "swapped.json"
+    path.write_text(json.dumps(swapped), encoding="utf-8")
+    code, _, err = tagtune_main("vae", "sample", "--model", demo_model, "-n", "5", "--taxonomy", path)
+    assert code == 2
+    _one_error_line(err, "different order")
+    # The model's own taxonomy is accepted.
+    code, _, err = tagtune_main("vae", "sample", "--model", demo_model, "-n", "5", "--taxonomy",
+                                demo_model / "taxonomy.json", "-o", tmp_path / "ok.jsonl")
+    assert code == 0, err
+
+
+def test_edited_taxonomy_in_model_dir(tagtune_main, broken_copy):
+    model = broken_copy()
+    tax = json.loads((model / "taxonomy.json").read_text())
+    first = next(iter(tax))
+    tax[first] = tax[first][::-1]
+    (model / "taxonomy.json").write_text(json.dumps(tax))
+    code, _, err = tagtune_main("vae", "sample", "--model", model, "-n", "5")
+    assert code == 2
+    _one_error_line(err, "taxonomy.json", "does not match the taxonomy the weights were trained with")
+
+
+def test_error_through_subprocess_has_no_traceback(tagtune_cli, tmp_path):
+    proc = tagtune_cli("vae", "sample", "--model", tmp_path / "missing", "-n", "0")
+    assert proc.returncode == 2
+    _one_error_line(proc.stderr, "error: ")
+
+
+def test_help_lists_examples(tagtune_cli):
+    for cmd in ("train", "sample", "evaluate"):
+        proc = tagtune_cli("vae", cmd, "--help")
+        assert proc.returncode == 0
+        assert proc.stdout.count("$ tagtune vae") >= 2, proc.stdout
