@@ -197,7 +197,8 @@ def _save_adapter(peft_model: Any, tokenizer: Any, run_dir: Path) -> None:
     try:
         peft_model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
-        for item in tmp.iterdir():
+        # The weights file goes last: once it exists, the rest of the adapter directory does too.
+        for item in sorted(tmp.iterdir(), key=lambda p: p.name == "adapter_model.safetensors"):
             target = run_dir / item.name
             if item.is_dir():
                 if target.exists():

@@ -1,0 +1,70 @@
+"""Fine-tuning pieces: LR schedule, LoRA wrapping, quantization plan, a short in-process run."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tagtune.caption.model import quantization_plan
+from tagtune.caption.train import build_peft_model, lr_lambda
+from tagtune.errors import ConfigError, DependencyError
+
+
+def test_schedules_warm_up_then_decay():
+    cos = lr_lambda("cosine", 0.1, 100)
+    assert cos(0) < cos(5) < cos(9) <= 1.0
+    assert cos(10) == pytest.approx(1.0)
+    assert cos(55) == pytest.approx(0.5, abs=0.02)
+    assert cos(100) == pytest.approx(0.0, abs=1e-9)
+    lin = lr_lambda("linear", 0.0, 10)
+    assert [round(lin(s), 2) for s in (0, 5, 10)] == [1.0, 0.5, 0.0]
+    assert lr_lambda("constant", 0.5, 10)(9) == 1.0
+    with pytest.raises(ConfigError, match="scheduler.name"):
+        lr_lambda("exponential", 0.0, 10)
+
+
+def test_quantization_plan():
+    cfg = {"name": "m", "quantization": {"enabled": True, "required": False}}
+    assert quantization_plan(cfg, cuda=True) == (True, None)
+    quantize, note = quantization_plan(cfg, cuda=False)
+    assert not quantize and "unquantized" in note and "\n" not in note
+    assert quantization_plan({"name": "m", "quantization": {"enabled": False}}, cuda=False) == (False, None)
+    with pytest.raises(DependencyError, match="quantization.required"):
+        quantization_plan({"name": "m", "quantization": {"enabled": True, "required": True}}, cuda=False)
+
+
+@pytest.fixture
+def fresh_tiny(tiny_loaded):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(tiny_loaded.path)
+
+
+def test_lora_freezes_the_base_and_targets_the_named_modules(fresh_tiny):
+    model = build_peft_model(fresh_tiny, {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
+                             quantized=False, gradient_checkpointing=False)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    assert {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in trainable} == {"q_proj", "v_proj"}
+
+
+def test_unknown_target_modules_is_a_config_error(fresh_tiny):
+    with pytest.raises(ConfigError, match="target_modules"):
+        build_peft_model(fresh_tiny, {"r": 4, "lora_alpha": 8, "target_modules": ["wq", "wv"]},
+                         quantized=False, gradient_checkpointing=False)
+
+
+def test_short_finetune_changes_lora_weights_and_lowers_loss(caption_cfg, tmp_path):
+    from safetensors.torch import load_file
+
+    from tagtune.caption.train import finetune
+
+    cfg = caption_cfg("caption_fine_tuning", "data.limit=64", "trainer.max_epochs=2", "callbacks.progress_bar.enabled=false",
+                      "validation.num_sample_captions=1", "logger=none")
+    res = finetune(cfg)
+    assert res.train_loss_epochs[-1] < res.train_loss_epochs[0]
+    assert res.val_perplexity == pytest.approx(math.exp(res.val_loss))
+    weights = load_file(tmp_path / "run" / "adapter_model.safetensors")
+    assert any("lora_B" in k and v.abs().sum() > 0 for k, v in weights.items())
+    assert res.sample_captions and res.sample_captions[0]["caption"]
