@@ -49,15 +49,24 @@ def make_cfg(tmp_path: Path):
     return make
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """The tiny models are far faster on one thread when the 2 cores are shared (no OpenMP barrier
+    waits on descheduled threads); restored after each test so other stages keep their setting."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_backend():
     """The tiny MusicGen, loaded once per session for in-process runs."""
-    import torch
-
     from tagtune.config import compose
     from tagtune.tta.model import load_backend
 
-    torch.set_num_threads(2)
     cfg = compose("tta_inference", preset="quick_test", updates={"model.device": "cpu"})
     return load_backend(cfg.model)
 
