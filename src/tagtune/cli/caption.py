@@ -78,7 +78,7 @@ def finetune(
     res = run(cfg)
     console = out_console()
     first, last = res.train_loss_first, res.train_loss_last
-    drop = f" ({100 * (first - last) / first:+.1f}% lower)".replace("+", "") if first and last is not None else ""
+    drop = f" ({100 * (last - first) / first:+.1f}%)" if first and last is not None else ""
     console.print(f"[bold]adapter[/bold] {res.output_dir}")
     console.print(f"examples: {res.train_examples} train, {res.val_examples} validation; {res.steps} steps, {res.epochs} epochs, {res.seconds:.1f} s")
     console.print(f"train loss: {_fmt(first)} -> {_fmt(last)}{drop}")
