@@ -183,8 +183,6 @@ def load_base_model(model_cfg: Mapping[str, Any], path: str, for_training: bool 
     cuda = torch.cuda.is_available()
     quantize, note = quantization_plan(model_cfg, cuda)
     notices = [note] if note else []
-    if note:
-        notice(note)
     device = pick_device("auto")
     kwargs: dict[str, Any] = {
         "dtype": pick_dtype(str(model_cfg.get("dtype") or "auto"), device),
@@ -200,6 +198,8 @@ def load_base_model(model_cfg: Mapping[str, Any], path: str, for_training: bool 
     elif cuda and model_cfg.get("device_map") and not for_training:
         kwargs["device_map"] = model_cfg["device_map"]
     model = fetch(AutoModelForCausalLM.from_pretrained, path, "model", **kwargs)
+    if note:  # said once the model is there, so a load failure stays a single line
+        notice(note)
     if "device_map" not in kwargs and not for_training:
         model.to(device)
     if not quantize and "device_map" in kwargs:
@@ -253,6 +253,16 @@ def attach_adapter(model: Any, adapter_dir: str | Path, trainable: bool = False)
         ) from exc
 
 
+def adapter_base_model(adapter_dir: str | Path) -> str | None:
+    """The base model an adapter was trained on, as recorded in its ``adapter_config.json``."""
+    try:
+        data = json.loads((Path(adapter_dir).expanduser() / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    base = data.get("base_model_name_or_path") if isinstance(data, dict) else None
+    return str(base) if base else None
+
+
 def adapter_tokenizer_dir(adapter_dir: str | Path | None) -> Path | None:
     """The tokenizer saved beside an adapter, if any (fine-tuning saves it there)."""
     if not adapter_dir:
@@ -267,6 +277,12 @@ def load_for_inference(model_cfg: Mapping[str, Any]) -> LoadedModel:
     if adapter:
         check_adapter_dir(adapter)  # fail before the slow base-model load
     path = resolve_model_path(model_cfg)
+    extra = []
+    if adapter:
+        base = adapter_base_model(adapter)
+        if base and base not in (path, str(model_cfg["name"])):
+            extra.append(f"note: adapter {adapter} was trained on '{base}' but model.name is '{model_cfg['name']}'")
+            notice(extra[-1])
     tok_dir = adapter_tokenizer_dir(adapter)
     tokenizer = load_tokenizer(model_cfg, str(tok_dir) if tok_dir else path, padding_side="left")
     model, device, quantized, notices = load_base_model(model_cfg, path)
@@ -275,4 +291,5 @@ def load_for_inference(model_cfg: Mapping[str, Any]) -> LoadedModel:
         if not quantized:
             model.to(device)
     model.eval()
-    return LoadedModel(model, tokenizer, str(model_cfg["name"]), path, device, quantized, str(adapter) if adapter else None, notices)
+    return LoadedModel(model, tokenizer, str(model_cfg["name"]), path, device, quantized, str(adapter) if adapter else None,
+                       extra + notices)

@@ -135,7 +135,7 @@ def infer(
         return
     resumed = f", {res.already_done} already there" if res.already_done else ""
     console.print(f"[bold]captions[/bold] {res.output}")
-    console.print(f"wrote {res.written} captions{resumed} ({res.captions_per_s:.2f} captions/s, model load {res.load_seconds:.1f} s)")
+    console.print(f"wrote {res.written} caption{'s' if res.written != 1 else ''}{resumed} ({res.captions_per_s:.2f} captions/s, model load {res.load_seconds:.1f} s)")
     if res.empty:
         err_console().print(f"[yellow]warning:[/yellow] {res.empty} captions came out empty after cleaning (try generation.min_new_tokens=8)")
 
