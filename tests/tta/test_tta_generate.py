@@ -139,12 +139,28 @@ def test_too_long_duration_names_the_line(make_cfg, tmp_path, tiny_backend, tta_
 @pytest.mark.shared_data
 def test_renders_reference_llm_captions_csv(make_cfg, shared_data, tiny_backend, tta_helpers):
     import csv
+    import itertools
 
     source = shared_data / "seed_llm_captions_validation.csv"
     with open(source, newline="", encoding="utf-8") as fh:
-        first = [row for _, row in zip(range(3), csv.DictReader(fh))]
+        first = list(itertools.islice(csv.DictReader(fh), 3))
     res = generate(make_cfg(data__text_column="prediction", data__limit=3), source, backend=tiny_backend)
     lines = tta_helpers["read_jsonl"](res.metadata)
     assert [r["id"] for r in lines] == [row["id"] for row in first]
     assert [r["text"] for r in lines] == [row["prediction"].strip() for row in first]
     assert lines[0]["aspect_list"] == first[0]["aspect_list"] and "prediction" in lines[0]
+
+
+def test_many_distinct_durations_keep_waiting_prompts_bounded(make_cfg, tmp_path, tiny_backend, tta_helpers, monkeypatch):
+    import tagtune.tta.generate as gen_module
+
+    monkeypatch.setattr(gen_module, "_MAX_PENDING_BATCHES", 1)
+    calls = []
+    real = tiny_backend.generate
+    monkeypatch.setattr(tiny_backend, "generate", lambda texts, *a: calls.append(len(texts)) or real(texts, *a))
+    rows = [{"id": f"d{i}", "caption": f"tune {i}", "duration": 0.02 * (i + 1)} for i in range(7)]
+    path = tta_helpers["write_jsonl"](tmp_path / "d.jsonl", rows)
+    res = generate(make_cfg(generation__batch_size=2), path, backend=tiny_backend)
+    assert res.generated == 7 and sum(calls) == 7
+    for rec in tta_helpers["read_jsonl"](res.metadata):
+        assert sf.info(str(res.output_dir / rec["file_name"])).frames == round(rec["duration"] * 16000)

@@ -167,7 +167,7 @@ def evaluate(
     table.add_column("note")
     table.add_row("clips", str(result.clips), "")
     table.add_row("CLAP score (mean)", f"{result.clap_mean:.4f}", f"std {result.clap_std:.4f}, {result.clap_model}")
-    table.add_row("FAD", f"{result.fad:.4f}" if result.fad is not None else "skipped", result.fad_note)
+    table.add_row("FAD", f"{result.fad:.4g}" if result.fad is not None else "skipped", result.fad_note)
     console = out_console()
     console.print(table)
     console.print(f"per-clip scores: {result.scores_csv}   summary: {result.summary_json}")

@@ -28,9 +28,10 @@ from tagtune.errors import ConfigError, InputError
 from tagtune.ids import stable_hash
 from tagtune.resumable import JsonlAppender, ensure_dir, iter_jsonl
 from tagtune.tta.merge import AUDIO_DIR, METADATA, MergeReport, merge_dir, metadata_parts, part_name
-from tagtune.tta.prompts import Prompt, scan_prompts
+from tagtune.tta.prompts import Prompt, iter_prompts, scan_prompts
 
 SEEDING_MODES = ("per_sample", "exact")
+_MAX_PENDING_BATCHES = 16  # prompts waiting for a full batch of their length, in batches
 
 
 @dataclass
@@ -131,6 +132,9 @@ class _Run:
         bucket.append(job)
         if len(bucket) >= self.batch_size:
             self.flush(key)
+        elif sum(map(len, self.buckets.values())) > _MAX_PENDING_BATCHES * self.batch_size:
+            # many different durations: render the fullest group early so waiting prompts stay bounded
+            self.flush(max(self.buckets, key=lambda k: len(self.buckets[k])))
 
     def flush(self, key: tuple[int, int]) -> None:
         from tagtune.progress import rate_text
@@ -238,8 +242,6 @@ def generate(cfg: Any, prompts: str | Path | None = None, backend: Any = None) -
         result.model, result.sample_rate = backend.name, backend.sample_rate
         run = _Run(cfg, out, sink, backend, result, source)
         base_seed = int(cfg.seed)
-        from tagtune.tta.prompts import iter_prompts
-
         with make_progress("clips") as progress:
             run.progress, run.task = progress, progress.add_task(f"audio {shard}", total=len(owned), rate="- clips/s")
             for prompt in iter_prompts(source, cfg.data):  # pass 2

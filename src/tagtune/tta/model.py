@@ -212,12 +212,18 @@ class TransformersMusicgen:
         torch = self._torch
         inputs = self.processor(text=list(texts), padding=True, return_tensors="pt").to(self.device)
         sampler = PerSampleSampler(seeds, self.num_codebooks, steps, params, self.device)
-        with torch.inference_mode():
-            audio = self.model.generate(
-                **inputs, do_sample=False, guidance_scale=params.guidance_scale,
-                max_new_tokens=steps, logits_processor=LogitsProcessorList([sampler]),
-                top_k=None, top_p=None, temperature=None,
-            )
+        try:
+            with torch.inference_mode():
+                audio = self.model.generate(
+                    **inputs, do_sample=False, guidance_scale=params.guidance_scale,
+                    max_new_tokens=steps, logits_processor=LogitsProcessorList([sampler]),
+                    top_k=None, top_p=None, temperature=None,
+                )
+        except torch.OutOfMemoryError as exc:
+            raise DependencyError(
+                f"out of {'GPU ' if self.device.startswith('cuda') else ''}memory generating {len(texts)} clip(s) of {steps} steps",
+                hint="lower --batch-size (finished clips are kept; rerun the same command to resume)",
+            ) from exc
         if not torch.is_tensor(audio):  # return_dict_in_generate set in a checkpoint's generation config
             audio = audio.sequences
         return np.ascontiguousarray(audio.float().cpu().numpy())
