@@ -166,6 +166,7 @@ def build_peft_model(model: Any, lora_cfg: Mapping[str, Any], quantized: bool, g
 
     from tagtune.caption.model import attach_adapter
 
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")  # peft calls a deprecated name
     if quantized:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
     elif gradient_checkpointing:
