@@ -145,7 +145,8 @@ def run(quick: bool = False) -> str:
         "",
         "`tagtune.caption.infer.infer` (the function behind `tagtune caption infer`) on an already loaded model, "
         "every caption forced to the same number of new tokens; medians"
-        + (" of 3 alternated repetitions." if not quick else " (quick run: 1 repetition)."),
+        + (" of 3 alternated repetitions." if not quick else " (quick smoke run: 1 repetition of a few tiny batches; "
+                                                 "the ratios mean nothing at this size)."),
         "Overhead = `infer`'s whole batch loop (prompt rendering, tokenization, per-row seeded sampling, cleaning, "
         "fsync'ed JSONL appends, progress bar) over the time inside bare `model.generate(do_sample=True)` on the same "
         "batches of 8. Loading the tiny model (building it on first use) took "
