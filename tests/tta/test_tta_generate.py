@@ -164,3 +164,24 @@ def test_many_distinct_durations_keep_waiting_prompts_bounded(make_cfg, tmp_path
     assert res.generated == 7 and sum(calls) == 7
     for rec in tta_helpers["read_jsonl"](res.metadata):
         assert sf.info(str(res.output_dir / rec["file_name"])).frames == round(rec["duration"] * 16000)
+
+
+def test_shard_taken_from_torchrun_environment(make_cfg, prompts_file, tiny_backend, monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    res = generate(make_cfg("env"), prompts_file, backend=tiny_backend)
+    assert res.shard == "1/2" and res.metadata.name == "metadata.shard-00001-of-00002.jsonl"
+    monkeypatch.setenv("RANK", "0")
+    other = generate(make_cfg("env"), prompts_file, backend=tiny_backend)
+    assert res.owned + other.owned == 6
+
+
+def test_overwrite_with_a_missing_model_keeps_earlier_output(make_cfg, prompts_file, tiny_backend, monkeypatch):
+    from tagtune.errors import ModelNotFoundError
+
+    first = generate(make_cfg(), prompts_file, backend=tiny_backend)
+    before = first.metadata.read_bytes()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelNotFoundError):
+        generate(make_cfg(output__overwrite=True, model__name="facebook/musicgen-small"), prompts_file)
+    assert first.metadata.read_bytes() == before

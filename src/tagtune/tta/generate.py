@@ -222,6 +222,7 @@ def generate(cfg: Any, prompts: str | Path | None = None, backend: Any = None) -
 
     ensure_dir(out)
     ensure_dir(out / AUDIO_DIR)
+    backend = backend or load_backend(cfg.model)  # before anything in DIR changes: a missing model loses nothing
     prepare_run_dir(cfg, out)
     main = out / METADATA
     result = GenerateResult(output_dir=out, metadata=main, total=scan.total, owned=len(owned), shard=str(shard))
@@ -238,7 +239,6 @@ def generate(cfg: Any, prompts: str | Path | None = None, backend: Any = None) -
 
     with JsonlAppender(meta, key="id", overwrite=overwrite) as sink:
         done = {} if overwrite else _done_files([meta] + ([main] if shard.is_sharded else []))
-        backend = backend or load_backend(cfg.model)
         result.model, result.sample_rate = backend.name, backend.sample_rate
         run = _Run(cfg, out, sink, backend, result, source)
         base_seed = int(cfg.seed)
