@@ -19,7 +19,7 @@ from typing import Any
 
 from tagtune.errors import ConfigError, InputError
 from tagtune.resumable import atomic_write_json, atomic_write_text, ensure_dir, iter_jsonl
-from tagtune.tta.merge import METADATA, metadata_parts
+from tagtune.tta.merge import METADATA, clip_path, metadata_parts
 
 
 @dataclass
@@ -47,15 +47,11 @@ def _batches(items: list[Any], size: int) -> Any:
 def _clip_rows(folder: Path, meta: Path) -> Any:
     """Yield ``(line, id, file_name, text, path)`` from a metadata file, checking each field."""
     for line, rec in iter_jsonl(meta):
-        name = rec.get("file_name")
+        path = clip_path(folder, rec, meta, line)
+        name = rec["file_name"]
         text = rec.get("text", rec.get("caption"))
-        if not isinstance(name, str) or not name:
-            raise InputError("no file_name", meta, line, field="file_name")
         if not isinstance(text, str) or not text.strip():
             raise InputError("no prompt text", meta, line, field="text")
-        path = (folder / name).resolve()
-        if Path(name).is_absolute() or not path.is_relative_to(folder.resolve()):
-            raise InputError(f"file_name '{name}' points outside {folder}", meta, line, field="file_name")
         if not path.is_file():
             raise InputError(f"audio file {name} does not exist", meta, line, field="file_name",
                              hint="run the same `tagtune tta generate` again to re-render it")

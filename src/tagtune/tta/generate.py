@@ -167,14 +167,17 @@ class _Run:
             self.progress.update(self.task, advance=1, **({"rate": rate} if rate else {}))
 
 
-def _done_files(paths: list[Path]) -> dict[str, str]:
+def _done_files(out: Path, paths: list[Path]) -> dict[str, str]:
     """id -> file_name of the lines already written (in the given metadata files)."""
+    from tagtune.tta.merge import clip_path
+
     done: dict[str, str] = {}
     for path in paths:
         if path.exists():
-            for _, rec in iter_jsonl(path):
+            for line, rec in iter_jsonl(path):
                 if isinstance(rec.get("id"), str):
-                    done[rec["id"]] = str(rec.get("file_name", ""))
+                    clip_path(out, rec, path, line)  # refuses a file_name outside DIR
+                    done[rec["id"]] = str(rec["file_name"])
     return done
 
 
@@ -238,7 +241,7 @@ def generate(cfg: Any, prompts: str | Path | None = None, backend: Any = None) -
             result.merged = merge_dir(out)
 
     with JsonlAppender(meta, key="id", overwrite=overwrite) as sink:
-        done = {} if overwrite else _done_files([meta] + ([main] if shard.is_sharded else []))
+        done = {} if overwrite else _done_files(out, [meta] + ([main] if shard.is_sharded else []))
         result.model, result.sample_rate = backend.name, backend.sample_rate
         run = _Run(cfg, out, sink, backend, result, source)
         base_seed = int(cfg.seed)
@@ -250,7 +253,7 @@ def generate(cfg: Any, prompts: str | Path | None = None, backend: Any = None) -
                 file_name = f"{AUDIO_DIR}/{prompt.id}.{fmt}"
                 job = _Job(prompt, clip_seed(base_seed, prompt.id), file_name, write_line=True)
                 if prompt.id in done:
-                    recorded = done[prompt.id] or file_name
+                    recorded = done[prompt.id]
                     if probe(out / recorded) is not None:
                         result.skipped += 1
                         run.advance()

@@ -90,7 +90,8 @@ def _digest(obj: dict[str, Any]) -> bytes:
     return hashlib.blake2b(dumps_line(obj).encode("utf-8"), digest_size=16).digest()
 
 
-def _clip_path(folder: Path, rec: dict[str, Any], path: Path, line: int) -> Path:
+def clip_path(folder: Path, rec: dict[str, Any], path: Path, line: int) -> Path:
+    """The audio file a metadata line points at; a missing or escaping ``file_name`` is an InputError."""
     name = rec.get("file_name")
     if not isinstance(name, str) or not name:
         raise InputError("metadata line has no file_name", path, line, field="file_name")
@@ -165,7 +166,7 @@ def merge_dir(folder: str | Path, write: bool = True) -> MergeReport:
             for line, rec in iter_jsonl(path):
                 if winner[rec["id"]][:2] != (src_index, line):
                     continue
-                clip = _clip_path(folder, rec, path, line)
+                clip = clip_path(folder, rec, path, line)
                 referenced.add(clip)
                 if probe(clip) is None:
                     missing.append(f"{rec['file_name']} ({path.name}:{line})")
