@@ -108,8 +108,11 @@ def merge(
     config_dir: ConfigDirs = None,
     show_config: ShowConfig = False,
 ) -> None:
-    """Combine the metadata parts of sharded runs into DIR/metadata.jsonl (atomic), checking for duplicate
-    ids, missing or unreadable audio (exit 2) and orphan audio files (reported)."""
+    """Combine the metadata parts of sharded runs into DIR/metadata.jsonl (atomic), with checks.
+
+    Duplicate ids and missing or unreadable audio exit 2 without changing anything; audio files
+    that no line points at are reported.
+    """
     folder, rest = split_input(folder, overrides)
     if folder is None and not show_config:
         from tagtune.errors import ConfigError
