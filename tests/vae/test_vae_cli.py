@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -226,3 +225,22 @@ def test_help_lists_examples(tagtune_cli):
         proc = tagtune_cli("vae", cmd, "--help")
         assert proc.returncode == 0
         assert proc.stdout.count("$ tagtune vae") >= 2, proc.stdout
+
+
+def test_hub_dataset_offline_is_one_line(tagtune_main, tmp_path):
+    code, _, err = tagtune_main("vae", "train", "data.path=null", "data.dataset_name=nobody/no-such-tags",
+                                "-o", tmp_path / "m")
+    assert code == 2
+    _one_error_line(err, "nobody/no-such-tags")
+
+
+def test_flags_land_in_the_config(tagtune_main, tmp_path):
+    code, out, err = tagtune_main("vae", "sample", "--model", tmp_path, "-n", "7", "--seed", "5", "--mode", "bernoulli",
+                                  "--require", "jazz", "--min", "mood=1", "--no-dedupe", "--show-config")
+    assert code == 0, err
+    import yaml
+
+    inf = yaml.safe_load(out)["inference"]
+    assert inf["num_samples"] == 7 and inf["seed"] == 5 and inf["mode"] == "bernoulli"
+    assert inf["require"] == ["jazz"] and inf["category_min"] == ["mood=1"] and inf["dedupe"] is False
+    assert inf["model_dir"] == str(tmp_path)

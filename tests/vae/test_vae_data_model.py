@@ -177,7 +177,7 @@ def test_conditional_bernoulli_matches_the_exact_distribution():
     odds = (p / (1 - p)).tolist()
     weights = [odds[i] * odds[j] for i, j in pairs]
     total = sum(weights)
-    for (i, j), w in zip(pairs, weights):
+    for (i, j), w in zip(pairs, weights, strict=True):
         freq = ((out[:, i] == 1) & (out[:, j] == 1)).float().mean().item()
         expected = w / total
         assert abs(freq - expected) < 4 * math.sqrt(expected * (1 - expected) / n) + 1e-3

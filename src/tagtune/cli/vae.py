@@ -7,7 +7,7 @@ function of :mod:`tagtune.vae`, print a short summary. Nothing heavy is imported
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -32,7 +32,7 @@ app = typer.Typer(
 )
 
 _CTX = {"allow_extra_args": True, "ignore_unknown_options": True}
-ModelDir = Annotated[Optional[Path], typer.Option("--model", "-m", help="A model directory written by `tagtune vae train`.", show_default=False)]
+ModelDir = Annotated[Path | None, typer.Option("--model", "-m", help="A model directory written by `tagtune vae train`.", show_default=False)]
 
 
 def _fmt(value: Any) -> str:
@@ -96,18 +96,18 @@ def train(
 def sample(
     overrides: Overrides = None,
     model: ModelDir = None,
-    num: Annotated[Optional[int], typer.Option("-n", "--num-samples", help="How many tag sets.", show_default=False)] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output JSONL (default: <model>/samples.jsonl).", show_default=False)] = None,
-    temperature: Annotated[Optional[float], typer.Option("--temperature", "-t", help="Scale of the latent noise.", show_default=False)] = None,
-    threshold: Annotated[Optional[float], typer.Option("--threshold", help="Probability cut for --mode threshold.", show_default=False)] = None,
+    num: Annotated[int | None, typer.Option("-n", "--num-samples", help="How many tag sets.", show_default=False)] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output JSONL (default: <model>/samples.jsonl).", show_default=False)] = None,
+    temperature: Annotated[float | None, typer.Option("--temperature", "-t", help="Scale of the latent noise.", show_default=False)] = None,
+    threshold: Annotated[float | None, typer.Option("--threshold", help="Probability cut for --mode threshold.", show_default=False)] = None,
     seed: Seed = None,
-    mode: Annotated[Optional[str], typer.Option("--mode", help="sized | bernoulli | threshold.", show_default=False)] = None,
-    require: Annotated[Optional[list[str]], typer.Option("--require", help="A tag every set must contain (repeatable).", show_default=False)] = None,
-    forbid: Annotated[Optional[list[str]], typer.Option("--forbid", help="A tag no set may contain (repeatable).", show_default=False)] = None,
-    min_count: Annotated[Optional[list[str]], typer.Option("--min", help="CATEGORY=K: at least K tags of the category (repeatable).", show_default=False)] = None,
-    max_count: Annotated[Optional[list[str]], typer.Option("--max", help="CATEGORY=K: at most K tags of the category (repeatable).", show_default=False)] = None,
-    dedupe: Annotated[Optional[bool], typer.Option("--dedupe/--no-dedupe", help="Keep only distinct sets.", show_default=False)] = None,
-    taxonomy: Annotated[Optional[Path], typer.Option("--taxonomy", help="Refuse the model unless its taxonomy equals this file.", show_default=False)] = None,
+    mode: Annotated[str | None, typer.Option("--mode", help="sized | bernoulli | threshold.", show_default=False)] = None,
+    require: Annotated[list[str] | None, typer.Option("--require", help="A tag every set must contain (repeatable).", show_default=False)] = None,
+    forbid: Annotated[list[str] | None, typer.Option("--forbid", help="A tag no set may contain (repeatable).", show_default=False)] = None,
+    min_count: Annotated[list[str] | None, typer.Option("--min", help="CATEGORY=K: at least K tags of the category (repeatable).", show_default=False)] = None,
+    max_count: Annotated[list[str] | None, typer.Option("--max", help="CATEGORY=K: at most K tags of the category (repeatable).", show_default=False)] = None,
+    dedupe: Annotated[bool | None, typer.Option("--dedupe/--no-dedupe", help="Keep only distinct sets.", show_default=False)] = None,
+    taxonomy: Annotated[Path | None, typer.Option("--taxonomy", help="Refuse the model unless its taxonomy equals this file.", show_default=False)] = None,
     preset: Preset = None,
     config_dir: ConfigDirs = None,
     show_config: ShowConfig = False,
@@ -152,15 +152,15 @@ def sample(
     ),
 )
 def evaluate(
-    samples: Annotated[Optional[str], typer.Argument(help="Generated tag sets (JSONL / CSV / Parquet ...).", show_default=False)] = None,
+    samples: Annotated[str | None, typer.Argument(help="Generated tag sets (JSONL / CSV / Parquet ...).", show_default=False)] = None,
     overrides: Overrides = None,
-    reference: Annotated[Optional[Path], typer.Option("--reference", "-r", help="Real tag sets to compare with.", show_default=False)] = None,
-    train: Annotated[Optional[Path], typer.Option("--train", help="Training tag sets (for novelty).", show_default=False)] = None,
-    taxonomy: Annotated[Optional[Path], typer.Option("--taxonomy", help="Taxonomy JSON/YAML (default: the --model's, else data.taxonomy_path).", show_default=False)] = None,
+    reference: Annotated[Path | None, typer.Option("--reference", "-r", help="Real tag sets to compare with.", show_default=False)] = None,
+    train: Annotated[Path | None, typer.Option("--train", help="Training tag sets (for novelty).", show_default=False)] = None,
+    taxonomy: Annotated[Path | None, typer.Option("--taxonomy", help="Taxonomy JSON/YAML (default: the --model's, else data.taxonomy_path).", show_default=False)] = None,
     model: ModelDir = None,
-    plots: Annotated[Optional[Path], typer.Option("--plots", help="Write PNG plots into this directory.", show_default=False)] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Metrics JSON (default: <SAMPLES>.metrics.json).", show_default=False)] = None,
-    tags_column: Annotated[Optional[str], typer.Option("--tags-column", help="Tag column of both files (default: auto).", show_default=False)] = None,
+    plots: Annotated[Path | None, typer.Option("--plots", help="Write PNG plots into this directory.", show_default=False)] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Metrics JSON (default: <SAMPLES>.metrics.json).", show_default=False)] = None,
+    tags_column: Annotated[str | None, typer.Option("--tags-column", help="Tag column of both files (default: auto).", show_default=False)] = None,
     preset: Preset = None,
     config_dir: ConfigDirs = None,
     show_config: ShowConfig = False,

@@ -101,7 +101,7 @@ def check_taxonomy(model_taxonomy: Taxonomy, other: Taxonomy, model_path: Path, 
         extra = sorted(set(b) - set(a))[:3]
         how = f"tags not in the model: {', '.join(extra)}"
     else:
-        i = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
+        i = next(i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y)
         how = f"same tags in a different order (position {i}: '{a[i]}' vs '{b[i]}')"
     raise ModelNotFoundError(
         f"taxonomy {other_source} does not match the model's ({model_path / TAXONOMY}): {how}",

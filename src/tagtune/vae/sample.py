@@ -264,7 +264,7 @@ def _meets_counts(sets: torch.Tensor, cons: Constraints, taxonomy: Taxonomy) -> 
 
     ok = torch.ones(len(sets), dtype=torch.bool)
     sizes = sets.sum(dim=1)
-    ok &= sizes >= max(cons.min_tags, 1)
+    ok &= sizes >= cons.min_tags  # min_tags 0 lets empty sets through (the reference recipe)
     if cons.max_tags is not None:
         ok &= sizes <= cons.max_tags
     start = 0

@@ -140,15 +140,10 @@ def train(cfg: Any) -> TrainResult:
         InputError: Unreadable data or too few training rows; a missing ``ckpt_path``.
         ConfigError: Settings that cannot work together.
     """
-    import lightning as L
     import torch
 
-    from tagtune.resumable import atomic_write_json
     from tagtune.runs import prepare_run_dir
-    from tagtune.training import build_trainer, quiet_lightning
-    from tagtune.vae.data import TensorBatches
-    from tagtune.vae.lightning_module import VAEModule
-    from tagtune.vae.modeldir import save_model_dir
+    from tagtune.training import quiet_lightning
 
     quiet_lightning()
     started = time.perf_counter()
@@ -162,11 +157,29 @@ def train(cfg: Any) -> TrainResult:
             hint="add data or lower data.val_fraction / data.test_fraction",
         )
     run_dir = prepare_run_dir(cfg)
-    arch = _architecture(cfg, data)
 
-    threads = cfg.get("num_threads")
-    if threads:
-        torch.set_num_threads(int(threads))
+    threads_before = torch.get_num_threads()
+    if cfg.get("num_threads"):
+        torch.set_num_threads(int(cfg.num_threads))
+    try:
+        return _fit(cfg, data, run_dir, started)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _fit(cfg: Any, data: VAEData, run_dir: Path, started: float) -> TrainResult:
+    """Everything after the data is read: model, Lightning fit, best weights, model directory."""
+    import lightning as L
+    import torch
+
+    from tagtune.resumable import atomic_write_json
+    from tagtune.training import build_trainer
+    from tagtune.vae.data import TensorBatches
+    from tagtune.vae.lightning_module import VAEModule
+    from tagtune.vae.modeldir import save_model_dir
+
+    ckpt_path = cfg.get("ckpt_path")
+    arch = _architecture(cfg, data)
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     loss_cfg = cfg.get("loss") or {}
     module = VAEModule(
