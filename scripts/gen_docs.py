@@ -17,8 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-import yaml  # noqa: E402
 import typer.main  # noqa: E402
+import yaml  # noqa: E402
 
 from tagtune.cli import app  # noqa: E402
 from tagtune.config import config_dir, groups, main_configs  # noqa: E402

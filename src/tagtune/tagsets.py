@@ -80,41 +80,43 @@ def split_records(records: list[Any], val_fraction: float, test_fraction: float,
     return train, val, test
 
 
-def _resolve_tag_columns(
-    first: Mapping[str, Any], taxonomy: Taxonomy, aspect_column: str | None,
-    category_columns: Mapping[str, str] | None, source: Any,
-) -> tuple[str | None, dict[str, str]]:
-    available = list(first)
+def resolve_tag_columns(
+    first: Mapping[str, Any], taxonomy: Taxonomy, aspect_column: str | None = None,
+    category_columns: Mapping[str, str] | None = None, source: Any = None, line: int | None = None,
+) -> list[str]:
+    """The column(s) holding the tags, decided from the first row.
+
+    ``category_columns`` wins; then ``aspect_column`` if present. A column the user named that is
+    missing is an error (no guessing past a typo) unless it is one of the usual names, in which
+    case the usual names (``tags``, ``aspect_list``, ``aspects``) and then per-category columns
+    (``<category>`` or ``<category>_tags``) are tried.
+    """
+    available = ", ".join(first) or "(none)"
     if category_columns:
         missing = [c for c in category_columns.values() if c not in first]
         if missing:
             raise InputError(
-                f"no column {', '.join(repr(m) for m in missing)}; available columns: {', '.join(available)}",
-                source, hint="set data.category_columns to existing columns",
+                f"no column {', '.join(repr(m) for m in missing)}; available columns: {available}",
+                source, line, hint="set data.category_columns to existing columns",
             )
-        return None, dict(category_columns)
-    if aspect_column:
-        if aspect_column not in first:
-            raise InputError(
-                f"no column '{aspect_column}'; available columns: {', '.join(available)}",
-                source, hint="set data.aspect_column (or data.category_columns) to one of them",
-            )
-        return aspect_column, {}
+        return list(category_columns.values())
+    if aspect_column and aspect_column in first:
+        return [aspect_column]
+    if aspect_column and aspect_column not in TAG_COLUMN_GUESSES:
+        raise InputError(
+            f"no column '{aspect_column}'; available columns: {available}",
+            source, line, aspect_column, hint="set data.aspect_column (or data.category_columns) to one of them",
+        )
     for guess in TAG_COLUMN_GUESSES:
         if guess in first:
-            return guess, {}
-    per_cat = {}
-    for cat in taxonomy.categories:
-        for name in (cat, f"{cat}_tags"):
-            if name in first:
-                per_cat[cat] = name
-                break
+            return [guess]
+    per_cat = [name for cat in taxonomy.categories for name in (cat, f"{cat}_tags") if name in first]
     if per_cat:
-        return None, per_cat
+        return per_cat
     raise InputError(
         f"cannot find a tag column (tried {', '.join(TAG_COLUMN_GUESSES)} and per-category columns); "
-        f"available columns: {', '.join(available)}",
-        source, hint="set data.aspect_column",
+        f"available columns: {available}",
+        source, line, hint="set data.aspect_column",
     )
 
 
@@ -139,13 +141,12 @@ def read_tag_rows(
     records: list[TagRecord] = []
     unknown: Counter = Counter()
     total = dropped = 0
-    tag_col: str | None = None
-    cat_cols: dict[str, str] = {}
+    tag_cols: list[str] = []
     seen_ids: set[str] = set()
     keep = tuple(keep_columns)
     for line, row in rows:
         if total == 0:
-            tag_col, cat_cols = _resolve_tag_columns(row, taxonomy, aspect_column, category_columns, source)
+            tag_cols = resolve_tag_columns(row, taxonomy, aspect_column, category_columns, source, line)
             if caption_column and caption_column not in row:
                 raise InputError(
                     f"no column '{caption_column}'; available columns: {', '.join(row)}",
@@ -155,7 +156,7 @@ def read_tag_rows(
             break
         total += 1
         raw_tags: list[str] = []
-        for col in ([tag_col] if tag_col else list(cat_cols.values())):
+        for col in tag_cols:
             try:
                 raw_tags += parse_tags(row.get(col))
             except ValueError as exc:
@@ -202,8 +203,7 @@ def _hub_rows(name: str, split: str) -> Iterator[tuple[int, dict[str, Any]]]:
             f"cannot load Hub dataset '{name}' (split '{split}'): {first[:200]}",
             hint="check the name and your network (HF_HUB_OFFLINE=1 means no downloads), or set data.path to a local file",
         ) from exc
-    for i, row in enumerate(ds, start=1):
-        yield i, row
+    yield from enumerate(ds, start=1)
 
 
 def load_tag_dataset(

@@ -9,7 +9,16 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from tagtune.config import STAGES, compose, config_dir, copy_config, groups, main_configs, presets, stage_of
+from tagtune.config import (
+    STAGES,
+    compose,
+    config_dir,
+    copy_config,
+    groups,
+    main_configs,
+    presets,
+    stage_of,
+)
 from tagtune.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 
 import pytest
 
@@ -158,15 +157,3 @@ def test_audiocraft_backend_missing_is_one_line():
 
     with pytest.raises(DependencyError, match="audiocraft"):
         load_backend(OmegaConf.create({"name": "facebook/musicgen-small", "backend": "audiocraft"}))
-
-
-def test_hub_probe_respects_offline_env(monkeypatch):
-    from tagtune.tta.model import _hub_reachable
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert _hub_reachable() is False
-    monkeypatch.delenv("HF_HUB_OFFLINE")
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: nothing listens
-    assert _hub_reachable(timeout=1.0) is False
-    assert os.environ["HF_ENDPOINT"].endswith(":9")

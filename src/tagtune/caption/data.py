@@ -17,9 +17,8 @@ from typing import Any
 from tagtune.caption.prompts import IGNORE_INDEX, mask_prompt_labels, render_pair
 from tagtune.errors import ConfigError, InputError
 from tagtune.records import is_missing, iter_records, parse_tags, resolve_path
+from tagtune.tagsets import resolve_tag_columns
 from tagtune.taxonomy import Taxonomy
-
-TAG_COLUMN_GUESSES = ("tags", "aspect_list", "aspects")
 
 
 @dataclass
@@ -32,32 +31,6 @@ class TagInput:
     categories: dict[str, list[str]]
     line: int
     row: dict[str, Any] = field(default_factory=dict)
-
-
-def _tag_columns(first: Mapping[str, Any], data_cfg: Mapping[str, Any], taxonomy: Taxonomy, source: Path) -> list[str]:
-    available = ", ".join(first) or "(none)"
-    cat_cols = data_cfg.get("category_columns")
-    if cat_cols:
-        missing = [c for c in dict(cat_cols).values() if c not in first]
-        if missing:
-            raise InputError(f"no column {', '.join(map(repr, missing))}; available columns: {available}", source,
-                             1, hint="set data.category_columns to existing columns")
-        return list(dict(cat_cols).values())
-    col = data_cfg.get("aspect_column")
-    if col and col in first:
-        return [col]
-    if col and col not in TAG_COLUMN_GUESSES:  # a column the user named: no guessing past a typo
-        raise InputError(f"no column '{col}'; available columns: {available}", source, 1, field=col,
-                         hint="name the tags column with data.aspect_column=NAME")
-    for guess in TAG_COLUMN_GUESSES:
-        if guess in first:
-            return [guess]
-    per_cat = [name for cat in taxonomy.categories for name in (cat, f"{cat}_tags") if name in first]
-    if per_cat:
-        return per_cat
-    wanted = f"'{col}'" if col else "a tags column (" + ", ".join(TAG_COLUMN_GUESSES) + ")"
-    raise InputError(f"no {wanted}; available columns: {available}", source, 1, field=col or "tags",
-                     hint="name the column with data.aspect_column=NAME")
 
 
 def order_tags(raw: Iterable[str], taxonomy: Taxonomy) -> tuple[list[str], dict[str, list[str]]]:
@@ -83,7 +56,8 @@ def read_tag_inputs(path: str | Path, data_cfg: Mapping[str, Any], taxonomy: Tax
     cols: list[str] | None = None
     for line, row in iter_records(source):
         if cols is None:
-            cols = _tag_columns(row, data_cfg, taxonomy, source)
+            cat_cols = data_cfg.get("category_columns")
+            cols = resolve_tag_columns(row, taxonomy, data_cfg.get("aspect_column"), dict(cat_cols) if cat_cols else None, source, line)
         if limit is not None and len(out) >= limit:
             break
         raw: list[str] = []

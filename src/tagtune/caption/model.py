@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import socket
 import sys
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from tagtune.errors import DependencyError, ModelNotFoundError
+from tagtune.hub import load_pretrained
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -48,23 +46,6 @@ def notice(text: str) -> None:
     """One informational line on stderr (kept out of stdout, which may be piped)."""
     sys.stderr.write(text.rstrip() + "\n")
     sys.stderr.flush()
-
-
-def _offline() -> bool:
-    return any(os.environ.get(v, "").lower() in _TRUE for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hub endpoint answers a TCP connect within ``timeout`` seconds."""
-    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
-    parsed = urlparse(endpoint)
-    host = parsed.hostname or "huggingface.co"
-    port = parsed.port or (443 if parsed.scheme != "http" else 80)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 @contextlib.contextmanager
@@ -96,25 +77,6 @@ def resolve_model_path(model_cfg: Mapping[str, Any]) -> str:
         return str(ensure_tiny_model(model_cfg["tiny"]))
     local = Path(name).expanduser()
     return str(local) if local.exists() else name
-
-
-def fetch(loader: Callable[..., Any], name: str, what: str, **kwargs: Any) -> Any:
-    """``from_pretrained`` that tries local files first and never hangs on an unreachable Hub."""
-    from tagtune.hub import load_pretrained
-
-    if Path(name).expanduser().exists():
-        return load_pretrained(loader, name, what=what, **kwargs)
-    try:
-        return loader(name, local_files_only=True, **{"trust_remote_code": False, **kwargs})
-    except (OSError, ValueError) as exc:
-        cached_error = exc
-    if _offline() or not hub_reachable():
-        why = "offline mode is on (HF_HUB_OFFLINE)" if _offline() else "the Hub cannot be reached"
-        raise ModelNotFoundError(
-            f"cannot load {what} '{name}': not in the local cache and {why}",
-            hint="run offline with --preset quick_test, or download it once and set model.name to a local copy",
-        ) from cached_error
-    return load_pretrained(loader, name, what=what, **kwargs)
 
 
 def quantization_plan(model_cfg: Mapping[str, Any], cuda: bool) -> tuple[bool, str | None]:
@@ -158,7 +120,7 @@ def load_tokenizer(model_cfg: Mapping[str, Any], path: str, padding_side: str = 
     kwargs: dict[str, Any] = {"trust_remote_code": bool(model_cfg.get("trust_remote_code", False))}
     if model_cfg.get("revision"):
         kwargs["revision"] = model_cfg["revision"]
-    tokenizer = fetch(AutoTokenizer.from_pretrained, path, "model", **kwargs)
+    tokenizer = load_pretrained(AutoTokenizer.from_pretrained, path, "model", **kwargs)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = padding_side
@@ -197,7 +159,7 @@ def load_base_model(model_cfg: Mapping[str, Any], path: str, for_training: bool 
         kwargs["device_map"] = {"": local_device_index()}
     elif cuda and model_cfg.get("device_map") and not for_training:
         kwargs["device_map"] = model_cfg["device_map"]
-    model = fetch(AutoModelForCausalLM.from_pretrained, path, "model", **kwargs)
+    model = load_pretrained(AutoModelForCausalLM.from_pretrained, path, "model", **kwargs)
     if note:  # said once the model is there, so a load failure stays a single line
         notice(note)
     if "device_map" not in kwargs and not for_training:

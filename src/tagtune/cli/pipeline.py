@@ -7,7 +7,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from tagtune.cli.common import ConfigDirs, OutputDir, Overrides, Preset, Seed, ShowConfig, compose_or_show, examples, out_console
+from tagtune.cli.common import (
+    ConfigDirs,
+    OutputDir,
+    Overrides,
+    Preset,
+    Seed,
+    ShowConfig,
+    compose_or_show,
+    examples,
+    out_console,
+)
 
 app = typer.Typer(help="Run the whole chain (tags -> captions -> audio) into a dataset folder.", no_args_is_help=True, rich_markup_mode="rich")
 

@@ -132,7 +132,7 @@ def write_card(
         f"- distinct tags used: {len(counts)} of {len(taxonomy)}",
         "",
     ]
-    for cat, tags in taxonomy.categories.items():
+    for cat in taxonomy.categories:
         cat_counts = Counter(t for r in rows for t in r.get(cat, []))
         with_cat = sum(1 for r in rows if r.get(cat))
         lines += [f"### {cat}", "", f"{with_cat} clips ({with_cat / n:.0%}) carry at least one `{cat}` tag.", ""]

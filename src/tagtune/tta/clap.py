@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tagtune.tta.model import TINY_NAME, load_hf
+from tagtune.hub import load_pretrained
+from tagtune.tta.model import TINY_NAME
 
 
 class ClapEmbedder:
@@ -35,8 +36,8 @@ class ClapEmbedder:
         source = str(ensure_tiny_clap(eval_cfg.tiny)) if self.name == TINY_NAME else self.name
         self.device = pick_device(eval_cfg.get("device", "auto"))
         common = {"revision": eval_cfg.get("revision") or None}
-        self.processor = load_hf(ClapProcessor.from_pretrained, source, "CLAP processor", **common)
-        self.model = load_hf(ClapModel.from_pretrained, source, "CLAP model", **common).to(self.device).eval()
+        self.processor = load_pretrained(ClapProcessor.from_pretrained, source, "CLAP processor", **common)
+        self.model = load_pretrained(ClapModel.from_pretrained, source, "CLAP model", **common).to(self.device).eval()
         fe = self.processor.feature_extractor
         if getattr(fe, "truncation", None) == "fusion" and not getattr(self.model.config.audio_config, "enable_fusion", False):
             fe.truncation = "rand_trunc"  # fusion features do not fit an unfused model; clips are cut to the window anyway

@@ -16,14 +16,11 @@ resulting audio is batch-independent.
 from __future__ import annotations
 
 import math
-import os
-import socket
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from tagtune.errors import ConfigError, DependencyError, ModelNotFoundError
+from tagtune.hub import load_pretrained
 
 TINY_NAME = "tiny"
 _CHOSEN = 0.0
@@ -126,36 +123,6 @@ class PerSampleSampler:
         return torch.searchsorted(cdf, u).squeeze(1).clamp_(max=vocab - 1)
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """A quick TCP probe of the Hub endpoint, so an offline machine fails in seconds, not minutes."""
-    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get("TRANSFORMERS_OFFLINE", "") not in ("", "0"):
-        return False
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme != "http" else 80)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def load_hf(loader: Any, name: str, what: str, **kwargs: Any) -> Any:
-    """``from_pretrained`` local-first: the cache, then (only if the Hub answers) the network."""
-    from tagtune.hub import load_pretrained
-
-    if Path(name).expanduser().exists():
-        return load_pretrained(loader, str(Path(name).expanduser()), what=what, **kwargs)
-    try:
-        return load_pretrained(loader, name, what=what, local_files_only=True, **kwargs)
-    except ModelNotFoundError:
-        if not _hub_reachable():
-            raise ModelNotFoundError(
-                f"cannot load {what} '{name}': not in the local cache and the Hub cannot be reached",
-                hint="download it once with network access, point the model name at a local copy, or run offline with --preset quick_test",
-            ) from None
-    return load_pretrained(loader, name, what=what, **kwargs)
-
-
 class TransformersMusicgen:
     """MusicGen through ``transformers`` (any of the released checkpoints, or the tiny model)."""
 
@@ -193,8 +160,8 @@ class TransformersMusicgen:
         device = pick_device(model_cfg.get("device", "auto"))
         dtype = pick_dtype(model_cfg.get("dtype", "auto"), device)
         common = {"revision": model_cfg.get("revision") or None, "trust_remote_code": bool(model_cfg.get("trust_remote_code", False))}
-        processor = load_hf(AutoProcessor.from_pretrained, source, "MusicGen processor", **common)
-        model = load_hf(MusicgenForConditionalGeneration.from_pretrained, source, "MusicGen model", dtype=dtype, **common)
+        processor = load_pretrained(AutoProcessor.from_pretrained, source, "MusicGen processor", **common)
+        model = load_pretrained(MusicgenForConditionalGeneration.from_pretrained, source, "MusicGen model", dtype=dtype, **common)
         return cls(model.to(device).eval(), processor, name)
 
     def steps_for(self, seconds: float) -> int:
