@@ -20,7 +20,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_MODE", "disabled")
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # tiny models: extra threads only add spin-wait contention
 os.environ["TAGTUNE_CACHE_DIR"] = os.environ.get("TAGTUNE_TEST_CACHE_DIR") or tempfile.mkdtemp(prefix="tagtune-test-cache-")
 
 REPO = Path(__file__).resolve().parents[1]

@@ -31,6 +31,12 @@ def _output_error(path: Path, exc: OSError) -> OutputError:
     return OutputError(f"{path}: cannot write ({exc.strerror or exc})")
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def ensure_dir(path: Path) -> Path:
     """Create ``path`` (and parents) or raise a one-line OutputError."""
     path = Path(path)
@@ -60,6 +66,8 @@ def atomic_path(path: Path, suffix: str | None = None) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        if tmp.exists():  # mkstemp makes 0600 files; give the result the usual umask-based mode
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

@@ -183,3 +183,12 @@ def test_output_under_a_regular_file_is_a_clear_error(tmp_path):
     with pytest.raises(OutputError, match="exists and is not a directory|cannot write|not writable"):
         JsonlAppender(blocker / "sub" / "x.jsonl")
     assert blocker.read_text() == "x"
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "cfg.yaml", "x: 1\n")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -1,12 +1,8 @@
 """Captions stage: a causal LLM, LoRA-tuned (QLoRA on CUDA), that writes a caption for a tag set.
 
-``finetune(cfg)`` trains and saves an adapter, ``infer(cfg)`` captions tag sets into a resumable
-JSONL, ``evaluate(cfg)`` scores captions. Importing this package is cheap: torch, transformers,
-peft and lightning are imported inside the functions that need them.
+Each command is one plain function taking a composed config: :func:`tagtune.caption.train.finetune`
+trains and saves an adapter, :func:`tagtune.caption.infer.infer` captions tag sets into a
+resumable JSONL, :func:`tagtune.caption.evaluate.evaluate` scores captions. They are not
+re-exported here, so ``tagtune.caption.evaluate`` stays the module. Importing this package is
+cheap: torch, transformers, peft and lightning are imported inside the functions that need them.
 """
-
-from tagtune.caption.evaluate import evaluate
-from tagtune.caption.infer import infer
-from tagtune.caption.train import finetune
-
-__all__ = ["evaluate", "finetune", "infer"]
