@@ -153,9 +153,13 @@ def test_duplicated_tag_taxonomy(tagtune_main, tmp_path):
 def test_data_without_the_named_column(tagtune_main, tmp_path):
     data = tmp_path / "d.csv"
     data.write_text("caption,labels\nA rock song,rock\n", encoding="utf-8")
-    code, _, err = tagtune_main("vae", "train", f"data.path={data}", "data.aspect_column=aspect_list", "-o", tmp_path / "m")
+    code, _, err = tagtune_main("vae", "train", f"data.path={data}", "data.aspect_column=concepts", "-o", tmp_path / "m")
     assert code == 2
-    _one_error_line(err, "d.csv", "no column 'aspect_list'", "available columns: caption, labels")
+    _one_error_line(err, "d.csv", "'concepts'", "available columns: caption, labels")
+    # The packaged default column (tags) is missing too: still one line listing the columns.
+    code, _, err = tagtune_main("vae", "train", f"data.path={data}", "-o", tmp_path / "m2")
+    assert code == 2
+    _one_error_line(err, "d.csv", "available columns: caption, labels")
 
 
 def test_missing_model_dir(tagtune_main, tmp_path):

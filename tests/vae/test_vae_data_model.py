@@ -81,8 +81,8 @@ def test_unknown_tags_counted_and_empty_rows_dropped(tmp_path, small_taxonomy):
 
 def test_missing_column_lists_available_columns(tmp_path, small_taxonomy):
     path = _write_csv(tmp_path / "x.csv", ["caption", "labels"], [["a song", "rock"]])
-    with pytest.raises(InputError, match=r"no column 'aspect_list'; available columns: caption, labels"):
-        load_vae_data({"path": str(path), "taxonomy_path": str(small_taxonomy), "aspect_column": "aspect_list"})
+    with pytest.raises(InputError, match=r"no column 'concepts'; available columns: caption, labels"):
+        load_vae_data({"path": str(path), "taxonomy_path": str(small_taxonomy), "aspect_column": "concepts"})
 
 
 def test_split_is_seeded(small_jsonl, small_taxonomy):
