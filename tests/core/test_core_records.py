@@ -138,8 +138,11 @@ def test_tag_rows_count_unknown_tags_and_drop_empty_rows(tmp_path):
 
 
 def test_missing_column_lists_available_columns():
-    with pytest.raises(InputError, match="no column 'aspect_list'; available columns: tags, caption"):
-        read_tag_rows([(2, {"tags": "rock", "caption": "x"})], TAX, "f.csv", aspect_column="aspect_list")
+    with pytest.raises(InputError, match=r"f\.csv:2: field 'labels': no column 'labels'; available columns: tags, caption"):
+        read_tag_rows([(2, {"tags": "rock", "caption": "x"})], TAX, "f.csv", aspect_column="labels")
+    # a usual name that is absent falls back to the other usual names
+    ds = read_tag_rows([(2, {"tags": "rock", "caption": "x"})], TAX, "f.csv", aspect_column="aspect_list")
+    assert ds.records[0].tags == ["rock"]
 
 
 def test_per_category_columns_and_auto_detection():
