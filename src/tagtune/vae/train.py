@@ -208,7 +208,8 @@ def _fit(cfg: Any, data: VAEData, run_dir: Path, started: float) -> TrainResult:
             raise ConfigError(f"checkpoint {ckpt_path} does not fit this model ({first})", hint="resume with the same model.* settings and data") from exc
         raise
     fit_seconds = time.perf_counter() - fit_started
-    last = {k: v for k, v in trainer.callback_metrics.items()}
+    last = dict(trainer.callback_metrics.items())
+    module.cpu()  # trained on a GPU (trainer.accelerator=gpu) or not, the model dir holds CPU tensors
     best_path = _load_best(module, trainer)
 
     module.eval()
