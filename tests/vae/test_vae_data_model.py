@@ -181,3 +181,14 @@ def test_conditional_bernoulli_matches_the_exact_distribution():
         freq = ((out[:, i] == 1) & (out[:, j] == 1)).float().mean().item()
         expected = w / total
         assert abs(freq - expected) < 4 * math.sqrt(expected * (1 - expected) / n) + 1e-3
+
+
+def test_conditional_bernoulli_chunking_does_not_change_results(monkeypatch):
+    import tagtune.vae.sample as S
+
+    logits = torch.randn(64, 12)
+    sizes = torch.randint(0, 5, (64,), generator=torch.Generator().manual_seed(3))
+    whole = conditional_bernoulli(logits, sizes, torch.Generator().manual_seed(5))
+    monkeypatch.setattr(S, "_CB_TABLE_ELEMENTS", 13 * 5 * 7)  # 7 rows per chunk
+    chunked = conditional_bernoulli(logits, sizes, torch.Generator().manual_seed(5))
+    assert torch.equal(whole, chunked)

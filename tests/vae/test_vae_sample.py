@@ -122,3 +122,13 @@ def test_threshold_reference_behaviour_collapses_sizes(demo_model, tmp_path):
         stats[mode] = sample(cfg)
     assert stats["threshold"].mean_set_size < stats["sized"].mean_set_size
     assert stats["threshold"].unique_share < stats["sized"].unique_share
+
+
+def test_constraints_from_config_mappings(demo_model):
+    from tagtune.vae.sample import parse_constraints
+
+    tax = Taxonomy.load(demo_model / "taxonomy.json")
+    c = parse_constraints({"require": ["Jazz"], "forbid": [], "category_min": {"Mood": 1}, "category_max": {"tempo": "1"},
+                           "min_tags": 2, "max_tags": 8}, tax)
+    assert c.require == [tax.index["jazz"]] and c.category_min == {"mood": 1} and c.category_max == {"tempo": 1}
+    assert (c.min_tags, c.max_tags) == (2, 8) and c.active()

@@ -60,9 +60,11 @@ def load_vae_data(data_cfg: Mapping[str, Any], taxonomy: Taxonomy | None = None)
     taxonomy = taxonomy or Taxonomy.load(data_cfg["taxonomy_path"])
     dataset = load_tag_dataset(data_cfg, taxonomy)
     if len(dataset) == 0:
+        common = ", ".join(f"'{t}' x{n}" for t, n in dataset.unknown_tags.most_common(5))
         raise InputError(
-            "no row has a tag from the taxonomy", dataset.source,
-            hint="check data.aspect_column and data.taxonomy_path",
+            f"none of the {dataset.total_rows} rows has a tag from the taxonomy"
+            + (f" (unknown tags: {common})" if common else ""),
+            dataset.source, hint="check data.aspect_column and data.taxonomy_path",
         )
     train, val, test = split_records(
         dataset.records, float(data_cfg.get("val_fraction") or 0.0), float(data_cfg.get("test_fraction") or 0.0),

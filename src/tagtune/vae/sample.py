@@ -186,6 +186,23 @@ def conditional_bernoulli(logits: torch.Tensor, sizes: torch.Tensor, gen: torch.
     batch, num = logits.shape
     drawable = torch.isfinite(logits).sum(dim=1)
     sizes = torch.minimum(sizes.long(), drawable)
+    uniform = torch.rand(batch, num, generator=gen)  # drawn up front: chunking cannot change results
+    top = int(sizes.max()) if batch else 0
+    rows_per_chunk = max(1, _CB_TABLE_ELEMENTS // ((num + 1) * (top + 1)))
+    out = torch.zeros(batch, num)
+    for lo in range(0, batch, rows_per_chunk):
+        hi = min(batch, lo + rows_per_chunk)
+        out[lo:hi] = _conditional_bernoulli_rows(logits[lo:hi], sizes[lo:hi], uniform[lo:hi])
+    return out
+
+
+_CB_TABLE_ELEMENTS = 1 << 24  # bound on the DP table per chunk (64 MiB of float32)
+
+
+def _conditional_bernoulli_rows(logits: torch.Tensor, sizes: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    import torch
+
+    batch, num = logits.shape
     top = int(sizes.max()) if batch else 0
     neg = torch.tensor(float("-inf"))
     # table[i] = log e_m(odds[i:]) for m = 0..top
@@ -200,7 +217,6 @@ def conditional_bernoulli(logits: torch.Tensor, sizes: torch.Tensor, gen: torch.
     out = torch.zeros(batch, num)
     remaining = sizes.clone()
     rows = torch.arange(batch)
-    uniform = torch.rand(batch, num, generator=gen)
     for i in range(num):
         active = remaining > 0
         if not bool(active.any()):
