@@ -68,7 +68,12 @@ def _plain_lightning_seconds(cfg: Any, epochs: int, threads: int) -> float:
     torch.set_num_threads(threads)
     data = load_vae_data(cfg.data)
     L.seed_everything(int(cfg.seed), verbose=False)
-    module = VAEModule(_architecture(cfg, data), beta=float(cfg.model.beta), learning_rate=float(cfg.model.learning_rate))
+    loss = cfg.loss
+    module = VAEModule(
+        _architecture(cfg, data), beta=float(cfg.model.beta), learning_rate=float(cfg.model.learning_rate),
+        weight_decay=float(cfg.model.weight_decay), bce_weight=float(loss.bce_weight), kld_weight=float(loss.kld_weight),
+        size_weight=float(loss.size_weight), free_bits=float(loss.free_bits), kl_warmup_epochs=int(loss.kl_warmup_epochs),
+    )
     train_dl = DataLoader(TensorDataset(torch.as_tensor(data.train)), batch_size=32, shuffle=True, drop_last=len(data.train) % 32 == 1)
     val_dl = DataLoader(TensorDataset(torch.as_tensor(data.val)), batch_size=32)
     with tempfile.TemporaryDirectory() as tmp:

@@ -101,8 +101,8 @@ def evaluate(cfg: Any) -> EvaluationResult:
         slices[cat] = slice(start, start + len(tags))
         start += len(tags)
     metrics = M.all_metrics(
-        gen, ref, train, k=k, subsample=ev.get("subsample"), repeats=int(ev.get("repeats") or 1),
-        seed=int(ev.get("seed") or 0), category_slices=slices,
+        gen, ref, train, k=k, subsample=ev.get("subsample"), repeats=int(ev.repeats),
+        seed=int(ev.seed), category_slices=slices,
     )
     metrics["taxonomy"] = tax_source
     metrics["files"] = {"samples": str(ev.samples), "reference": str(ev.reference), "train": str(ev.train) if ev.get("train") else None}

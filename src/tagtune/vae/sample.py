@@ -131,7 +131,7 @@ def parse_constraints(inf: Mapping[str, Any], taxonomy: Taxonomy) -> Constraints
         require=tags("require", "--require"), forbid=tags("forbid", "--forbid"),
         category_min=_counts(inf.get("category_min"), "--min", taxonomy),
         category_max=_counts(inf.get("category_max"), "--max", taxonomy),
-        min_tags=int(inf.get("min_tags") or 0),
+        min_tags=int(inf.get("min_tags") or 0),  # a plain mapping (tests, library use) may leave it out
         max_tags=None if inf.get("max_tags") in (None, "") else int(inf.get("max_tags")),
     )
     both = set(c.require) & set(c.forbid)
@@ -395,7 +395,7 @@ def sample(cfg: Any) -> SampleResult:
     mode = str(inf.mode)
     params: dict[str, Any] = {
         "mode": mode, "temperature": float(inf.temperature), "threshold": float(inf.threshold), "seed": seed,
-        "prior": str(inf.get("prior") or "aggregate"),
+        "prior": str(inf.prior),
     }
     check_options(mode, params["prior"], params["temperature"])
     out = Path(inf.get("output") or Path(str(inf.model_dir)) / "samples.jsonl").expanduser()
@@ -413,7 +413,7 @@ def sample(cfg: Any) -> SampleResult:
             sets, draws, rounds = generate_sets(
                 loaded, num, mode=mode, prior=params["prior"], temperature=params["temperature"],
                 threshold=params["threshold"], seed=seed, constraints=cons, dedupe=bool(inf.get("dedupe")),
-                batch_size=int(inf.get("batch_size") or 1024), max_attempts=int(inf.get("max_attempts") or 50),
+                batch_size=int(inf.batch_size), max_attempts=int(inf.max_attempts),
                 progress=_tick,
             )
         except BaseException:

@@ -181,13 +181,12 @@ def _fit(cfg: Any, data: VAEData, run_dir: Path, started: float) -> TrainResult:
     ckpt_path = cfg.get("ckpt_path")
     arch = _architecture(cfg, data)
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    loss_cfg = cfg.get("loss") or {}
+    loss = cfg.loss
     module = VAEModule(
         arch, beta=float(cfg.model.beta), learning_rate=float(cfg.model.learning_rate),
-        weight_decay=float(cfg.model.get("weight_decay") or 0.0),
-        bce_weight=float(loss_cfg.get("bce_weight", 1.0)), kld_weight=float(loss_cfg.get("kld_weight", 1.0)),
-        size_weight=float(loss_cfg.get("size_weight", 1.0)), free_bits=float(loss_cfg.get("free_bits", 0.0)),
-        kl_warmup_epochs=int(loss_cfg.get("kl_warmup_epochs", 0)),
+        weight_decay=float(cfg.model.weight_decay), bce_weight=float(loss.bce_weight),
+        kld_weight=float(loss.kld_weight), size_weight=float(loss.size_weight), free_bits=float(loss.free_bits),
+        kl_warmup_epochs=int(loss.kl_warmup_epochs),
     )
     batch_size = int(cfg.data.batch_size)
     train_batches = TensorBatches(data.train, batch_size, shuffle=True, seed=int(cfg.seed))
