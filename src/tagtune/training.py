@@ -40,7 +40,8 @@ def _logger(cfg: Any, run_dir: Path) -> Any:
     if kind == "csv":
         from lightning.pytorch.loggers import CSVLogger
 
-        return CSVLogger(save_dir=str(run_dir), name="metrics", version="")
+        # metrics/version_N/metrics.csv: a resumed run starts a new version and keeps the old rows
+        return CSVLogger(save_dir=str(run_dir), name="metrics")
     if kind == "wandb":
         try:
             import wandb  # noqa: F401
@@ -112,7 +113,7 @@ def build_trainer(cfg: Any, run_dir: Path, callbacks: list[Any] | None = None, *
     if show_bar:
         from lightning.pytorch.callbacks import RichProgressBar
 
-        cbs.append(RichProgressBar(leave=True))
+        cbs.append(RichProgressBar(leave=False))  # leave=True prints a line per epoch: slow and noisy
     kwargs: dict[str, Any] = {
         **trainer_cfg,
         "default_root_dir": str(run_dir),
