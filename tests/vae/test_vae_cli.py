@@ -49,7 +49,7 @@ def test_default_train_on_demo_data_is_quick(tagtune_main, tmp_path):
     metrics = json.loads((model / "metrics.json").read_text())
     assert metrics["fit_seconds"] < 60
     assert (model / "checkpoints" / "last.ckpt").is_file()
-    assert (model / "metrics" / "metrics.csv").is_file()
+    assert list((model / "metrics").glob("version_*/metrics.csv"))
     assert metrics["best_val_loss"] is not None and metrics["best_val_loss"] < metrics["dataset"]["num_tags"]
 
 
@@ -65,8 +65,10 @@ def test_resume_continues_epochs(tagtune_main, tmp_path):
     second = json.loads((model / "metrics.json").read_text())
     assert second["epochs"] == 5
     assert second["global_steps"] == first["global_steps"] * 5 // 3  # two more epochs, not five
-    csv_epochs = {int(line.split(",")[0]) for line in (model / "metrics" / "metrics.csv").read_text().splitlines()[1:]}
-    assert {3, 4} <= csv_epochs
+    runs = sorted((model / "metrics").glob("version_*/metrics.csv"))
+    assert len(runs) == 2  # the resumed run logs beside the first one instead of replacing it
+    epochs = [{int(line.split(",")[0]) for line in path.read_text().splitlines()[1:]} for path in runs]
+    assert {0, 1, 2} <= epochs[0] and {3, 4} <= epochs[1]
 
 
 def test_resume_from_missing_checkpoint_is_one_line(tagtune_main, tmp_path):
