@@ -115,3 +115,10 @@ def test_sweep_dry_run_expands_the_grid(tagtune_cli, tmp_path):
     assert len(lines) == 10  # 5 betas x 2 latent sizes
     assert all(line.startswith("tagtune vae train model.beta=") for line in lines)
     assert len({line.split(" -o ")[1] for line in lines}) == 10
+
+
+def test_generated_reference_docs_are_up_to_date():
+    """docs/cli.md and docs/configuration.md are generated; `make docs` refreshes them."""
+    script = __import__("pathlib").Path(__file__).resolve().parents[2] / "scripts" / "gen_docs.py"
+    proc = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
