@@ -40,8 +40,9 @@ bench: install  ## run every benchmark and rewrite docs/benchmarks.md
 bench-quick: install  ## smoke-run the benchmarks (seconds each), print instead of writing
 	$(BIN)/python benchmarks/run_all.py --quick --print
 
-docs: install  ## regenerate docs/cli.md and docs/configuration.md
+docs: install  ## regenerate docs/cli.md, docs/configuration.md and the matrix in docs/reliability.md
 	$(BIN)/python scripts/gen_docs.py
+	$(BIN)/python tests/reliability/matrix.py --write
 
 wheel: install  ## build the wheel into dist/
 	$(BIN)/python -m pip wheel . --no-deps -w dist
