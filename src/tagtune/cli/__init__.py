@@ -82,6 +82,11 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``tagtune`` console script."""
     from tagtune.errors import TagtuneError
 
+    import logging
+
+    # bitsandbytes (pulled in by peft) warns on every CPU import about an optional kernel package;
+    # it changes nothing for tagtune, so keep stderr for messages that matter.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     args, verbose = _pop_verbose(list(sys.argv[1:] if argv is None else argv))
     verbose = verbose or os.environ.get("TAGTUNE_DEBUG", "") not in ("", "0")
     if verbose:

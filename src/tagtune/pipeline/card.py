@@ -35,6 +35,10 @@ def write_plots(rows: Sequence[Mapping[str, Any]], taxonomy: Taxonomy, out_dir: 
         labels, values = zip(*reversed(common))
         colors = [f"C{list(taxonomy.categories).index(taxonomy.category_of[t]) % 10}" for t in labels]
         ax.barh(labels, values, color=colors)
+        from matplotlib.patches import Patch
+
+        cats = list(taxonomy.categories)
+        ax.legend(handles=[Patch(color=f"C{i % 10}", label=c) for i, c in enumerate(cats)], loc="lower right")
     ax.set_xlabel("items")
     ax.set_title(f"Most frequent tags (top {top}, coloured by category)")
     paths.append(_save(fig, out_dir / "tag_frequency.png"))
