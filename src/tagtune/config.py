@@ -204,6 +204,12 @@ def compose(
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    for item in overrides:  # commands pass unknown flags through to the overrides
+        if item.startswith("-"):
+            raise ConfigError(
+                f"unknown option '{item}'",
+                hint="run the command with --help for its options; config overrides look like key=value",
+            )
     dirs = [Path(d).expanduser() for d in config_dirs]
     name = config_name
     primary = config_dir()

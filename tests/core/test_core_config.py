@@ -164,3 +164,8 @@ def test_run_id_is_resolved_once():
     cfg = compose("vae_training")
     assert "${" not in cfg.paths.output_dir
     assert OmegaConf.to_yaml(cfg).count(cfg.paths.run_id) >= 2
+
+
+def test_an_unknown_flag_among_the_overrides_is_named_as_an_option():
+    with pytest.raises(ConfigError, match="unknown option '--limt'"):
+        compose("caption_inference", ["--limt", "5"])
