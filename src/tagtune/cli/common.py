@@ -58,6 +58,10 @@ def out_console() -> Any:
 def split_input(first: str | None, overrides: list[str] | None) -> tuple[str | None, list[str]]:
     """An optional INPUT before the overrides: ``key=value`` that is not a file is an override."""
     rest = list(overrides or [])
+    if first is not None and first.startswith("-") and not Path(first).exists():
+        from tagtune.errors import ConfigError
+
+        raise ConfigError(f"unknown option '{first}'", hint="run the command with --help for its options")
     if first is not None and "=" in first and not Path(first).exists():
         return None, [first, *rest]
     return first, rest
