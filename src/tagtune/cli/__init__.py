@@ -80,9 +80,9 @@ def _pop_verbose(argv: list[str]) -> tuple[list[str], bool]:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``tagtune`` console script."""
-    from tagtune.errors import TagtuneError
-
     import logging
+
+    from tagtune.errors import TagtuneError
 
     # bitsandbytes (pulled in by peft) warns on every CPU import about an optional kernel package;
     # it changes nothing for tagtune, so keep stderr for messages that matter.
