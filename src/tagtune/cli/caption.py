@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from tagtune.cli.common import (
+    PASS_THROUGH,
     ConfigDirs,
     OutputDir,
     Overrides,
@@ -31,7 +32,6 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-_EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 Adapter = Annotated[
     Path | None,
@@ -49,7 +49,7 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 @app.command(
     "finetune",
-    context_settings=_EXTRA,
+    context_settings=PASS_THROUGH,
     epilog=examples(
         "tagtune caption finetune --preset quick_test -o runs/lora-tiny",
         "tagtune caption finetune model=caption/mistral_7b_instruct prompt=mistral lora=high_rank -o runs/lora",
@@ -89,7 +89,7 @@ def finetune(
 
 @app.command(
     "infer",
-    context_settings=_EXTRA,
+    context_settings=PASS_THROUGH,
     epilog=examples(
         "tagtune caption infer --preset quick_test",
         "tagtune caption infer tags.jsonl --adapter runs/lora -o captions.jsonl --batch-size 16",
@@ -142,7 +142,7 @@ def infer(
 
 @app.command(
     "evaluate",
-    context_settings=_EXTRA,
+    context_settings=PASS_THROUGH,
     epilog=examples(
         "tagtune caption evaluate captions.jsonl -o metrics.json",
         "tagtune caption evaluate seed_llm_captions_validation.csv --caption-column prediction --taxonomy taxonomy.json",

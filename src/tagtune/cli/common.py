@@ -17,6 +17,10 @@ import typer
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
+# Stage commands let unknown tokens through to the overrides, where `compose` names them
+# ("unknown option '--x'") instead of Click's generic usage error.
+PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+
 Overrides = Annotated[
     Optional[list[str]],
     typer.Argument(help="Hydra overrides: key=value, group=option, +new.key=value.", show_default=False, metavar="[OVERRIDES]..."),

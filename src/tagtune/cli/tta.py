@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from tagtune.cli.common import (
+    PASS_THROUGH,
     ConfigDirs,
     OutputDir,
     Overrides,
@@ -30,7 +31,6 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="rich",
 )
-_EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 Prompts = Annotated[
     str | None,
@@ -42,7 +42,7 @@ RunDir = Annotated[str | None, typer.Argument(help="A `tagtune tta generate` out
 
 @app.command(
     "generate",
-    context_settings=_EXTRA,
+    context_settings=PASS_THROUGH,
     epilog=examples(
         "tagtune tta generate prompts.jsonl --preset quick_test -o out",
         "tagtune tta generate captions.jsonl -o audio --duration 10 --batch-size 8 generation=tta/best",
@@ -98,7 +98,7 @@ def generate(
 
 @app.command(
     "merge",
-    context_settings=_EXTRA,
+    context_settings=PASS_THROUGH,
     epilog=examples("tagtune tta merge audio", "tagtune tta merge /scratch/run42"),
 )
 def merge(
@@ -136,7 +136,7 @@ def merge(
 
 @app.command(
     "evaluate",
-    context_settings=_EXTRA,
+    context_settings=PASS_THROUGH,
     epilog=examples(
         "tagtune tta evaluate out --preset quick_test",
         "tagtune tta evaluate audio --reference-dir musiccaps_wavs -o audio_eval",

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from tagtune.cli.common import (
+    PASS_THROUGH,
     ConfigDirs,
     OutputDir,
     Overrides,
@@ -31,7 +32,6 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-_CTX = {"allow_extra_args": True, "ignore_unknown_options": True}
 ModelDir = Annotated[Path | None, typer.Option("--model", "-m", help="A model directory written by `tagtune vae train`.", show_default=False)]
 
 
@@ -45,7 +45,7 @@ def _fmt(value: Any) -> str:
 
 @app.command(
     "train",
-    context_settings=_CTX,
+    context_settings=PASS_THROUGH,
     epilog=examples(
         "tagtune vae train -o runs/vae",
         "tagtune vae train --preset quick_test -o /tmp/vae",
@@ -85,7 +85,7 @@ def train(
 
 @app.command(
     "sample",
-    context_settings=_CTX,
+    context_settings=PASS_THROUGH,
     epilog=examples(
         "tagtune vae sample --model runs/vae -n 5000 --seed 0 -o tags.jsonl",
         "tagtune vae sample --model runs/vae -n 100 --require jazz --forbid 'male vocals' --min mood=1 --max tempo=1",
@@ -144,7 +144,7 @@ def sample(
 
 @app.command(
     "evaluate",
-    context_settings=_CTX,
+    context_settings=PASS_THROUGH,
     epilog=examples(
         "tagtune vae evaluate tags.jsonl --reference heldout.csv --train train.csv --plots plots/",
         "tagtune vae evaluate tags.jsonl --reference real.parquet --model runs/vae -o metrics.json",

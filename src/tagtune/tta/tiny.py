@@ -73,6 +73,16 @@ def _train_tokenizer(special: list[str], template: str | None, vocab_size: int =
     return tok
 
 
+
+def _t5_like_tokenizer() -> Any:
+    """The MusicGen text encoder's tokenizer: T5-style specials, an `</s>` after every prompt."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(
+        tokenizer_object=_train_tokenizer(["<pad>", "</s>", "<unk>"], "$A </s>"),
+        pad_token="<pad>", eos_token="</s>", unk_token="<unk>", model_max_length=512,
+    )
+
 def _build_cached(final: Path, build: Callable[[Path], dict[str, Any]]) -> Path:
     """Build into a temporary sibling of ``final`` and rename it into place (first builder wins)."""
     if (final / _DONE_MARKER).is_file():
@@ -144,15 +154,11 @@ def ensure_tiny_musicgen(tiny_cfg: Any) -> Path:
             MusicgenDecoderConfig,
             MusicgenForConditionalGeneration,
             MusicgenProcessor,
-            PreTrainedTokenizerFast,
             T5Config,
         )
 
         _quiet_transformers()
-        tok = PreTrainedTokenizerFast(
-            tokenizer_object=_train_tokenizer(["<pad>", "</s>", "<unk>"], "$A </s>"),
-            pad_token="<pad>", eos_token="</s>", unk_token="<unk>", model_max_length=512,
-        )
+        tok = _t5_like_tokenizer()
         hop, codebooks, codebook_size = 320, 4, 64
         frame_rate = -(-rate // hop)
         bandwidth = (codebooks * frame_rate * 6 + frame_rate * 3) / 1000  # between 4 and 5 quantizers' worth
@@ -266,15 +272,11 @@ def musicgen_small_shaped(seed: int = 0) -> tuple[Any, Any]:
         MusicgenDecoderConfig,
         MusicgenForConditionalGeneration,
         MusicgenProcessor,
-        PreTrainedTokenizerFast,
         T5Config,
     )
 
     _quiet_transformers()
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=_train_tokenizer(["<pad>", "</s>", "<unk>"], "$A </s>"),
-        pad_token="<pad>", eos_token="</s>", unk_token="<unk>", model_max_length=512,
-    )
+    tok = _t5_like_tokenizer()
     config = MusicgenConfig(
         text_encoder=T5Config(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12,
                               pad_token_id=0, eos_token_id=1, decoder_start_token_id=0),
