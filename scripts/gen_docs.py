@@ -1,10 +1,11 @@
-"""Regenerate docs/cli.md and docs/configuration.md from the code and the config tree.
+"""Regenerate docs/cli.md, docs/configuration.md and the field tables of docs/schema.md.
 
-    python scripts/gen_docs.py           # rewrite both files
-    python scripts/gen_docs.py --check   # exit 1 if either is out of date (used by the tests)
+    python scripts/gen_docs.py           # rewrite them
+    python scripts/gen_docs.py --check   # exit 1 if any is out of date (used by the tests)
 
-The CLI reference walks the Typer app; the configuration reference walks ``config/`` and
-quotes each file's header comment and its keys, so neither can drift from the code.
+The CLI reference walks the Typer app; the configuration reference walks ``config/`` (each file's
+header comment and keys) and the config schema (every key's type and range); the schema tables
+come from the row types of ``tagtune.schema``. None of them can drift from the code.
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ sys.path.insert(0, str(ROOT / "src"))
 import typer.main  # noqa: E402
 import yaml  # noqa: E402
 
+from tagtune import config_schema, schema  # noqa: E402
 from tagtune.cli import app  # noqa: E402
 from tagtune.config import config_dir, groups, main_configs  # noqa: E402
+
+SCHEMA_BEGIN, SCHEMA_END = "<!-- generated: schema fields -->", "<!-- end of generated fields -->"
 
 _MARKUP = re.compile(r"\[/?(bold|dim|italic|b|i|cyan|green|red|yellow)\]")
 
@@ -114,6 +118,10 @@ def config_markdown() -> str:
         keys = _keys(data)
         if keys:
             out += ["Own keys: " + ", ".join(keys), ""]
+        out += ["<details><summary>Every key, its type and range (checked when the config is composed)</summary>", "",
+                "| key | must be |", "| --- | --- |"]
+        out += [f"| `{k}` | {what.replace('|', '/')} |" for k, what in config_schema.describe(name)]
+        out += ["", "</details>", ""]
     out += ["## Groups", ""]
     for group, options in groups().items():
         out += [f"### `{group}`", "", "| option | what it is | keys |", "| --- | --- | --- |"]
@@ -126,11 +134,20 @@ def config_markdown() -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def schema_markdown(current: str) -> str:
+    """docs/schema.md with its generated section replaced (the prose around it is kept)."""
+    head, _, rest = current.partition(SCHEMA_BEGIN)
+    _, _, tail = rest.partition(SCHEMA_END)
+    return f"{head}{SCHEMA_BEGIN}\n\n{schema.describe().rstrip()}\n\n{SCHEMA_END}{tail}"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true")
     args = ap.parse_args()
-    targets = {ROOT / "docs" / "cli.md": cli_markdown(), ROOT / "docs" / "configuration.md": config_markdown()}
+    schema_md = ROOT / "docs" / "schema.md"
+    targets = {ROOT / "docs" / "cli.md": cli_markdown(), ROOT / "docs" / "configuration.md": config_markdown(),
+               schema_md: schema_markdown(schema_md.read_text(encoding="utf-8"))}
     stale = [p for p, text in targets.items() if not p.exists() or p.read_text(encoding="utf-8") != text]
     if args.check:
         for p in stale:

@@ -10,7 +10,6 @@ directory instead. Hydra's exceptions are turned into one-line :class:`ConfigErr
 from __future__ import annotations
 
 import re
-import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -99,9 +98,9 @@ def copy_config(name: str, dest: Path, extra_dirs: Sequence[Path] = (), force: b
         dest = dest / src.name
     if dest.exists() and not force:
         raise ConfigError(f"{dest} already exists", hint="pass --force to overwrite it")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, dest)
-    return dest
+    from tagtune.resumable import atomic_write_bytes
+
+    return atomic_write_bytes(dest, src.read_bytes())
 
 
 def _searchpath_override(dirs: Sequence[Path]) -> str:
@@ -161,62 +160,123 @@ def _one_line(exc: BaseException, overrides: Sequence[str], dirs: Sequence[Path]
     return ConfigError("; ".join(lines[:3]) or type(exc).__name__)
 
 
-def _preset_override(stage: str, preset: str, tmp: Path) -> tuple[str, Path | None]:
-    """``+preset/<stage>=<name>``; a preset given as a file path is staged into a temp search dir."""
+_USER_YAML_MAX_BYTES = 1 << 20
+_USER_YAML_MAX_NODES = 100_000
+
+
+def check_user_yaml(path: Path) -> None:
+    """Refuse a user YAML that is huge or expands into a huge tree (a "billion laughs" of aliases).
+
+    PyYAML keeps aliases as shared nodes; OmegaConf copies them out, so a few lines of nested
+    aliases can expand to billions of values. The expanded size is counted on the node graph.
+    """
+    import yaml
+
+    path = Path(path)
+    if path.stat().st_size > _USER_YAML_MAX_BYTES:
+        raise ConfigError(f"{path}: config file is larger than {_USER_YAML_MAX_BYTES >> 20} MiB")
+    try:
+        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:160]})") from exc
+    sizes: dict[int, int] = {}
+
+    def size(node: Any) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        sizes[id(node)] = 1  # a cycle counts once
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(size(v) for v in node.value)
+        sizes[id(node)] = min(total, _USER_YAML_MAX_NODES + 1)
+        return sizes[id(node)]
+
+    if root is not None and size(root) > _USER_YAML_MAX_NODES:
+        raise ConfigError(f"{path}: YAML aliases expand to more than {_USER_YAML_MAX_NODES:,} values",
+                          hint="remove the nested anchors (&) and aliases (*)")
+
+
+def _check_user_dirs(dirs: Sequence[Path]) -> None:
+    for d in dirs:
+        for path in sorted(Path(d).rglob("*.y*ml"))[:2000]:
+            if path.suffix in (".yaml", ".yml") and path.is_file():
+                check_user_yaml(path)
+
+
+_GLOBAL_HEADER = re.compile(r"^#\s*@package\s+_global_\s*$", re.M)
+_ANY_PACKAGE = re.compile(r"^#\s*@package\b", re.M)
+
+
+def _preset_file(stage: str, preset: str, dirs: Sequence[Path]) -> Path | None:
+    """The file a preset name or path refers to (None: let Hydra report the unknown name)."""
     as_path = Path(preset)
     if as_path.suffix in (".yaml", ".yml"):
         if not as_path.is_file():
             raise ConfigError(f"preset file {preset} does not exist")
-        target = tmp / "preset" / stage
-        target.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(as_path, target / as_path.name)
-        return f"+preset/{stage}={as_path.stem}", tmp
-    return f"+preset/{stage}={preset}", None
+        return as_path
+    for root in (config_dir(), *dirs):
+        candidate = Path(root) / "preset" / stage / f"{preset}.yaml"
+        if candidate.is_file():
+            return candidate
+    return None
 
 
-def compose(
-    config_name: str,
-    overrides: Sequence[str] = (),
-    preset: str | None = None,
-    config_dirs: Sequence[Path] = (),
-    updates: Mapping[str, Any] | None = None,
-    resolve: bool = True,
-) -> DictConfig:
-    """Compose a main config with a preset, Hydra overrides and explicit updates.
+def _preset_override(stage: str, preset: str, dirs: Sequence[Path], tmp: Path) -> tuple[str, Path | None]:
+    """``+preset/<stage>=<name>``; a preset file given by path, or one without the global package
+    header, is staged (with the header) into a temporary search dir so it applies as an overlay."""
+    import yaml
 
-    Precedence, lowest first: the config's defaults, the preset, the overrides, ``updates``
-    (values of explicit CLI flags such as ``-o`` or ``-n``).
+    path = _preset_file(stage, preset, dirs)
+    if path is None:
+        return f"+preset/{stage}={preset}", None
+    text = path.read_text(encoding="utf-8")
+    body = yaml.safe_load(text)
+    if body is not None and not isinstance(body, Mapping):
+        raise ConfigError(
+            f"preset {path} is a YAML {type(body).__name__}, not a mapping of config keys",
+            hint=f"start from `tagtune config cp preset/{stage}/quick_test my_preset.yaml`",
+        )
+    if _ANY_PACKAGE.search(text) and not _GLOBAL_HEADER.search(text):
+        raise ConfigError(f"preset {path} declares a package other than _global_",
+                          hint="start the file with the line: # @package _global_")
+    if _GLOBAL_HEADER.search(text) and path.is_relative_to(config_dir()):
+        return f"+preset/{stage}={preset}", None
+    target = tmp / "preset" / stage
+    target.mkdir(parents=True, exist_ok=True)
+    name = f"user__{path.stem}"
+    header = "" if _GLOBAL_HEADER.search(text) else "# @package _global_\n"
+    (target / f"{name}.yaml").write_text(header + text, encoding="utf-8")
+    return f"+preset/{stage}={name}", tmp
 
-    Args:
-        config_name: A main config name (``vae_training``) or a path to a YAML file.
-        overrides: Hydra overrides (``trainer.max_epochs=3``, ``model=vae/beta_low``).
-        preset: A preset of the config's stage, or a path to a preset YAML.
-        config_dirs: Extra directories searched for configs and presets.
-        updates: ``{dotted.key: value}`` set after composition; keys must exist.
-        resolve: Resolve interpolations (``${now:...}`` is evaluated once, here).
 
-    Raises:
-        ConfigError: For any composition problem, in one line.
-    """
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
+def _check_overrides(overrides: Sequence[str]) -> None:
     for item in overrides:  # commands pass unknown flags through to the overrides
         if item.startswith("-"):
             raise ConfigError(
                 f"unknown option '{item}'",
                 hint="run the command with --help for its options; config overrides look like key=value",
             )
-    dirs = [Path(d).expanduser() for d in config_dirs]
-    name = config_name
-    primary = config_dir()
+        key = item.lstrip("+~").split("=", 1)[0]
+        if key == "hydra" or key.startswith(("hydra.", "hydra/")):
+            raise ConfigError(
+                f"override '{item}': hydra.* settings have no effect in tagtune (it composes configs "
+                "without Hydra's runner: no Hydra run directory, logging or multirun)",
+                hint="choose the run directory with -o DIR (or paths.output_dir=DIR)",
+            )
+
+
+def _primary(config_name: str, dirs: list[Path]) -> tuple[Path, str, list[Path]]:
+    """The directory holding the main config, its name, and the search dirs to add."""
+    name, primary = config_name, config_dir()
     as_path = Path(config_name)
     if as_path.suffix in (".yaml", ".yml"):
         if not as_path.is_file():
             raise ConfigError(f"config file {config_name} does not exist")
+        check_user_yaml(as_path)
         primary, name = as_path.parent.resolve(), as_path.stem
     elif not (primary / f"{name}.yaml").is_file():
         owner = next((d for d in dirs if (d / f"{name}.yaml").is_file()), None)
@@ -228,38 +288,128 @@ def compose(
         primary = owner.resolve()
     if primary != config_dir():  # a user's main config still sees the packaged groups
         dirs = [d for d in dirs if d.resolve() != primary] + [config_dir()]
+    return primary, name, dirs
 
-    with tempfile.TemporaryDirectory(prefix="tagtune-cfg-") as tmpdir:
-        all_overrides: list[str] = []
-        if preset:
-            preset_override, staged = _preset_override(stage_of(name), preset, Path(tmpdir))
-            if staged is not None:
-                dirs.append(staged)
-        if dirs:
-            all_overrides.append(_searchpath_override(dirs))
-        if preset:
-            all_overrides.append(preset_override)
-        all_overrides.extend(overrides)
 
+def _hydra_compose(primary: Path, name: str, overrides: list[str], user_overrides: Sequence[str],
+                   dirs: Sequence[Path]) -> DictConfig:
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(version_base=None, config_dir=str(primary)):
+            return hydra_compose(config_name=name, overrides=overrides)
+    except Exception as exc:  # Hydra raises many types; all are config problems here
+        raise _one_line(exc, list(user_overrides), dirs) from exc
+    finally:
         GlobalHydra.instance().clear()
-        try:
-            with initialize_config_dir(version_base=None, config_dir=str(primary)):
-                cfg = hydra_compose(config_name=name, overrides=all_overrides)
-        except Exception as exc:  # Hydra raises many types; all are config problems here
-            raise _one_line(exc, list(overrides), dirs) from exc
-        finally:
-            GlobalHydra.instance().clear()
+
+
+def compose(
+    config_name: str,
+    overrides: Sequence[str] = (),
+    preset: str | None = None,
+    config_dirs: Sequence[Path] = (),
+    updates: Mapping[str, Any] | None = None,
+) -> DictConfig:
+    """Compose a main config with a preset, Hydra overrides and explicit updates, then validate it.
+
+    Precedence, lowest first: the config's defaults, the preset, the overrides, ``updates``
+    (values of explicit CLI flags such as ``-o`` or ``-n``). The result is resolved (``${now:...}``
+    is evaluated once, here) and checked against :mod:`tagtune.config_schema`.
+
+    Args:
+        config_name: A main config name (``vae_training``) or a path to a YAML file.
+        overrides: Hydra overrides (``trainer.max_epochs=3``, ``model=vae/beta_low``).
+        preset: A preset of the config's stage, or a path to a preset YAML.
+        config_dirs: Extra directories searched for configs and presets.
+        updates: ``{dotted.key: value}`` set after composition; keys must exist.
+
+    Raises:
+        ConfigError: For any composition or validation problem, in one line (``key`` set when a
+            single key is at fault).
+    """
+    _check_overrides(overrides)
+    dirs = [Path(d).expanduser() for d in config_dirs]
+    _check_user_dirs(dirs)
+    primary, name, dirs = _primary(config_name, dirs)
+    with tempfile.TemporaryDirectory(prefix="tagtune-cfg-") as tmpdir:
+        head: list[str] = []
+        if preset:
+            preset_override, staged = _preset_override(stage_of(name), preset, dirs, Path(tmpdir))
+            dirs = dirs + ([staged] if staged is not None else [])
+        if dirs:
+            head.append(_searchpath_override(dirs))
+        if preset:
+            head.append(preset_override)
+        cfg = _hydra_compose(primary, name, [*head, *overrides], overrides, dirs)
+    return _finish(cfg, name, updates or {})
+
+
+def _finish(cfg: DictConfig, name: str, updates: Mapping[str, Any]) -> DictConfig:
+    """Apply the flag updates, resolve, validate and convert (``"5"`` from a flag becomes 5)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from tagtune.config_schema import validate
 
     try:
-        for key, value in (updates or {}).items():
+        for key, value in updates.items():
             if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
-                raise ConfigError(f"config '{name}' has no key '{key}'")
+                raise ConfigError(f"config '{name}' has no key '{key}'", key=key)
             OmegaConf.update(cfg, key, value, merge=False)
-        if resolve:
-            OmegaConf.resolve(cfg)
+        data = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as exc:
         raise ConfigError(f"in config '{name}': {str(exc).splitlines()[0]}") from exc
-    return cfg
+    return OmegaConf.create(validate(name, data))
+
+
+def validate_file(path: Path, stage: str | None = None, config_dirs: Sequence[Path] = ()) -> list[str]:
+    """Check a user's preset or main config; returns one line per main config it composed with.
+
+    A file whose name starts with a stage (``vae_mine.yaml``) and that has a defaults list is a main
+    config; anything else is a preset, checked against the main configs of its stage (``--stage``,
+    else the ``preset/<stage>/`` folder it sits in, else every stage: it must fit one of them).
+
+    Raises:
+        ConfigError: The first problem (a bad key is named).
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist")
+    check_user_yaml(path)
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    head = path.stem.split("_", 1)[0]
+    if head in STAGES and isinstance(data, Mapping) and "defaults" in data and "_global_" not in path.read_text(encoding="utf-8"):
+        compose(str(path), config_dirs=config_dirs)
+        return [f"ok: {path} is a valid {head} main config"]
+    parts = path.resolve().parts
+    stage = stage or next((s for s in STAGES if ("preset", s) in zip(parts, parts[1:])), None)
+    candidates = [stage] if stage else sorted(STAGES, key=lambda s: -_fit(data, s))
+    errors: list[ConfigError] = []
+    for st in candidates:
+        mains = [m for m in main_configs(config_dirs) if m.split("_", 1)[0] == st or m == st]
+        try:
+            for main in mains:
+                compose(main, preset=str(path), config_dirs=config_dirs)
+        except ConfigError as exc:
+            errors.append(exc)
+            continue
+        return [f"ok: {path} is a valid {st} preset ({', '.join(mains)})"]
+    raise errors[0]  # from the stage the preset's keys fit best
+
+
+def _fit(preset: Any, stage: str) -> int:
+    """How many of a preset's top-level keys the stage's main configs know (which stage it is for)."""
+    from tagtune.config_schema import SCHEMAS
+
+    keys = set(preset) if isinstance(preset, Mapping) else set()
+    known = {k for name, spec in SCHEMAS.items() if name.split("_", 1)[0] == stage for k in spec.fields}
+    return len(keys & known)
 
 
 def to_yaml(cfg: Any) -> str:
@@ -278,18 +428,3 @@ def save_config(cfg: Any, path: Path) -> Path:
         path = path / "config.yaml"
     atomic_write_text(path, to_yaml(cfg))
     return path
-
-
-def load_config(path: Path) -> DictConfig:
-    """Read a saved ``config.yaml`` (e.g. from a model directory)."""
-    from omegaconf import OmegaConf
-
-    try:
-        cfg = OmegaConf.load(path)
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{path} does not exist") from exc
-    except Exception as exc:
-        raise ConfigError(f"{path}: not a readable YAML config ({str(exc).splitlines()[0]})") from exc
-    if not isinstance(cfg, Mapping):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return cfg  # type: ignore[return-value]

@@ -1,7 +1,9 @@
-"""Choosing the torch device and dtype, with one-line errors when CUDA is asked for but absent."""
+"""Choosing the torch device, dtype and CPU thread count, with one-line errors when CUDA is asked for but absent."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from tagtune.errors import DependencyError
@@ -39,3 +41,23 @@ def pick_dtype(spec: str | None, device: str) -> Any:
         )
     except AttributeError:
         raise DependencyError(f"unknown dtype '{spec}'", hint="use auto, float32, float16 or bfloat16") from None
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Run a block with ``count`` intra-op CPU threads (None: leave torch's setting), then restore it.
+
+    Small models gain nothing from several threads, and on a busy machine their spin-waits make a
+    two-thread run several times slower than a one-thread run (config key ``model.threads``).
+    """
+    import torch
+
+    if not count:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(count))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

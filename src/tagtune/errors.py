@@ -30,7 +30,15 @@ class TagtuneError(Exception):
 
 
 class ConfigError(TagtuneError):
-    """A bad override, unknown preset/option or a config that does not compose."""
+    """A bad override, unknown preset/option, or a config value of the wrong type or range.
+
+    Args:
+        key: The dotted config key at fault, when there is one (the CLI adds the flag that sets it).
+    """
+
+    def __init__(self, message: str, hint: str | None = None, key: str | None = None):
+        super().__init__(message, hint)
+        self.key = key
 
 
 class InputError(TagtuneError):
@@ -74,5 +82,13 @@ class OutputError(TagtuneError):
     """An output location that cannot be written (read-only, full disk, existing file...)."""
 
 
-class NotImplementedYetError(TagtuneError):
-    """A command whose issue has not landed yet."""
+class Interrupted(BaseException):
+    """Ctrl-C (SIGINT) reached a running job (exit 130). A BaseException, like KeyboardInterrupt, so
+    that no ``except Exception`` swallows it; unlike KeyboardInterrupt, Typer and Lightning let it
+    through to the CLI, which says what was kept and how to resume."""
+
+    exit_code = 130
+
+    def __init__(self, during: str = ""):
+        super().__init__(during)
+        self.during = during

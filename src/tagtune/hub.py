@@ -41,22 +41,56 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The exception and everything it was raised from (transformers wraps the Hub's typed errors)."""
+    out: list[BaseException] = []
+    while exc is not None and exc not in out and len(out) < 10:
+        out.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return out
+
+
 def describe_load_error(exc: BaseException) -> str:
+    """Why a model did not load, from huggingface_hub's typed errors (text of the first line otherwise)."""
+    from huggingface_hub import errors as hub_errors
+
+    for cause in _causes(exc):
+        if isinstance(cause, (hub_errors.GatedRepoError, hub_errors.DisabledRepoError)):
+            return "gated or private: accept its license on the Hub and log in (`hf auth login`)"
+        if isinstance(cause, hub_errors.RevisionNotFoundError):
+            return "no such revision on the Hub"
+        if isinstance(cause, (hub_errors.RepositoryNotFoundError, hub_errors.HFValidationError)):
+            return "no such model on the Hub or on disk"
+        if isinstance(cause, (hub_errors.LocalEntryNotFoundError, hub_errors.OfflineModeIsEnabled)):
+            return "not in the local cache and the Hub cannot be reached"
+        if isinstance(cause, hub_errors.EntryNotFoundError):
+            return "the repository lacks a file this model needs"
     text = " ".join(str(exc).split())
-    lowered = text.lower()
-    if "gated" in lowered or "401" in lowered or "403" in lowered or "access to model" in lowered:
-        return "gated or private: accept its license on the Hub and log in (`hf auth login`)"
-    if any(s in lowered for s in ("connect", "offline", "resolve", "network", "couldn't reach", "max retries", "timed out", "localentrynotfound", "cannot find the requested files")):
-        return "not in the local cache and the Hub cannot be reached"
-    if "does not appear to have" in lowered or "not a valid model identifier" in lowered or "404" in lowered or "repository not found" in lowered:
-        return "no such model on the Hub or on disk"
     return text[:160] or type(exc).__name__
+
+
+def resolved_revision(model: Any, source: str, requested: str | None = None) -> str:
+    """What exactly was loaded: the Hub commit hash, else ``local:<fingerprint>`` of a local folder."""
+    import hashlib
+
+    commit = getattr(getattr(model, "config", None), "_commit_hash", None)
+    if commit:
+        return str(commit)
+    folder = Path(source).expanduser()
+    if not folder.is_dir():
+        return requested or "unknown"
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        h.update(path.name.encode())
+        # small files (configs, tokenizers, the tiny models) by content; big weight files by size
+        h.update(path.read_bytes() if path.stat().st_size < (8 << 20) else str(path.stat().st_size).encode())
+    return f"local:{h.hexdigest()[:16]}"
 
 
 def _load(loader: Callable[..., T], name: str, what: str, **kwargs: Any) -> T:
     try:
         return loader(name, **kwargs)
-    except (OSError, ValueError, RuntimeError) as exc:  # HF raises these for missing or broken models
+    except Exception as exc:  # noqa: BLE001 -- HF raises many types for missing, tampered or broken models
         local = Path(name).expanduser()
         reason = "local path has no loadable files" if local.exists() else describe_load_error(exc)
         raise ModelNotFoundError(f"cannot load {what} '{name}': {reason}", hint=HINT) from exc

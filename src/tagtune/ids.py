@@ -6,8 +6,8 @@ import hashlib
 import re
 import unicodedata
 
-MAX_ID_LENGTH = 120
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_ID_BYTES = 160  # file names stay far below the usual 255-byte limit, with room for a suffix
+_UNSAFE = re.compile(r"[^\w.-]+")
 _WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
 
 
@@ -21,27 +21,31 @@ def stable_hash(value: str) -> int:
     return int.from_bytes(hashlib.blake2b(value.encode("utf-8"), digest_size=8).digest(), "big")
 
 
-def safe_id(raw: object, max_length: int = MAX_ID_LENGTH) -> str:
-    """Turn an arbitrary id into a safe file-name stem.
+def safe_id(raw: object, max_bytes: int = MAX_ID_BYTES) -> str:
+    """Turn an arbitrary id into a safe file-name stem that no other id maps to.
 
-    Keeps letters, digits, ``.``, ``_`` and ``-``; every other run of characters (path separators
-    included) becomes ``_``; leading dots and dashes are dropped (no ``..``, no hidden files, no
-    option-like names); over-long ids are cut and suffixed with a hash of the original so they
-    stay unique. The result is never empty.
+    Keeps letters and digits of any script (``曲-1`` stays ``曲-1``), ``.``, ``_`` and ``-``; every
+    other run of characters (path separators included) becomes ``_``; leading dots and dashes are
+    dropped (no ``..``, no hidden files, no option-like names). Whenever that changed the id, or
+    it had to be cut to ``max_bytes`` of UTF-8, a short hash of the original is appended, so two
+    ids that differ anywhere never share a file name. The result is never empty.
 
     Example:
-        >>> safe_id("../../etc/passwd")
-        'etc_passwd'
+        >>> safe_id("take-1")
+        'take-1'
+        >>> safe_id("../../etc/passwd")[:11]
+        'etc_passwd-'
     """
-    text = unicodedata.normalize("NFKC", str(raw))
+    original = str(raw)
+    text = unicodedata.normalize("NFC", original)
     text = _UNSAFE.sub("_", text)
-    text = re.sub(r"\.{2,}", ".", text)
-    text = text.strip("._-")
-    if not text:
-        text = "id_" + hashlib.sha1(str(raw).encode("utf-8")).hexdigest()[:12]
+    text = re.sub(r"\.{2,}", ".", text).strip("._-")
     if text.split(".")[0].lower() in _WINDOWS_RESERVED:
         text = "_" + text
-    if len(text) > max_length:
-        digest = hashlib.sha1(str(raw).encode("utf-8")).hexdigest()[:10]
-        text = text[: max_length - 11].rstrip("._-") + "-" + digest
-    return text
+    if text and text == original and len(text.encode("utf-8")) <= max_bytes:
+        return text
+    digest = hashlib.sha1(original.encode("utf-8")).hexdigest()[:10]
+    while len(text.encode("utf-8")) > max_bytes - 11:
+        text = text[:-1]
+    text = text.rstrip("._-")
+    return f"{text}-{digest}" if text else f"id_{digest}"

@@ -12,6 +12,7 @@ import ast
 import csv
 import json
 import math
+import re
 import sys
 from collections.abc import Iterator
 from importlib import resources
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tagtune.errors import InputError
-from tagtune.resumable import iter_jsonl
+from tagtune.resumable import check_text, iter_jsonl, json_error
 
 PKG_PREFIX = "pkg:"
 FORMATS = {
@@ -95,16 +96,17 @@ def iter_records(path: str | Path, fmt: str | None = None, text_field: str = "te
 
 def _iter_json_array(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except UnicodeDecodeError as exc:
         raise InputError(f"not UTF-8 text (byte {exc.start})", path) from exc
     except json.JSONDecodeError as exc:
-        raise InputError(f"invalid JSON ({exc.msg})", path, exc.lineno) from exc
+        raise InputError(json_error(exc), path, exc.lineno) from exc
     if not isinstance(data, list):
         raise InputError("expected a JSON array of objects", path)
     for i, obj in enumerate(data, start=1):
         if not isinstance(obj, dict):
             raise InputError(f"array item {i} is a {type(obj).__name__}, expected an object", path)
+        check_text(obj, path, i)
         yield i, obj
 
 
@@ -112,7 +114,7 @@ def _iter_csv(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str, Any]]
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     line = 1
     try:
-        with open(path, encoding="utf-8", newline="") as fh:
+        with open(path, encoding="utf-8-sig", newline="") as fh:  # -sig: drop the BOM Excel writes
             reader = csv.DictReader(fh, delimiter=delimiter)
             if not reader.fieldnames:
                 raise InputError("no header row", path, 1)
@@ -145,7 +147,7 @@ def _iter_parquet(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def _iter_text(path: Path, field: str) -> Iterator[tuple[int, dict[str, Any]]]:
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8-sig") as fh:
             for line, text in enumerate(fh, start=1):
                 text = text.strip()
                 if text:
@@ -176,38 +178,63 @@ def is_missing(value: Any) -> bool:
     return isinstance(value, str) and value.strip() == ""
 
 
+_QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)'|\"((?:[^\"\\]|\\.)*)\"")
+
+
 def parse_tags(value: Any) -> list[str]:
-    """Read a tag cell: list, JSON list string, Python-literal list string or comma-separated string.
+    """Read a tag cell in any of the layouts found in public files.
+
+    Accepted: a real list (or numpy / pyarrow array); a JSON list string; a Python-literal list
+    string; a numpy repr without commas (``['female singer' 'opera singer']``, as pandas writes
+    arrays to CSV); a comma- or semicolon-separated string. Missing cells give ``[]``.
 
     Raises:
-        ValueError: When the value is none of these (callers add file/line/field).
+        ValueError: Anything else (callers add file, line and column).
     """
     if is_missing(value):
         return []
     if isinstance(value, str):
         text = value.strip()
-        if text.startswith("["):
-            try:
-                parsed = json.loads(text)
-            except json.JSONDecodeError:
-                try:
-                    parsed = ast.literal_eval(text)
-                except (ValueError, SyntaxError) as exc:
-                    raise ValueError(f"looks like a list but does not parse: {text[:60]!r}") from exc
-            return parse_tags(list(parsed)) if isinstance(parsed, (list, tuple)) else _bad(parsed)
-        return [t.strip() for t in text.split(",") if t.strip()]
+        if text[:1] in "[(" or text[-1:] in "])":
+            return _clean(_parse_list_text(text))
+        if text[:1] == "{":
+            raise ValueError(f"expected a list of tags, got a mapping: {text[:60]!r}")
+        return [t.strip() for t in re.split(r"[,;]", text) if t.strip()]
     if hasattr(value, "tolist") and not isinstance(value, (list, tuple)):
         value = value.tolist()  # numpy / pyarrow arrays
     if isinstance(value, (list, tuple)):
-        out = []
-        for item in value:
-            if not isinstance(item, str):
-                raise ValueError(f"tag {item!r} is not a string")
-            if item.strip():
-                out.append(item.strip())
-        return out
-    return _bad(value)
+        return _clean(value)
+    raise ValueError(f"expected a list of tags or a comma-separated string, got {type(value).__name__} {value!r}")
 
 
-def _bad(value: Any) -> list[str]:
-    raise ValueError(f"expected a list of tags or a comma-separated string, got {type(value).__name__}")
+def _parse_list_text(text: str) -> list[Any]:
+    """A list written as text: JSON, a numpy repr (quoted items, no commas) or a Python literal.
+
+    The numpy form is tried before ``ast.literal_eval``, which would glue ``'a' 'b'`` into ``'ab'``.
+    """
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = None
+    if parsed is None and text.startswith("[") and text.endswith("]"):
+        items = [a if a or not b else b for a, b in _QUOTED.findall(text)]
+        if len(items) > 1 and not _QUOTED.sub("", text[1:-1]).strip():  # only white space between items
+            return [ast.literal_eval(f"'{i}'") if "\\" in i else i for i in items]
+    if parsed is None:
+        try:
+            parsed = ast.literal_eval(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            raise ValueError(f"looks like a list but does not parse: {text[:60]!r}") from None
+    if isinstance(parsed, (list, tuple)):
+        return list(parsed)
+    raise ValueError(f"expected a list of tags, got {type(parsed).__name__}: {text[:60]!r}")
+
+
+def _clean(items: Any) -> list[str]:
+    out = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError(f"tag {item!r} is not a string")
+        if item.strip():
+            out.append(item.strip())
+    return out

@@ -16,7 +16,7 @@ import errno
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,37 @@ def _output_error(path: Path, exc: OSError) -> OutputError:
     return OutputError(f"{path}: cannot write ({exc.strerror or exc})")
 
 
-def _umask() -> int:
+def lock_handle(fh: Any, path: Path, hint: str) -> None:
+    """Take an exclusive advisory lock on an open file, or raise a one-line OutputError.
+
+    The lock lives as long as the handle; a killed process releases it. (Windows has no such
+    locks: there, one writer per output is the user's job.)
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        raise OutputError(f"{path} is in use by another tagtune process", hint=hint) from exc
+
+
+@contextlib.contextmanager
+def locked(path: Path, hint: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if needed) for the duration of the block."""
+    ensure_dir(Path(path).parent)
+    try:
+        fh = open(path, "ab")
+    except OSError as exc:
+        raise _output_error(Path(path), exc) from exc
+    with fh:
+        lock_handle(fh, Path(path), hint)
+        yield
+
+
+def umask() -> int:
+    """The process umask (read without changing it for longer than a moment)."""
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
@@ -59,15 +89,18 @@ def atomic_path(path: Path, suffix: str | None = None) -> Iterator[Path]:
     """
     path = Path(path)
     ensure_dir(path.parent)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=(suffix if suffix is not None else path.suffix) + ".tmp", dir=path.parent
-    )
+    try:
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=(suffix if suffix is not None else path.suffix) + ".tmp", dir=path.parent
+        )
+    except OSError as exc:
+        raise _output_error(path, exc) from exc
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
         if tmp.exists():  # mkstemp makes 0600 files; give the result the usual umask-based mode
-            os.chmod(tmp, 0o666 & ~_umask())
+            os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
@@ -159,10 +192,38 @@ def iter_jsonl(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[tup
             except UnicodeDecodeError as exc:
                 raise InputError(f"not UTF-8 text (byte {exc.start})", path, lineno) from exc
             except json.JSONDecodeError as exc:
-                raise InputError(f"invalid JSON ({exc.msg} at column {exc.colno})", path, lineno) from exc
+                raise InputError(json_error(exc), path, lineno) from exc
             if not isinstance(obj, dict):
                 raise InputError(f"expected a JSON object, got {type(obj).__name__}", path, lineno)
+            if b"\\ud" in raw.lower():
+                check_text(obj, path, lineno)
             yield lineno, obj
+
+
+def json_error(exc: json.JSONDecodeError) -> str:
+    """``invalid JSON: Expecting ',' delimiter at column 12`` (json's own message ends in "at" sometimes)."""
+    return f"invalid JSON: {exc.msg.removesuffix(' at').strip()} at column {exc.colno}"
+
+
+def check_text(obj: Any, path: Path | str, line: int) -> None:
+    """Refuse strings that cannot be written back as UTF-8 (a lone surrogate such as ``\\ud800``)."""
+    def walk(value: Any, where: str | None) -> None:
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                bad = f"U+{ord(value[exc.start]):04X}"
+                raise InputError(f"text holds an invalid character ({bad}, a lone surrogate)", path, line, where,
+                                 hint="fix the \\u escape in the input") from None
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(k, where)
+                walk(v, where or str(k))
+        elif isinstance(value, list):
+            for v in value:
+                walk(v, where)
+
+    walk(obj, None)
 
 
 class JsonlAppender:
@@ -179,7 +240,8 @@ class JsonlAppender:
         ...     sink.append([{"id": "a", "caption": "..."}])
     """
 
-    def __init__(self, path: Path, key: str = "id", overwrite: bool = False):
+    def __init__(self, path: Path, key: str = "id", overwrite: bool = False,
+                 done_when: Callable[[dict[str, Any]], bool] | None = None):
         self.path = Path(path)
         self.key = key
         self.done: set[str] = set()
@@ -192,52 +254,58 @@ class JsonlAppender:
                 raise _output_error(self.path, exc) from exc
         if self.path.exists():
             self.repaired_bytes = repair_tail(self.path)
-            for lineno, obj in iter_jsonl(self.path):
-                ident = obj.get(key)
-                if ident is None:
-                    raise InputError(f"existing output line has no '{key}'", self.path, lineno, hint="use --overwrite to start over")
-                ident = str(ident)
-                if ident in self.done:
-                    raise InputError(
-                        f"existing output repeats {key} '{ident}' (written by two runs at once?)",
-                        self.path, lineno, hint="use --overwrite to start over",
-                    )
-                self.done.add(ident)
+            self._read_done(done_when)
         try:
-            self._fh = open(self.path, "ab")
+            self._fh = open(self.path, "ab", buffering=0)  # unbuffered: append() owns every byte written
         except OSError as exc:
             raise _output_error(self.path, exc) from exc
         self._lock()
 
+    def _read_done(self, done_when: Callable[[dict[str, Any]], bool] | None) -> None:
+        """Collect the finished ids; lines that do not count as done (``done_when``) are dropped."""
+        unfinished = 0
+        for lineno, obj in iter_jsonl(self.path):
+            ident = obj.get(self.key)
+            if ident is None:
+                raise InputError(f"existing output line has no '{self.key}'", self.path, lineno, hint="use --overwrite to start over")
+            if done_when is not None and not done_when(obj):
+                unfinished += 1
+                continue
+            if str(ident) in self.done:
+                raise InputError(f"existing output repeats {self.key} '{ident}' (written by two runs at once?)",
+                                 self.path, lineno, hint="use --overwrite to start over")
+            self.done.add(str(ident))
+        if unfinished:  # rewrite without them, so their redone lines are not duplicates
+            with atomic_path(self.path) as tmp, open(tmp, "w", encoding="utf-8") as out:
+                out.writelines(dumps_line(obj) for _, obj in iter_jsonl(self.path) if done_when(obj))
+
     def _lock(self) -> None:
         try:
-            import fcntl
-        except ImportError:  # Windows: no advisory locks; single-writer is the user's job
-            return
-        try:
-            fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
+            lock_handle(self._fh, self.path, "give each worker its own output (--shard I/N) or wait for the other run")
+        except OutputError:
             self._fh.close()
-            raise OutputError(
-                f"{self.path} is being written by another process",
-                hint="give each worker its own output (--shard I/N) or wait for the other run",
-            ) from exc
+            raise
 
     def append(self, records: Iterable[dict[str, Any]]) -> int:
-        """Append whole records; returns how many were written."""
+        """Append whole records with one unbuffered write; returns how many were written.
+
+        On a failed write (a full disk) the file is cut back to where it was, through the raw file
+        descriptor (a buffered file would try to flush the torn bytes again), and one OutputError
+        is raised.
+        """
         records = list(records)
         if not records:
             return 0
-        data = "".join(dumps_line(r) for r in records).encode("utf-8")
-        start = self._fh.tell()
+        data = memoryview("".join(dumps_line(r) for r in records).encode("utf-8"))
+        fd = self._fh.fileno()
+        start = os.lseek(fd, 0, os.SEEK_END)
         try:
-            self._fh.write(data)
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
+            while data:
+                data = data[os.write(fd, data):]
+            os.fsync(fd)
         except OSError as exc:
             with contextlib.suppress(OSError):
-                self._fh.truncate(start)
-                self._fh.flush()
+                os.ftruncate(fd, start)
             raise _output_error(self.path, exc) from exc
         for r in records:
             self.done.add(str(r[self.key]))

@@ -35,11 +35,6 @@ def expand_sweep(name: str, output_dir: Path | None, extra: list[str], config_di
     return runs
 
 
-def run_sweep(commands: list[list[str]]) -> int:
-    """Run each command in a fresh process; returns the number that failed."""
-    failures = 0
-    for argv in commands:
-        print("$ tagtune " + " ".join(argv), flush=True)
-        if subprocess.run([sys.executable, "-m", "tagtune", *argv]).returncode != 0:
-            failures += 1
-    return failures
+def run_one(argv: list[str]) -> bool:
+    """Run one command of a sweep in a fresh process; True when it succeeded."""
+    return subprocess.run([sys.executable, "-m", "tagtune", *argv]).returncode == 0

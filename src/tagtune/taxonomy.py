@@ -8,6 +8,7 @@ category in file order. Vector position ``i`` is ``taxonomy.tags[i]``. Tags are 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,11 +20,14 @@ from tagtune.errors import TaxonomyError
 if TYPE_CHECKING:
     import numpy as np
 
-# Field names that records use for other things; a category may not take them.
-RESERVED_NAMES = frozenset(
-    {"id", "tags", "caption", "text", "prompt", "file_name", "split", "sampling", "duration",
-     "aspect_list", "seed", "sample_rate", "model", "generation"}
-)
+@functools.lru_cache(maxsize=1)
+def reserved_names() -> frozenset[str]:
+    """Field names the rows use for other things (a category may not take them)."""
+    from dataclasses import fields
+
+    from tagtune.schema import ROW_TYPES
+
+    return frozenset(f.name for kind in ROW_TYPES for f in fields(kind)) | {"text", "aspect_list", "split"}
 
 
 def normalize_tag(tag: str) -> str:
@@ -44,7 +48,7 @@ class Taxonomy:
             if not isinstance(raw_cat, str) or not raw_cat.strip():
                 raise TaxonomyError(f"category name {raw_cat!r} is not a non-empty string", source)
             cat = normalize_tag(raw_cat).replace(" ", "_")
-            if cat in RESERVED_NAMES:
+            if cat in reserved_names():
                 raise TaxonomyError(f"category name '{cat}' is reserved; rename it", source, field=cat)
             if cat in self.categories:
                 raise TaxonomyError(f"category '{cat}' appears twice", source, field=cat)

@@ -11,11 +11,9 @@ default). Adapters are PEFT LoRA directories (``adapter_config.json`` + safetens
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sys
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,6 @@ from tagtune.hub import load_pretrained
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
-_TRUE = ("1", "true", "yes", "on")
 
 
 @dataclass
@@ -40,32 +37,7 @@ class LoadedModel:
     quantized: bool = False
     adapter: str | None = None
     notices: list[str] = field(default_factory=list)
-
-
-def notice(text: str) -> None:
-    """One informational line on stderr (kept out of stdout, which may be piped)."""
-    sys.stderr.write(text.rstrip() + "\n")
-    sys.stderr.flush()
-
-
-@contextlib.contextmanager
-def torch_threads(count: int | None) -> Iterator[None]:
-    """Run a block with ``count`` intra-op CPU threads (``None``: leave torch's setting), then restore.
-
-    Tiny models gain nothing from several threads, and on a busy machine the threads' spin-waits
-    make a two-thread run several times slower than a one-thread run.
-    """
-    import torch
-
-    if not count:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(count))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    revision: str = ""  # the commit loaded from the Hub, or local:<fingerprint>
 
 
 def resolve_model_path(model_cfg: Mapping[str, Any]) -> str:
@@ -85,18 +57,18 @@ def quantization_plan(model_cfg: Mapping[str, Any], cuda: bool) -> tuple[bool, s
     Raises:
         DependencyError: ``model.quantization.required`` is set and CUDA is not available.
     """
-    q = model_cfg.get("quantization") or {}
-    if not q.get("enabled", False):
+    q = model_cfg["quantization"]
+    if not q["enabled"]:
         return False, None
     if cuda:
         return True, None
-    if q.get("required", False):
+    if q["required"]:
         raise DependencyError(
             f"model.quantization.required=true but CUDA is not available: '{model_cfg['name']}' cannot load in 4 bit here",
             hint="run on a CUDA machine, or set model.quantization.required=false to load unquantized",
         )
     return False, (
-        f"note: CUDA is not available, so '{model_cfg['name']}' runs unquantized in float32 "
+        f"CUDA is not available, so '{model_cfg['name']}' runs unquantized in float32 "
         "(4-bit nf4 needs a GPU here; set model.quantization.enabled=false to silence this)"
     )
 
@@ -106,10 +78,10 @@ def _bnb_config(q: Mapping[str, Any]) -> Any:
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(
-        load_in_4bit=bool(q.get("load_in_4bit", True)),
-        bnb_4bit_quant_type=str(q.get("bnb_4bit_quant_type", "nf4")),
-        bnb_4bit_use_double_quant=bool(q.get("bnb_4bit_use_double_quant", True)),
-        bnb_4bit_compute_dtype=getattr(torch, str(q.get("bnb_4bit_compute_dtype", "bfloat16"))),
+        load_in_4bit=q["load_in_4bit"],
+        bnb_4bit_quant_type=q["bnb_4bit_quant_type"],
+        bnb_4bit_use_double_quant=q["bnb_4bit_use_double_quant"],
+        bnb_4bit_compute_dtype=getattr(torch, q["bnb_4bit_compute_dtype"]),
     )
 
 
@@ -117,8 +89,8 @@ def load_tokenizer(model_cfg: Mapping[str, Any], path: str, padding_side: str = 
     """The tokenizer, with a pad token (EOS when the model has none) and the given padding side."""
     from transformers import AutoTokenizer
 
-    kwargs: dict[str, Any] = {"trust_remote_code": bool(model_cfg.get("trust_remote_code", False))}
-    if model_cfg.get("revision"):
+    kwargs: dict[str, Any] = {"trust_remote_code": model_cfg["trust_remote_code"]}
+    if model_cfg["revision"]:
         kwargs["revision"] = model_cfg["revision"]
     tokenizer = load_pretrained(AutoTokenizer.from_pretrained, path, "model", **kwargs)
     if tokenizer.pad_token is None:
@@ -127,8 +99,9 @@ def load_tokenizer(model_cfg: Mapping[str, Any], path: str, padding_side: str = 
     return tokenizer
 
 
-def load_base_model(model_cfg: Mapping[str, Any], path: str, for_training: bool = False) -> tuple[Any, str, bool, list[str]]:
-    """The base causal LM on the right device and dtype, quantized when planned.
+def load_base_model(model_cfg: Mapping[str, Any], path: str, for_training: bool = False,
+                    device: str = "auto") -> tuple[Any, str, bool, list[str]]:
+    """The base causal LM on ``device`` in the right dtype, quantized when planned.
 
     Returns:
         ``(model, device, quantized, notices)``.
@@ -145,23 +118,21 @@ def load_base_model(model_cfg: Mapping[str, Any], path: str, for_training: bool 
     cuda = torch.cuda.is_available()
     quantize, note = quantization_plan(model_cfg, cuda)
     notices = [note] if note else []
-    device = pick_device("auto")
+    device = pick_device(device)
     kwargs: dict[str, Any] = {
-        "dtype": pick_dtype(str(model_cfg.get("dtype") or "auto"), device),
-        "trust_remote_code": bool(model_cfg.get("trust_remote_code", False)),
+        "dtype": pick_dtype(model_cfg["dtype"], device),
+        "trust_remote_code": model_cfg["trust_remote_code"],
     }
-    if model_cfg.get("revision"):
+    if model_cfg["revision"]:
         kwargs["revision"] = model_cfg["revision"]
-    if model_cfg.get("attn_implementation"):
+    if model_cfg["attn_implementation"]:
         kwargs["attn_implementation"] = model_cfg["attn_implementation"]
     if quantize:
         kwargs["quantization_config"] = _bnb_config(model_cfg["quantization"])
         kwargs["device_map"] = {"": local_device_index()}
-    elif cuda and model_cfg.get("device_map") and not for_training:
+    elif cuda and model_cfg["device_map"] and not for_training:
         kwargs["device_map"] = model_cfg["device_map"]
     model = load_pretrained(AutoModelForCausalLM.from_pretrained, path, "model", **kwargs)
-    if note:  # said once the model is there, so a load failure stays a single line
-        notice(note)
     if "device_map" not in kwargs and not for_training:
         model.to(device)
     if not quantize and "device_map" in kwargs:
@@ -233,9 +204,13 @@ def adapter_tokenizer_dir(adapter_dir: str | Path | None) -> Path | None:
     return path if (path / "tokenizer_config.json").is_file() else None
 
 
-def load_for_inference(model_cfg: Mapping[str, Any]) -> LoadedModel:
-    """Tokenizer, base model and (when ``model.checkpoint_dir`` is set) the LoRA adapter, in eval mode."""
-    adapter = model_cfg.get("checkpoint_dir")
+def load_for_inference(model_cfg: Mapping[str, Any], device: str = "auto") -> LoadedModel:
+    """Tokenizer, base model and (when ``model.checkpoint_dir`` is set) the LoRA adapter, in eval mode.
+
+    What was decided on the way (quantization skipped, an adapter trained on another base) is in
+    ``notices``, for the caller to report once the load has succeeded.
+    """
+    adapter = model_cfg["checkpoint_dir"]
     if adapter:
         check_adapter_dir(adapter)  # fail before the slow base-model load
     path = resolve_model_path(model_cfg)
@@ -243,15 +218,17 @@ def load_for_inference(model_cfg: Mapping[str, Any]) -> LoadedModel:
     if adapter:
         base = adapter_base_model(adapter)
         if base and base not in (path, str(model_cfg["name"])):
-            extra.append(f"note: adapter {adapter} was trained on '{base}' but model.name is '{model_cfg['name']}'")
-            notice(extra[-1])
+            extra.append(f"adapter {adapter} was trained on '{base}' but model.name is '{model_cfg['name']}'")
     tok_dir = adapter_tokenizer_dir(adapter)
     tokenizer = load_tokenizer(model_cfg, str(tok_dir) if tok_dir else path, padding_side="left")
-    model, device, quantized, notices = load_base_model(model_cfg, path)
+    model, device, quantized, notices = load_base_model(model_cfg, path, device=device)
+    from tagtune.hub import resolved_revision
+
+    revision = resolved_revision(model, path, model_cfg["revision"])
     if adapter:
         model = attach_adapter(model, adapter)
         if not quantized:
             model.to(device)
     model.eval()
     return LoadedModel(model, tokenizer, str(model_cfg["name"]), path, device, quantized, str(adapter) if adapter else None,
-                       extra + notices)
+                       extra + notices, revision)

@@ -4,8 +4,8 @@ Nothing is downloaded. The tokenizer is a byte-level BPE trained on the packaged
 the packaged taxonomy and the default prompt text, with a small chat template of its own; the
 model has random weights drawn from a fixed seed. Both are saved in Hugging Face format into
 ``model.tiny.cache_dir/<fingerprint>`` so every later run (and every subprocess of a test session)
-reuses them. A build goes into a temporary directory that is renamed into place, so two processes
-building at once cannot leave a half-written model behind.
+reuses them (:mod:`tagtune.cache`: built into a temporary directory and renamed into place, checked
+on every use).
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -69,10 +67,6 @@ def tiny_model_dir(tiny_cfg: Mapping[str, Any]) -> Path:
     return root / f"tiny-llama-{fingerprint(tiny_cfg)}"
 
 
-def _is_complete(path: Path) -> bool:
-    return (path / "model.safetensors").is_file() and (path / "tokenizer.json").is_file() and (path / "config.json").is_file()
-
-
 def build_tokenizer(vocab_size: int) -> Any:
     """Train the byte-level BPE tokenizer and wrap it as a transformers fast tokenizer."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -96,35 +90,29 @@ def build_tokenizer(vocab_size: int) -> Any:
     return fast
 
 
-def _build_into(target: Path, tiny_cfg: Mapping[str, Any]) -> None:
+def _build_into(target: Path, tiny_cfg: Mapping[str, Any]) -> dict[str, Any]:
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     tokenizer = build_tokenizer(int(tiny_cfg["vocab_size"]))
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=int(tiny_cfg["hidden_size"]),
-        intermediate_size=int(tiny_cfg["intermediate_size"]),
-        num_hidden_layers=int(tiny_cfg["num_hidden_layers"]),
-        num_attention_heads=int(tiny_cfg["num_attention_heads"]),
-        num_key_value_heads=int(tiny_cfg["num_key_value_heads"]),
-        max_position_embeddings=int(tiny_cfg["max_position_embeddings"]),
+        **{k: int(tiny_cfg[k]) for k in _ARCH_KEYS if k not in ("vocab_size", "seed")},
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
     )
-    state = torch.random.get_rng_state()
-    try:
+    with torch.random.fork_rng():
         torch.manual_seed(int(tiny_cfg["seed"]))
         model = LlamaForCausalLM(config)
-    finally:
-        torch.random.set_rng_state(state)
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     )
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
+    return {"kind": "caption-llm", "fingerprint": fingerprint(tiny_cfg),
+            "parameters": sum(p.numel() for p in model.parameters())}
 
 
 def ensure_tiny_model(tiny_cfg: Mapping[str, Any]) -> Path:
@@ -136,23 +124,6 @@ def ensure_tiny_model(tiny_cfg: Mapping[str, Any]) -> Path:
     Returns:
         The directory holding ``config.json``, ``model.safetensors`` and the tokenizer files.
     """
-    from tagtune.resumable import ensure_dir
+    from tagtune.cache import build_cached
 
-    final = tiny_model_dir(tiny_cfg)
-    if _is_complete(final):
-        return final
-    ensure_dir(final.parent)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-    try:
-        _build_into(tmp, tiny_cfg)
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not _is_complete(final):  # not a concurrent winner: a real failure
-                if final.exists():
-                    shutil.rmtree(final, ignore_errors=True)
-                os.rename(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    return build_cached(tiny_model_dir(tiny_cfg), lambda dest: _build_into(dest, tiny_cfg))

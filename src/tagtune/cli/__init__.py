@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -78,11 +78,37 @@ def _pop_verbose(argv: list[str]) -> tuple[list[str], bool]:
     return out, verbose
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``tagtune`` console script."""
-    import logging
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    from tagtune.errors import Interrupted
 
-    from tagtune.errors import TagtuneError
+    raise Interrupted()
+
+
+def _fail(message: str, code: int, verbose: bool) -> None:
+    from tagtune.cli import render
+
+    if render.current() is not None:
+        render.current().stop()
+    if verbose:
+        import traceback
+
+        traceback.print_exc()
+    sys.stderr.write(message.rstrip() + "\n")
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``tagtune`` console script: the single error boundary.
+
+    tagtune's own errors print ``error: <message> (hint: ...)`` and exit 2; Ctrl-C prints what was
+    kept and how to resume and exits 130 (a SIGINT handler raises :class:`~tagtune.errors.Interrupted`,
+    which neither Typer nor Lightning turn into a silent exit).
+    """
+    import logging
+    import signal
+
+    from tagtune.cli import render
+    from tagtune.errors import Interrupted, TagtuneError
 
     # bitsandbytes (pulled in by peft) warns on every CPU import about an optional kernel package;
     # it changes nothing for tagtune, so keep stderr for messages that matter.
@@ -91,15 +117,15 @@ def main(argv: list[str] | None = None) -> None:
     verbose = verbose or os.environ.get("TAGTUNE_DEBUG", "") not in ("", "0")
     if verbose:
         os.environ["TAGTUNE_DEBUG"] = "1"
+    render._REPORTER = None  # a fresh reporter per invocation (tests call main() many times)
+    previous = signal.signal(signal.SIGINT, _raise_interrupted)
     try:
         app(args=args, prog_name="tagtune")
     except TagtuneError as exc:
-        if verbose:
-            import traceback
-
-            traceback.print_exc()
-        sys.stderr.write(f"error: {exc}\n")
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted: finished work is kept; run the same command again to resume\n")
-        sys.exit(130)
+        _fail(f"error: {exc}", exc.exit_code, verbose)
+    except (Interrupted, KeyboardInterrupt):
+        reporter = render.current()
+        line = reporter.interrupted_line() if reporter is not None else "interrupted: finished work is kept; run the same command again to resume"
+        _fail(line, 130, verbose)
+    finally:
+        signal.signal(signal.SIGINT, previous)

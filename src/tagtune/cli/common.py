@@ -1,14 +1,19 @@
 """Options and helpers shared by every command: defined once, used everywhere.
 
 A command's life is always the same: parse flags -> :func:`compose_or_show` (which prints the
-config and exits for ``--show-config``) -> call one plain function of a stage -> render.
-Explicit flags (``-o``, ``-n`` ...) are applied as config updates after the preset and the
-Hydra overrides, so the saved ``config.yaml`` records exactly what ran.
+config and exits for ``--show-config``) -> call one plain function of a stage with a reporter ->
+render its result. Every flag is a config key: it is applied as an update after the preset and
+the Hydra overrides (so the saved ``config.yaml`` records exactly what ran) and checked by the
+config schema, whose one-line errors name the key; :func:`compose_or_show` adds the flag that
+set it. Numeric flags are read as text for that reason: ``-n abc`` is a config error naming
+``sample.num_samples (-n)``, not a usage screen.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -20,6 +25,7 @@ if TYPE_CHECKING:
 # Stage commands let unknown tokens through to the overrides, where `compose` names them
 # ("unknown option '--x'") instead of Click's generic usage error.
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+NO_METAVAR = " "  # boolean flags: no "<bool>" after the flag
 
 Overrides = Annotated[
     Optional[list[str]],
@@ -33,24 +39,55 @@ ConfigDirs = Annotated[
     Optional[list[Path]],
     typer.Option("--config-dir", help="Extra directory searched for your own configs and presets (repeatable).", show_default=False),
 ]
-ShowConfig = Annotated[bool, typer.Option("--show-config", help="Print the composed config as YAML and exit.")]
-OutputDir = Annotated[
+ShowConfig = Annotated[bool, typer.Option("--show-config", help="Print the composed config as YAML and exit.", metavar=NO_METAVAR)]
+Output = Annotated[
     Optional[Path],
-    typer.Option("--output-dir", "-o", help="Output directory (default: outputs/<task>/<timestamp>/).", show_default=False),
+    typer.Option("--output", "--output-dir", "-o", help="Where the run writes (default: outputs/<task>/<timestamp>/).", show_default=False),
 ]
-Seed = Annotated[Optional[int], typer.Option("--seed", help="Random seed.", show_default=False)]
+Seed = Annotated[Optional[str], typer.Option("--seed", help="Random seed (default: the config's `seed`).", show_default=False, metavar="INT")]
+Force = Annotated[bool, typer.Option("--force", help="Start over: remove what tagtune wrote here before, keep everything else.", metavar=NO_METAVAR)]
+
+
+@functools.cache
+def _yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return data if isinstance(data, dict) else {}
+
+
+def config_default(config_name: str, key: str) -> str:
+    """A default as written in the packaged YAML (for ``--help``; the config stays the one source).
+
+    Looks in the main config, then in the group option its defaults list selects for the key's
+    first part (``generation.batch_size`` -> ``generation/caption/default.yaml``).
+    """
+    from tagtune.config import config_dir
+
+    root = config_dir()
+    main = _yaml(root / f"{config_name}.yaml")
+    head, _, rest = key.partition(".")
+    for item in main.get("defaults") or []:
+        if isinstance(item, dict) and head in item:
+            value = _dig(_yaml(root / head / f"{item[head]}.yaml"), rest)
+            if value is not None:
+                return str(value)
+    value = _dig(main, key)
+    return "null" if value is None else str(value)
+
+
+def _dig(data: Any, key: str) -> Any:
+    for part in key.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return None
+        data = data[part]
+    return data
 
 
 def examples(*lines: str) -> str:
     """An epilog listing example invocations, one per line."""
     body = "\n\n".join(f"  $ {line}" for line in lines)
     return f"[bold]Examples[/bold]\n\n{body}"
-
-
-def err_console() -> Any:
-    from rich.console import Console
-
-    return Console(stderr=True, highlight=False)
 
 
 def out_console() -> Any:
@@ -77,19 +114,30 @@ def compose_or_show(
     preset: str | None,
     config_dirs: list[Path] | None,
     show_config: bool,
-    updates: dict[str, Any] | None = None,
+    flags: Mapping[str, tuple[str, Any]] | None = None,
 ) -> DictConfig:
-    """Compose the command's config; with ``--show-config`` print it and exit 0."""
-    from tagtune.config import compose, to_yaml
+    """Compose the command's config with its flags; with ``--show-config`` print it and exit 0.
 
-    cfg = compose(
-        config_name,
-        overrides=overrides or [],
-        preset=preset,
-        config_dirs=config_dirs or [],
-        updates={k: v for k, v in (updates or {}).items() if v is not None},
-    )
+    Args:
+        flags: ``{config key: (flag name, value)}``; flags left unset (None) change nothing.
+    """
+    from tagtune.config import compose, to_yaml
+    from tagtune.errors import ConfigError
+
+    flags = flags or {}
+    updates = {key: (str(v) if isinstance(v, Path) else v) for key, (_, v) in flags.items() if v is not None}
+    try:
+        cfg = compose(config_name, overrides=overrides or [], preset=preset, config_dirs=config_dirs or [], updates=updates)
+    except ConfigError as exc:
+        if exc.key in flags and flags[exc.key][1] is not None:
+            raise ConfigError(f"{exc.message} (set by {flags[exc.key][0]})", hint=exc.hint, key=exc.key) from exc
+        raise
     if show_config:
         sys.stdout.write(to_yaml(cfg))
         raise typer.Exit(0)
     return cfg
+
+
+def listing(values: list[str] | None) -> list[str] | None:
+    """A repeatable flag's values as a list (None when the flag was not given)."""
+    return list(values) if values else None

@@ -1,4 +1,4 @@
-"""``tagtune config``: list, show and copy the packaged configs (never imports torch)."""
+"""``tagtune config``: list, show, copy and validate configs (never imports torch)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import typer
 from tagtune.cli.common import ConfigDirs, Overrides, Preset, examples, out_console
 
 app = typer.Typer(
-    help="List, show and copy the packaged Hydra configs and presets.",
+    help="List, show, copy and validate the Hydra configs and presets.",
     no_args_is_help=True,
     rich_markup_mode="rich",
 )
@@ -114,3 +114,26 @@ def cp_cmd(
 
     dest = copy_config(name, destination, config_dir or [], force=force)
     typer.echo(f"copied {name} to {dest}")
+
+
+@app.command(
+    "validate",
+    epilog=examples(
+        "tagtune config validate my_preset.yaml",
+        "tagtune config validate my_configs/preset/vae/fast.yaml --config-dir my_configs",
+        "tagtune config validate my_vae_training.yaml",
+    ),
+)
+def validate_cmd(
+    path: Annotated[Path, typer.Argument(help="A preset (an overlay of keys) or a whole main config, as a YAML file.")],
+    stage: Annotated[Optional[str], typer.Option("--stage", help="The stage a preset is for (default: from its folder, else tried against each).", show_default=False)] = None,
+    config_dir: ConfigDirs = None,
+) -> None:
+    """Check your config or preset: it must compose, and every key must exist with a valid type and range.
+
+    Exit 0 and a line per main config it was checked against; exit 2 with the first bad key named.
+    """
+    from tagtune.config import validate_file
+
+    for line in validate_file(path, stage, config_dir or []):
+        typer.echo(line)

@@ -24,14 +24,16 @@ def run_cmd(
     extra: Annotated[Optional[list[str]], typer.Argument(help="Arguments added to every run (after --).")] = None,
 ) -> None:
     """Expand a sweep's grid into `tagtune` commands and run them one after another."""
-    from tagtune.sweeps import expand_sweep, run_sweep
+    from tagtune.sweeps import expand_sweep, run_one
 
     commands = expand_sweep(name, output_dir, list(extra or []), config_dir or [])
+    failures = 0
+    for argv in commands:
+        typer.echo(("" if dry_run else "$ ") + "tagtune " + " ".join(argv))
+        if not dry_run:
+            failures += not run_one(argv)
     if dry_run:
-        for argv in commands:
-            typer.echo("tagtune " + " ".join(argv))
         return
-    failures = run_sweep(commands)
     typer.echo(f"{len(commands) - failures} of {len(commands)} runs succeeded")
     if failures:
         raise typer.Exit(1)

@@ -26,7 +26,7 @@ def write_plots(rows: Sequence[Mapping[str, Any]], taxonomy: Taxonomy, out_dir: 
     import matplotlib.pyplot as plt
 
     ensure_dir(out_dir)
-    counts = Counter(t for r in rows for t in r["aspect_list"])
+    counts = Counter(t for r in rows for t in r["tags"])
     paths = []
 
     common = counts.most_common(top)
@@ -57,7 +57,7 @@ def write_plots(rows: Sequence[Mapping[str, Any]], taxonomy: Taxonomy, out_dir: 
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(5, 3))
-    sizes = Counter(len(r["aspect_list"]) for r in rows)
+    sizes = Counter(len(r["tags"]) for r in rows)
     xs = list(range(max(sizes) + 1)) if sizes else [0]
     ax.bar(xs, [sizes.get(x, 0) for x in xs], color="C2")
     ax.set_xlabel("tags per item")
@@ -90,8 +90,8 @@ def write_card(
     split_counts = Counter(r["split"] for r in rows)
     size_bucket = "n<1K" if n < 1000 else "1K<n<10K" if n < 10_000 else "10K<n<100K" if n < 100_000 else "n>100K"
     durations = [float(r.get("duration", 0)) for r in rows]
-    set_sizes = [len(r["aspect_list"]) for r in rows]
-    counts = Counter(t for r in rows for t in r["aspect_list"])
+    set_sizes = [len(r["tags"]) for r in rows]
+    counts = Counter(t for r in rows for t in r["tags"])
 
     lines = [
         "---",
@@ -117,9 +117,9 @@ def write_card(
         "",
         "## Files",
         "",
-        "- `metadata.jsonl`: one line per clip: `id`, `file_name`, `split`, `caption`, `aspect_list` (all tags), "
+        "- `metadata.jsonl`: one line per clip: `id`, `file_name`, `split`, `tags` (all tags), "
         + ", ".join(f"`{c}`" for c in taxonomy.categories)
-        + " (tags per category), `duration`, `sample_rate`",
+        + " (tags per category), `caption`, `duration`, `sample_rate`, `provenance` (per stage: model, revision, seed, settings)",
         "- `audio/`: the clips",
         "- `plots/`: " + ", ".join(f"`{p.name}`" for p in plots),
         "",

@@ -1,7 +1,8 @@
 """Assemble the publishable dataset folder from the audio stage's output.
 
-``DIR/dataset/`` gets ``metadata.jsonl`` (id, file_name, split, caption, aspect_list, one list
-per taxonomy category, duration, sample_rate), the audio files (hard links when the file system
+``DIR/dataset/`` gets ``metadata.jsonl`` (:class:`~tagtune.schema.DatasetRow` lines: id, file_name,
+split, tags, one list per taxonomy category, caption, duration, sample_rate, provenance and every
+column carried from the first file), the audio files (hard links when the file system
 allows, else copies), PNG plots and a ``README.md`` dataset card. Every file is written
 atomically, so a killed assembly is simply redone.
 """
@@ -18,7 +19,8 @@ from typing import Any
 
 from tagtune.errors import InputError
 from tagtune.pipeline.splits import assign_splits
-from tagtune.resumable import atomic_path, atomic_write_text, dumps_line, ensure_dir, iter_jsonl
+from tagtune.resumable import atomic_path, atomic_write_text, dumps_line, ensure_dir
+from tagtune.schema import ClipRow, DatasetRow, read_file
 from tagtune.taxonomy import Taxonomy
 
 
@@ -41,36 +43,21 @@ def _link_or_copy(src: Path, dest: Path) -> None:
             shutil.copyfile(src, tmp)
 
 
-def read_audio_metadata(tta_dir: Path, taxonomy: Taxonomy) -> list[dict[str, Any]]:
-    """Rows of the audio stage's metadata.jsonl, checked against the files they name."""
-    import soundfile as sf
+def read_clips(tta_dir: Path, taxonomy: Taxonomy) -> list[tuple[ClipRow, Path]]:
+    """The audio stage's rows (the one reader), each with its audio file, checked to exist and read."""
+    from tagtune.tta.audio import probe
+    from tagtune.tta.merge import clip_path
 
     meta = Path(tta_dir) / "metadata.jsonl"
     if not meta.is_file():
         raise InputError("no metadata.jsonl: the audio stage has not finished", meta)
-    rows = []
-    for line, rec in iter_jsonl(meta):
-        for key in ("id", "file_name"):
-            if key not in rec:
-                raise InputError(f"missing '{key}'", meta, line, key)
-        audio = Path(tta_dir) / rec["file_name"]
-        try:
-            info = sf.info(str(audio))
-        except Exception as exc:
-            raise InputError(f"audio file {audio} is missing or unreadable", meta, line, "file_name") from exc
-        tags = taxonomy.sort(rec.get("tags") or rec.get("aspect_list") or [])
-        row = {
-            "id": str(rec["id"]),
-            "file_name": f"audio/{Path(rec['file_name']).name}",
-            "caption": rec.get("caption") or rec.get("text") or "",
-            "aspect_list": tags,
-            **taxonomy.by_category(tags),
-            "duration": round(info.frames / info.samplerate, 3),
-            "sample_rate": info.samplerate,
-            "_source": audio,
-        }
-        rows.append(row)
-    return rows
+    out = []
+    for row in read_file(meta, ClipRow, taxonomy, empty="keep"):
+        audio = clip_path(Path(tta_dir), {"file_name": row.file_name}, meta, row.line)
+        if probe(audio) is None:
+            raise InputError(f"audio file {audio} is missing or unreadable", meta, row.line, "file_name")
+        out.append((row, audio))
+    return out
 
 
 def build_dataset(
@@ -81,18 +68,19 @@ def build_dataset(
     provenance: Mapping[str, Any],
 ) -> DatasetSummary:
     """Write ``out_dir`` (metadata.jsonl, audio/, plots/, README.md) from the audio stage's folder."""
-    rows = read_audio_metadata(tta_dir, taxonomy)
-    if not rows:
+    clips = read_clips(tta_dir, taxonomy)
+    if not clips:
         raise InputError("the audio stage produced no clips", Path(tta_dir) / "metadata.jsonl")
-    splits = assign_splits([r["id"] for r in rows], dict(dataset_cfg["splits"]), int(dataset_cfg["split_seed"]))
+    splits = assign_splits([r.id for r, _ in clips], dict(dataset_cfg["splits"]), int(dataset_cfg["split_seed"]))
     ensure_dir(out_dir / "audio")
-    rows.sort(key=lambda r: r["id"])
+    clips.sort(key=lambda c: c[0].id)
     lines = []
-    for row in rows:
-        _link_or_copy(row.pop("_source"), out_dir / row["file_name"])
-        ordered = {"id": row["id"], "file_name": row["file_name"], "split": splits[row["id"]]}
-        ordered.update({k: v for k, v in row.items() if k not in ordered})
-        lines.append(ordered)
+    for row, audio in clips:
+        name = f"audio/{audio.name}"
+        _link_or_copy(audio, out_dir / name)
+        fields = {f: getattr(row, f) for f in ("id", "tags", "caption", "reference_caption", "pair_id", "concept", "edit",
+                                                "provenance", "extra", "duration", "sample_rate")}
+        lines.append(DatasetRow(**fields, file_name=name, split=splits[row.id]).to_record(taxonomy))
     atomic_write_text(out_dir / "metadata.jsonl", "".join(dumps_line(r) for r in lines))
     keep = {r["file_name"] for r in lines}
     for stale in (out_dir / "audio").iterdir():  # clips from an earlier, larger run

@@ -91,20 +91,26 @@ def write_clip(path: Path, audio: Any, sample_rate: int, fmt: str, subtype: str)
     expected = ClipInfo(int(sample_rate), int(data.shape[1]), int(data.shape[0]))
     with atomic_path(Path(path)) as tmp:
         with open(tmp, "wb") as fh:
-            sf.write(fh, data, int(sample_rate), subtype=sub, format=major)
+            try:
+                sf.write(fh, data, int(sample_rate), subtype=sub, format=major)
+            except (AssertionError, RuntimeError) as exc:  # libsndfile's write callback failed (a full disk)
+                raise _write_failure(tmp, data.nbytes) from exc
             fh.flush()
             os.fsync(fh.fileno())
         got = probe(tmp)
         if got != expected:
             raise OutputError(f"{path}: written clip does not read back ({got} instead of {expected})")
-        os.chmod(tmp, 0o666 & ~_umask())  # temporary files are private; dataset files follow the umask
     return expected
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _write_failure(path: Path, size: int) -> OSError:
+    """soundfile reports a failed write as an assertion; turn it back into the OS error it was."""
+    import errno
+    import shutil
+
+    if shutil.disk_usage(path.parent).free < size + (1 << 20):
+        return OSError(errno.ENOSPC, "No space left on device")
+    return OSError(errno.EIO, "the audio file could not be written")
 
 
 def probe(path: Path) -> ClipInfo | None:

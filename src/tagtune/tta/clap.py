@@ -1,8 +1,8 @@
 """CLAP embeddings: text and audio in one space, for the CLAP score and for FAD.
 
 The default model is ``laion/clap-htsat-unfused`` through transformers' ``ClapModel`` and
-``ClapProcessor``; ``evaluation.clap_model=tiny`` uses the offline tiny CLAP (random weights, for
-tests). Audio is mixed to mono, cut to ``evaluation.max_seconds`` (and to the model's window, so
+``ClapProcessor``; ``evaluate.clap_model=tiny`` uses the offline tiny CLAP (random weights, for
+tests). Audio is mixed to mono, cut to ``evaluate.max_seconds`` (and to the model's window, so
 the feature extractor never crops at random) and resampled with scipy to the model's rate
 (48 kHz for the released checkpoints). Embeddings come back L2-normalised, so the CLAP score of
 a clip is the dot product of its text and audio embeddings.
@@ -20,22 +20,22 @@ class ClapEmbedder:
     """A loaded CLAP model that embeds texts and audio clips.
 
     Args:
-        eval_cfg: The ``evaluation`` config (``clap_model``, ``revision``, ``device``,
-            ``max_seconds``, ``tiny``).
+        eval_cfg: The ``evaluate`` config (``clap_model``, ``revision``, ``max_seconds``, ``tiny``).
+        device: ``auto``, ``cpu``, ``cuda``...
     """
 
-    def __init__(self, eval_cfg: Any):
+    def __init__(self, eval_cfg: Any, device: str = "auto"):
         import torch
         from transformers import ClapModel, ClapProcessor
 
         from tagtune.device import pick_device
-        from tagtune.tta.tiny import _quiet_transformers, ensure_tiny_clap
+        from tagtune.tta.tiny import ensure_tiny_clap, quiet_transformers
 
-        _quiet_transformers()
+        quiet_transformers()
         self.name = str(eval_cfg.clap_model)
         source = str(ensure_tiny_clap(eval_cfg.tiny)) if self.name == TINY_NAME else self.name
-        self.device = pick_device(eval_cfg.get("device", "auto"))
-        common = {"revision": eval_cfg.get("revision") or None}
+        self.device = pick_device(device)
+        common = {"revision": eval_cfg.revision}
         self.processor = load_pretrained(ClapProcessor.from_pretrained, source, "CLAP processor", **common)
         self.model = load_pretrained(ClapModel.from_pretrained, source, "CLAP model", **common).to(self.device).eval()
         fe = self.processor.feature_extractor
@@ -43,7 +43,7 @@ class ClapEmbedder:
             fe.truncation = "rand_trunc"  # fusion features do not fit an unfused model; clips are cut to the window anyway
         self.sample_rate = int(fe.sampling_rate)
         window = float(getattr(fe, "max_length_s", 10) or 10)
-        self.max_seconds = min(float(eval_cfg.get("max_seconds") or window), window)
+        self.max_seconds = min(float(eval_cfg.max_seconds or window), window)
         self._torch = torch
 
     def embed_texts(self, texts: list[str]) -> Any:

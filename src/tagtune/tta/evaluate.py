@@ -1,23 +1,25 @@
 """``tagtune tta evaluate``: CLAP score per clip and FAD against reference audio.
 
-The CLAP score of a clip is the cosine similarity of the CLAP embeddings of its text and its
+The CLAP score of a clip is the cosine similarity of the CLAP embeddings of its caption and its
 audio (higher: the audio matches the caption better). FAD is the Frechet distance between
 Gaussians fitted to the CLAP *audio* embeddings of the generated clips and of a reference folder
-(VGGish is the classic embedding for FAD; it is not available offline, so CLAP's audio tower
-stands in, and FAD values are comparable only with other CLAP-based FADs). Without a reference
-folder FAD is skipped with a note. Outputs: a per-clip CSV, a summary JSON and (in the CLI) a
-table. Metadata is streamed in batches; only the embeddings are kept for FAD.
+(comparable only with other CLAP-based FADs). Without a reference folder FAD is skipped with a
+note. Outputs: a per-clip CSV, a summary JSON and (in the CLI) a table. Clips are embedded in
+batches; only the embeddings are kept for FAD.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tagtune.errors import ConfigError, InputError
+from tagtune.report import SILENT, Reporter
 from tagtune.resumable import atomic_write_json, atomic_write_text, ensure_dir, iter_jsonl
 from tagtune.tta.merge import METADATA, clip_path, metadata_parts
 
@@ -39,27 +41,89 @@ class EvalResult:
     summary_json: Path
 
 
-def _batches(items: list[Any], size: int) -> Any:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _clip_rows(folder: Path, meta: Path) -> Any:
-    """Yield ``(line, id, file_name, text, path)`` from a metadata file, checking each field."""
+def clip_rows(folder: Path, meta: Path) -> Iterator[tuple[int, str, str, str, Path]]:
+    """Yield ``(line, id, file_name, caption, path)`` from a metadata file, checking each field."""
     for line, rec in iter_jsonl(meta):
         path = clip_path(folder, rec, meta, line)
         name = rec["file_name"]
-        text = rec.get("text", rec.get("caption"))
+        text = rec.get("caption", rec.get("text"))
         if not isinstance(text, str) or not text.strip():
-            raise InputError("no prompt text", meta, line, field="text")
+            raise InputError("no caption", meta, line, field="caption")
         if not path.is_file():
             raise InputError(f"audio file {name} does not exist", meta, line, field="file_name",
                              hint="run the same `tagtune tta generate` again to re-render it")
         yield line, str(rec.get("id", Path(name).stem)), name, text, path
 
 
-def evaluate(cfg: Any) -> EvalResult:
-    """Score ``evaluation.audio_dir`` with CLAP (and FAD when ``evaluation.reference_dir`` is set).
+def metadata_of(folder: Path) -> Path:
+    """``DIR/metadata.jsonl``, or a one-line error saying what DIR is instead."""
+    meta = folder / METADATA
+    if meta.is_file():
+        return meta
+    if folder.is_dir() and metadata_parts(folder):
+        raise InputError(f"no {METADATA} yet, only shard parts", folder, hint=f"run `tagtune tta merge {folder}` first")
+    raise InputError(f"no {METADATA}", folder, hint="pass the -o directory of `tagtune tta generate`")
+
+
+def _reference_files(reference: Path | None) -> list[Path]:
+    from tagtune.tta.audio import audio_files
+
+    if reference is None:
+        return []
+    if not reference.is_dir():
+        raise InputError("reference directory does not exist", reference)
+    files = audio_files(reference)
+    if len(files) < 2:
+        raise InputError(f"FAD needs at least 2 reference clips, found {len(files)}", reference,
+                         hint="point --reference at a folder of .wav/.flac files")
+    return files
+
+
+def _score(embedder: Any, folder: Path, meta: Path, ref_files: list[Path], ev: Any,
+           reporter: Reporter) -> tuple[list[tuple[str, str, float]], Any, Any]:
+    """CLAP scores per clip, and the audio embeddings of both sides (for FAD)."""
+    import numpy as np
+
+    from tagtune.tta.audio import read_mono
+
+    rows: list[tuple[str, str, float]] = []
+    gen_emb: list[Any] = []
+    ref_emb: list[Any] = []
+    total = sum(1 for _ in iter_jsonl(meta))
+    if total == 0:
+        raise InputError("no clips listed", meta)
+    with reporter.progress("CLAP", total=total + len(ref_files), unit="clips") as task:
+        items = list(clip_rows(folder, meta))
+        for start in range(0, len(items), ev.batch_size):
+            chunk = items[start:start + ev.batch_size]
+            t = embedder.embed_texts([text for _, _, _, text, _ in chunk])
+            a = embedder.embed_audio([read_mono(path, ev.max_seconds) for *_, path in chunk])
+            gen_emb.append(a)
+            rows += [(ident, name, float(s)) for (_, ident, name, _, _), s in zip(chunk, np.sum(t * a, axis=1), strict=True)]
+            task.advance(len(chunk))
+        for start in range(0, len(ref_files), ev.batch_size):
+            chunk = ref_files[start:start + ev.batch_size]
+            ref_emb.append(embedder.embed_audio([read_mono(p, ev.max_seconds) for p in chunk]))
+            task.advance(len(chunk))
+    return rows, np.concatenate(gen_emb), (np.concatenate(ref_emb) if ref_emb else None)
+
+
+def _fad(gen: Any, ref: Any) -> tuple[float | None, str]:
+    from tagtune.tta.fad import fad
+
+    if ref is None:
+        return None, "skipped: pass --reference with real audio"
+    if len(gen) < 2:
+        return None, "skipped: FAD needs at least 2 generated clips"
+    dim = gen.shape[1]
+    note = f"CLAP audio embeddings, {len(gen)} vs {len(ref)} clips"
+    if min(len(gen), len(ref)) <= dim:
+        note += f" (fewer clips than the {dim} embedding dims: indicative only)"
+    return fad(gen, ref), note
+
+
+def evaluate(cfg: Any, reporter: Reporter = SILENT) -> EvalResult:
+    """Score ``evaluate.input`` with CLAP (and FAD when ``evaluate.reference`` is set).
 
     Raises:
         ConfigError: No directory given. InputError: No metadata (or unmerged shard parts), a
@@ -68,98 +132,34 @@ def evaluate(cfg: Any) -> EvalResult:
     """
     import numpy as np
 
-    from tagtune.progress import make_progress, rate_text
-    from tagtune.tta.audio import audio_files, read_mono
     from tagtune.tta.clap import ClapEmbedder
-    from tagtune.tta.fad import fad
 
-    ev = cfg.evaluation
-    if not ev.get("audio_dir"):
-        raise ConfigError("no DIR to evaluate", hint="tagtune tta evaluate DIR")
-    folder = Path(str(ev.audio_dir)).expanduser()
-    meta = folder / METADATA
-    if not meta.is_file():
-        if folder.is_dir() and metadata_parts(folder):
-            raise InputError(f"no {METADATA} yet, only shard parts", folder, hint=f"run `tagtune tta merge {folder}` first")
-        raise InputError(f"no {METADATA}", folder, hint="pass the -o directory of `tagtune tta generate`")
-    reference = Path(str(ev.reference_dir)).expanduser() if ev.get("reference_dir") else None
-    ref_files: list[Path] = []
-    if reference is not None:
-        if not reference.is_dir():
-            raise InputError("reference directory does not exist", reference)
-        ref_files = audio_files(reference)
-        if len(ref_files) < 2:
-            raise InputError(f"FAD needs at least 2 reference clips, found {len(ref_files)}", reference,
-                             hint="point --reference-dir at a folder of .wav/.flac files")
-    out = ensure_dir(Path(str(ev.output_dir)).expanduser() if ev.get("output_dir") else folder / "scores")
-    total = sum(1 for _ in iter_jsonl(meta))
-    if total == 0:
-        raise InputError("no clips listed", meta)
-    batch = max(1, int(ev.batch_size))
-    max_seconds = float(ev.max_seconds) if ev.get("max_seconds") else None
-
-    embedder = ClapEmbedder(ev)
-    rows: list[tuple[str, str, float]] = []
-    audio_emb: list[Any] = []
-    import time
-
-    start = time.perf_counter()
-    with make_progress("clips") as progress:
-        task = progress.add_task("CLAP", total=total + len(ref_files), rate="- clips/s")
-        pending: list[tuple[int, str, str, str, Path]] = []
-
-        def score(chunk: list[tuple[int, str, str, str, Path]]) -> None:
-            clips = [read_mono(path, max_seconds) for *_, path in chunk]
-            t = embedder.embed_texts([text for _, _, _, text, _ in chunk])
-            a = embedder.embed_audio(clips)
-            audio_emb.append(a)
-            for (_, ident, name, _, _), s in zip(chunk, np.sum(t * a, axis=1), strict=True):
-                rows.append((ident, name, float(s)))
-            progress.update(task, advance=len(chunk), rate=rate_text(len(rows), time.perf_counter() - start, "clips"))
-
-        for item in _clip_rows(folder, meta):
-            pending.append(item)
-            if len(pending) == batch:
-                score(pending)
-                pending = []
-        if pending:
-            score(pending)
-        ref_emb: list[Any] = []
-        for chunk in _batches(ref_files, batch):
-            ref_emb.append(embedder.embed_audio([read_mono(p, max_seconds) for p in chunk]))
-            progress.update(task, advance=len(chunk))
-
+    ev = cfg.evaluate
+    if not ev.input:
+        raise ConfigError("no DIR to evaluate", key="evaluate.input", hint="tagtune tta evaluate DIR")
+    folder = Path(ev.input).expanduser()
+    meta = metadata_of(folder)
+    reference = Path(ev.reference).expanduser() if ev.reference else None
+    ref_files = _reference_files(reference)
+    out = ensure_dir(Path(ev.output).expanduser() if ev.output else folder / "scores")
+    embedder = ClapEmbedder(ev, cfg.device)
+    started = time.perf_counter()
+    rows, gen, ref = _score(embedder, folder, meta, ref_files, ev, reporter)
     scores = np.array([s for *_, s in rows], dtype=np.float64)
-    fad_value: float | None = None
-    if reference is None:
-        fad_note = "skipped: pass --reference-dir with real audio"
-    else:
-        gen, ref = np.concatenate(audio_emb), np.concatenate(ref_emb)
-        if len(gen) < 2:
-            fad_note = "skipped: FAD needs at least 2 generated clips"
-        else:
-            fad_value = fad(gen, ref)
-            dim = gen.shape[1]
-            fad_note = f"CLAP audio embeddings, {len(gen)} vs {len(ref)} clips"
-            if min(len(gen), len(ref)) <= dim:
-                fad_note += f" (fewer clips than the {dim} embedding dims: indicative only)"
+    fad_value, fad_note = _fad(gen, ref)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["id", "file_name", "clap"])
-    for ident, name, s in rows:
-        writer.writerow([ident, name, f"{s:.6f}"])
-    scores_csv = atomic_write_text(out / "clap_scores.csv", buf.getvalue())
-    result = EvalResult(
-        audio_dir=folder, output_dir=out, clips=len(rows), clap_model=embedder.name,
-        clap_mean=float(scores.mean()), clap_std=float(scores.std()), fad=fad_value, fad_note=fad_note,
-        reference_clips=len(ref_files), scores_csv=scores_csv, summary_json=out / "summary.json",
-    )
+    writer.writerows([ident, name, f"{s:.6f}"] for ident, name, s in rows)
+    result = EvalResult(audio_dir=folder, output_dir=out, clips=len(rows), clap_model=embedder.name,
+                        clap_mean=float(scores.mean()), clap_std=float(scores.std()), fad=fad_value, fad_note=fad_note,
+                        reference_clips=len(ref_files), scores_csv=atomic_write_text(out / "clap_scores.csv", buf.getvalue()),
+                        summary_json=out / "summary.json")
     atomic_write_json(result.summary_json, {
-        "audio_dir": str(folder), "clips": result.clips, "clap_model": result.clap_model,
-        "clap_mean": result.clap_mean, "clap_std": result.clap_std,
-        "clap_min": float(scores.min()), "clap_max": float(scores.max()),
-        "fad": fad_value, "fad_embedding": "clap-audio", "fad_note": fad_note,
-        "reference_dir": str(reference) if reference else None, "reference_clips": len(ref_files),
-        "max_seconds": embedder.max_seconds,
+        "audio_dir": str(folder), "clips": result.clips, "clap_model": result.clap_model, "clap_mean": result.clap_mean,
+        "clap_std": result.clap_std, "clap_min": float(scores.min()), "clap_max": float(scores.max()), "fad": fad_value,
+        "fad_embedding": "clap-audio", "fad_note": fad_note, "reference_dir": str(reference) if reference else None,
+        "reference_clips": len(ref_files), "max_seconds": embedder.max_seconds,
+        "seconds": round(time.perf_counter() - started, 3),
     })
     return result

@@ -3,14 +3,12 @@
 The run streams its input twice: a first pass validates every prompt and id (so bad input fails
 before a model is loaded or a file is written), a second one feeds batches to the model. Only a
 batch of audio is held at a time. Each clip is written to a temporary name, read back, renamed,
-and only then gets its metadata line (appended by whole lines), so after a kill at any point the
-same command resumes:
-
-* line and readable file -> skipped;
-* readable file of the expected length but no line (killed between rename and append) -> the
-  line is written, nothing is re-rendered;
-* line but missing/unreadable file -> the file is rendered again, no second line;
-* otherwise -> rendered.
+and only then gets its metadata line (a :class:`~tagtune.schema.ClipRow`, appended by whole
+lines). A line counts as done only while it still matches: its file reads back with the length
+the line records, and the hash of what shaped the clip (caption, duration, model, settings, seed)
+equals the current one. Lines that no longer match are dropped and their clips rendered again,
+so after a kill at any point, or after the captions changed, the same command resumes and the
+folder never mixes old and new content.
 
 Sharded runs (``--shard I/N``, torchrun, SLURM) take the prompts whose id hash falls in their
 residue class and append to their own ``metadata.shard-*.jsonl``; the clips they skip include
@@ -19,18 +17,21 @@ those already in a merged ``metadata.jsonl``. An unsharded run first merges any 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tagtune.errors import ConfigError, InputError
-from tagtune.ids import stable_hash
+from tagtune.report import SILENT, Reporter
 from tagtune.resumable import JsonlAppender, ensure_dir, iter_jsonl
-from tagtune.tta.merge import AUDIO_DIR, METADATA, MergeReport, merge_dir, metadata_parts, part_name
-from tagtune.tta.prompts import Prompt, iter_prompts, scan_prompts
+from tagtune.sampling import row_seed
+from tagtune.schema import CaptionRow, ClipRow
+from tagtune.tta.merge import METADATA, MergeReport, merge_dir, metadata_parts, part_name
+from tagtune.tta.prompts import AUDIO_DIR, clip_name, iter_prompts, scan_prompts
 
-SEEDING_MODES = ("per_sample", "exact")
 _MAX_PENDING_BATCHES = 16  # prompts waiting for a full batch of their length, in batches
 
 
@@ -44,8 +45,7 @@ class GenerateResult:
     owned: int = 0
     generated: int = 0
     skipped: int = 0
-    adopted: int = 0
-    repaired: int = 0
+    redone: int = 0
     seconds: float = 0.0
     audio_seconds: float = 0.0
     shard: str = "0/1"
@@ -58,78 +58,73 @@ class GenerateResult:
         return self.generated / self.seconds if self.seconds > 0 else 0.0
 
 
-def clip_seed(base_seed: int, clip_id: str) -> int:
-    """A clip's own seed: a stable function of the run seed and the clip id (not of the batch)."""
-    return stable_hash(f"{int(base_seed)}:{clip_id}") % (2**32)
-
-
-@dataclass
-class _Job:
-    prompt: Prompt
-    seed: int
-    file_name: str
-    write_line: bool  # False when the line already exists and only the file is re-rendered
+def clip_seed(base_seed: int, row: CaptionRow) -> int:
+    """A clip's own seed (its pair's, for counterfactual pairs): not a function of the batch."""
+    return row_seed(base_seed, row.pair_id or row.id, bits=32)
 
 
 class _Run:
-    """State of one generate call: the sink, the backend and the per-setting batch buckets."""
+    """State of one generate call: settings, the sink, the backend and the per-length batch buckets."""
 
-    def __init__(self, cfg: Any, out: Path, sink: JsonlAppender, backend: Any, result: GenerateResult, source: Path):
+    def __init__(self, cfg: Any, backend: Any, result: GenerateResult, source: Path):
+        from tagtune import __version__
         from tagtune.tta.model import SamplingParams
 
-        self.cfg, self.out, self.sink, self.backend, self.result, self.source = cfg, out, sink, backend, result, source
+        self.cfg, self.backend, self.result, self.source = cfg, backend, result, source
+        self.sink: JsonlAppender | None = None
+        self.out = Path(cfg.generate.output).expanduser()
         self.params = SamplingParams.from_cfg(cfg.generation)
-        self.seeding = str(cfg.generation.get("seeding", "per_sample"))
-        self.batch_size = 1 if self.seeding == "exact" else int(cfg.generation.batch_size)
-        self.fmt = str(cfg.output.format).lower()
-        self.subtype = str(cfg.output.subtype)
-        self.buckets: dict[tuple[int, int], list[_Job]] = {}
-        self.progress: Any = None
+        self.batch_size = 1 if cfg.generation.seeding == "exact" else cfg.generation.batch_size
+        self.buckets: dict[tuple[int, int], list[CaptionRow]] = {}
         self.task: Any = None
         self.started = time.perf_counter()
-        default = cfg.generation.get("duration")
+        self.settings = {**self.params.as_dict(), "seeding": cfg.generation.seeding}
+        self.identity = {"model": backend.name, "revision": backend.revision, "tagtune_version": __version__}
+        default = cfg.generation.duration
         if default is not None:
-            self.default_steps = self._steps(float(default), None)
-            self.default_samples = int(round(float(default) * backend.sample_rate))
+            self.default_plan = (self._steps(default, None), int(round(default * backend.sample_rate)))
         else:
-            self.default_steps = int(cfg.generation.max_new_tokens)
-            if not 0 < self.default_steps <= backend.max_steps:
-                raise ConfigError(f"generation.max_new_tokens must be in 1..{backend.max_steps} for {backend.name}")
-            self.default_samples = backend.samples_for_steps(self.default_steps)
+            steps = cfg.generation.max_new_tokens
+            if steps > backend.max_steps:
+                raise ConfigError(f"generation.max_new_tokens must be at most {backend.max_steps} for {backend.name}",
+                                  key="generation.max_new_tokens")
+            self.default_plan = (steps, backend.samples_for_steps(steps))
 
-    def _steps(self, seconds: float, prompt: Prompt | None) -> int:
+    def _steps(self, seconds: float, row: CaptionRow | None) -> int:
         steps = self.backend.steps_for(seconds)
         if steps > self.backend.max_steps:
             longest = (self.backend.max_steps - self.backend.delay) / self.backend.frame_rate
             message = f"duration {seconds:g} s needs {steps} decoder steps; {self.backend.name} allows {self.backend.max_steps} (about {longest:.0f} s)"
-            if prompt is None:
-                raise ConfigError(f"generation.duration: {message}")
-            raise InputError(message, self.source, prompt.line, field=str(self.cfg.data.get("duration_column") or "duration"))
+            if row is None:
+                raise ConfigError(f"generation.duration: {message}", key="generation.duration")
+            raise InputError(message, self.source, row.line, field=self.cfg.data.duration_column or "duration")
         return steps
 
-    def plan(self, prompt: Prompt) -> tuple[int, int]:
+    def plan(self, row: CaptionRow) -> tuple[int, int]:
         """(decoder steps, output samples) for a prompt."""
-        if prompt.duration is None:
-            return self.default_steps, self.default_samples
-        return self._steps(prompt.duration, prompt), int(round(prompt.duration * self.backend.sample_rate))
+        if row.duration is None:
+            return self.default_plan
+        return self._steps(row.duration, row), int(round(row.duration * self.backend.sample_rate))
 
-    def line_for(self, job: _Job, frames: int, steps: int) -> dict[str, Any]:
-        p = job.prompt
-        rec: dict[str, Any] = {
-            "file_name": job.file_name, "id": p.id, "text": p.text,
-            "duration": round(frames / self.backend.sample_rate, 6), "sample_rate": self.backend.sample_rate,
-            "seed": job.seed, "model": self.backend.name,
-            "generation": {**self.params.as_dict(), "max_new_tokens": steps, "seeding": self.seeding},
-        }
-        if p.source_id is not None:
-            rec["source_id"] = p.source_id
-        rec.update(p.extra)
-        return rec
+    def input_hash(self, row: CaptionRow) -> str:
+        """What shapes a clip: its caption, length, model, settings and seed (changed -> render again)."""
+        blob = json.dumps([row.caption, self.plan(row), self.identity["model"], self.settings, clip_seed(self.cfg.seed, row),
+                           self.cfg.generate.normalize, self.cfg.generate.subtype], sort_keys=True)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
-    def add(self, job: _Job) -> None:
-        key = self.plan(job.prompt)
+    def record(self, row: CaptionRow, file_name: str, frames: int, steps: int) -> dict[str, Any]:
+        audio = {**self.identity, "seed": clip_seed(self.cfg.seed, row), "generation": {**self.settings, "max_new_tokens": steps},
+                 "input_hash": self.input_hash(row)}
+        clip = ClipRow(id=row.id, tags=row.tags, caption=row.caption, reference_caption=row.reference_caption,
+                       pair_id=row.pair_id, concept=row.concept, edit=row.edit, extra=row.extra,
+                       provenance={**row.provenance, "audio": audio}, file_name=file_name,
+                       duration=round(frames / self.backend.sample_rate, 6), sample_rate=self.backend.sample_rate)
+        return clip.to_record()
+
+    def add(self, row: CaptionRow) -> None:
+        key = self.plan(row)
         bucket = self.buckets.setdefault(key, [])
-        bucket.append(job)
+        bucket.append(row)
         if len(bucket) >= self.batch_size:
             self.flush(key)
         elif sum(map(len, self.buckets.values())) > _MAX_PENDING_BATCHES * self.batch_size:
@@ -137,137 +132,132 @@ class _Run:
             self.flush(max(self.buckets, key=lambda k: len(self.buckets[k])))
 
     def flush(self, key: tuple[int, int]) -> None:
-        from tagtune.progress import rate_text
         from tagtune.tta.audio import normalize, write_clip
 
-        jobs = self.buckets.pop(key, [])
-        if not jobs:
+        rows = self.buckets.pop(key, [])
+        if not rows:
             return
         steps, samples = key
-        audio = self.backend.generate([j.prompt.text for j in jobs], [j.seed for j in jobs], steps, self.params)
-        out_cfg = self.cfg.output
-        for job, clip in zip(jobs, audio, strict=True):
-            clip = normalize(clip[:, :samples], out_cfg.normalize, out_cfg.peak_db, out_cfg.loudness_db)
-            fmt = Path(job.file_name).suffix.lstrip(".") or self.fmt  # a repaired file keeps its recorded format
-            info = write_clip(self.out / job.file_name, clip, self.backend.sample_rate, fmt, self.subtype)
-            if job.write_line:
-                self.sink.append([self.line_for(job, info.frames, steps)])
-                self.result.generated += 1
-            else:
-                self.result.repaired += 1
+        audio = self.backend.generate([r.caption for r in rows], [clip_seed(self.cfg.seed, r) for r in rows], steps, self.params)
+        g = self.cfg.generate
+        for row, clip in zip(rows, audio, strict=True):
+            clip = normalize(clip[:, :samples], g.normalize, g.peak_db, g.loudness_db)
+            name = clip_name(row.id, g.format)
+            info = write_clip(self.out / name, clip, self.backend.sample_rate, g.format, g.subtype)
+            self.sink.append([self.record(row, name, info.frames, steps)])
+            self.result.generated += 1
             self.result.audio_seconds += info.seconds
-            self.advance(rate_text(self.result.generated + self.result.repaired, time.perf_counter() - self.started, "clips"))
+            self.task.advance(1)
 
     def flush_all(self) -> None:
         for key in sorted(self.buckets):
             self.flush(key)
 
-    def advance(self, rate: str | None = None) -> None:
-        if self.progress is not None:
-            self.progress.update(self.task, advance=1, **({"rate": rate} if rate else {}))
 
-
-def _done_files(out: Path, paths: list[Path]) -> dict[str, str]:
-    """id -> file_name of the lines already written (in the given metadata files)."""
+def _still_valid(out: Path, expected: dict[str, str]) -> Any:
+    """``done_when`` for the metadata: the line's file reads back at its recorded length and, for a
+    row of this input, its input hash is the one the row has now."""
+    from tagtune.tta.audio import probe
     from tagtune.tta.merge import clip_path
 
-    done: dict[str, str] = {}
-    for path in paths:
-        if path.exists():
-            for line, rec in iter_jsonl(path):
-                if isinstance(rec.get("id"), str):
-                    clip_path(out, rec, path, line)  # refuses a file_name outside DIR
-                    done[rec["id"]] = str(rec["file_name"])
-    return done
+    def check(rec: dict[str, Any]) -> bool:
+        audio = (rec.get("provenance") or {}).get("audio") or {}
+        ident = str(rec.get("id"))
+        if ident in expected and expected[ident] != audio.get("input_hash"):
+            return False  # the row changed since (lines of rows not in this input are left alone)
+        try:
+            info = probe(clip_path(out, rec, out / METADATA, 0))
+        except InputError:
+            return False
+        return info is not None and info.frames == int(round(float(rec.get("duration", 0)) * info.sample_rate))
+
+    return check
 
 
-def generate(cfg: Any, prompts: str | Path | None = None, backend: Any = None) -> GenerateResult:
-    """Render every prompt of ``data.path`` (or ``prompts``) into ``paths.output_dir``.
+def _resolve(cfg: Any) -> tuple[Path, Path, Any]:
+    from tagtune.records import resolve_path
+    from tagtune.sharding import resolve_shard
+    from tagtune.tta.audio import check_format
+    from tagtune.tta.model import SamplingParams
+
+    if not cfg.generate.input:
+        raise ConfigError("no PROMPTS file given", key="generate.input", hint="tagtune tta generate PROMPTS.jsonl -o DIR")
+    check_format(cfg.generate.format, cfg.generate.subtype)
+    SamplingParams.from_cfg(cfg.generation)
+    return resolve_path(cfg.generate.input), Path(cfg.generate.output).expanduser(), resolve_shard(cfg.generate.shard)
+
+
+def generate(cfg: Any, reporter: Reporter = SILENT, backend: Any = None) -> GenerateResult:
+    """Render every prompt of ``generate.input`` into ``generate.output``.
 
     Args:
         cfg: A composed ``tta_inference`` config.
-        prompts: The PROMPTS file; defaults to ``cfg.data.path``.
-        backend: An already loaded backend (benchmarks, the pipeline); loaded from ``cfg.model``
-            when None.
-
-    Returns:
-        Counts of what was generated, skipped, adopted and repaired, with timing.
+        reporter: Receives progress and notes.
+        backend: An already loaded backend (benchmarks, tests); loaded from ``cfg.model`` when None.
 
     Raises:
         InputError: Bad prompts (file:line:field), duplicate ids, a merge that finds problems.
         ConfigError: Bad settings. OutputError: an unwritable output directory.
         ModelNotFoundError: The model is not available offline.
     """
-    from tagtune.progress import make_progress
-    from tagtune.records import resolve_path
+    from tagtune.device import torch_threads
     from tagtune.runs import prepare_run_dir
-    from tagtune.sharding import resolve_shard
-    from tagtune.tta.audio import check_format, probe
-    from tagtune.tta.model import SamplingParams, load_backend
+    from tagtune.tta.model import load_backend
 
-    source = prompts if prompts is not None else cfg.data.get("path")
-    if source is None or str(source) == "":
-        raise ConfigError("no PROMPTS file given", hint="tagtune tta generate PROMPTS.jsonl -o DIR")
-    source = resolve_path(source)
-    out = Path(str(cfg.paths.output_dir)).expanduser()
-    shard = resolve_shard(cfg.output.get("shard"))
-    overwrite = bool(cfg.output.get("overwrite", False))
-    fmt = str(cfg.output.format).lower()
-    check_format(fmt, str(cfg.output.subtype))
-    SamplingParams.from_cfg(cfg.generation)
-    if str(cfg.generation.get("seeding", "per_sample")) not in SEEDING_MODES:
-        raise ConfigError(f"unknown generation.seeding '{cfg.generation.seeding}'", hint="use per_sample or exact")
-    if int(cfg.generation.batch_size) < 1:
-        raise ConfigError(f"generation.batch_size must be >= 1 (got {cfg.generation.batch_size})")
-
-    scan = scan_prompts(source, cfg.data)  # pass 1: fail on bad input before anything is written
+    source, out, shard = _resolve(cfg)
+    scan = scan_prompts(source, cfg.data, cfg.generate.limit)  # pass 1: fail on bad input before anything is written
     owned = {i for i in scan.ids if shard.owns(i)}
-
-    ensure_dir(out)
     ensure_dir(out / AUDIO_DIR)
-    backend = backend or load_backend(cfg.model)  # before anything in DIR changes: a missing model loses nothing
+    backend = backend or load_backend(cfg.model, cfg.device)  # before anything in DIR changes: a missing model loses nothing
     prepare_run_dir(cfg, out)
-    main = out / METADATA
-    result = GenerateResult(output_dir=out, metadata=main, total=scan.total, owned=len(owned), shard=str(shard))
-    if shard.is_sharded:
-        meta = out / part_name(shard.tag)
-        result.metadata = meta
-    else:
-        meta = main
-        if overwrite:
-            for part in metadata_parts(out):
-                part.unlink(missing_ok=True)
-        elif metadata_parts(out):
-            result.merged = merge_dir(out)
-
-    with JsonlAppender(meta, key="id", overwrite=overwrite) as sink:
-        done = {} if overwrite else _done_files(out, [meta] + ([main] if shard.is_sharded else []))
-        result.model, result.sample_rate = backend.name, backend.sample_rate
-        run = _Run(cfg, out, sink, backend, result, source)
-        base_seed = int(cfg.seed)
-        with make_progress("clips") as progress:
-            run.progress, run.task = progress, progress.add_task(f"audio {shard}", total=len(owned), rate="- clips/s")
-            for prompt in iter_prompts(source, cfg.data):  # pass 2
-                if prompt.id not in owned:
-                    continue
-                file_name = f"{AUDIO_DIR}/{prompt.id}.{fmt}"
-                job = _Job(prompt, clip_seed(base_seed, prompt.id), file_name, write_line=True)
-                if prompt.id in done:
-                    recorded = done[prompt.id]
-                    if probe(out / recorded) is not None:
-                        result.skipped += 1
-                        run.advance()
-                        continue
-                    job.file_name, job.write_line = recorded, False
-                elif not overwrite:
-                    info = probe(out / file_name)
-                    if info is not None and info.sample_rate == backend.sample_rate and info.channels == backend.channels \
-                            and info.frames == run.plan(prompt)[1]:
-                        sink.append([run.line_for(job, info.frames, run.plan(prompt)[0])])
-                        result.adopted += 1
-                        run.advance()
-                        continue
-                run.add(job)
-            run.flush_all()
-    result.seconds = time.perf_counter() - run.started
+    result = GenerateResult(output_dir=out, metadata=out / METADATA, total=scan.total, owned=len(owned), shard=str(shard),
+                            model=backend.name, sample_rate=backend.sample_rate)
+    meta = _metadata_file(cfg, out, shard, result)
+    with torch_threads(backend.threads):
+        _render(cfg, source, out, meta, shard, owned, backend, result, reporter)
+    result.seconds = time.perf_counter() - result.seconds
     return result
+
+
+def _metadata_file(cfg: Any, out: Path, shard: Any, result: GenerateResult) -> Path:
+    """This worker's metadata file; an unsharded run first folds in (or, overwriting, drops) shard parts."""
+    if shard.is_sharded:
+        result.metadata = out / part_name(shard.tag)
+    elif cfg.generate.overwrite:
+        for part in metadata_parts(out):
+            part.unlink(missing_ok=True)
+    elif metadata_parts(out):
+        result.merged = merge_dir(out)
+    return result.metadata
+
+
+def _render(cfg: Any, source: Path, out: Path, meta: Path, shard: Any, owned: set[str], backend: Any,
+            result: GenerateResult, reporter: Reporter) -> None:
+    result.seconds = time.perf_counter()
+    run = _Run(cfg, backend, result, source)
+    expected = {row.id: run.input_hash(row) for row in iter_prompts(source, cfg.data, cfg.generate.limit) if row.id in owned}
+    valid = _still_valid(out, expected)
+    before = 0 if cfg.generate.overwrite or not meta.exists() else sum(1 for _ in iter_jsonl(meta))
+    with JsonlAppender(meta, key="id", overwrite=cfg.generate.overwrite, done_when=valid) as sink:
+        done = set(sink.done) | (_main_done(out, valid) if shard.is_sharded else set())
+        result.redone = before - len(sink.done)
+        if result.redone:
+            reporter.note(f"{result.redone} earlier clip(s) no longer match their prompt, settings or file: rendering them again")
+        run.sink = sink
+        with reporter.progress(f"audio {shard}" if shard.is_sharded else "audio", total=len(owned), unit="clips") as task:
+            run.task = task
+            for row in iter_prompts(source, cfg.data, cfg.generate.limit):  # pass 2
+                if row.id not in owned:
+                    continue
+                if row.id in done:
+                    result.skipped += 1
+                    task.advance(1)
+                    continue
+                run.add(row)
+            run.flush_all()
+
+
+def _main_done(out: Path, valid: Any) -> set[str]:
+    """Ids already in a merged ``metadata.jsonl`` (a sharded run does not render them again)."""
+    main = out / METADATA
+    return {str(rec["id"]) for _, rec in iter_jsonl(main) if valid(rec)} if main.exists() else set()

@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from tagtune.errors import InputError, OutputError
-from tagtune.resumable import atomic_path, dumps_line, iter_jsonl, repair_tail
+from tagtune.resumable import atomic_path, dumps_line, iter_jsonl, lock_handle, repair_tail
 
 METADATA = "metadata.jsonl"
 PART_GLOB = "metadata.shard-*-of-*.jsonl"
-AUDIO_DIR = "audio"
+AUDIO_DIR = "audio"  # where the clips live (tta/prompts names them)
 
 
 def part_name(shard_tag: str) -> str:
@@ -64,26 +64,12 @@ class MergeReport:
 @contextlib.contextmanager
 def _locked(paths: list[Path]) -> Iterator[None]:
     """Hold exclusive locks on existing metadata files (no shard may be writing them)."""
-    handles = []
-    try:
+    with contextlib.ExitStack() as stack:
         for path in paths:
-            if not path.exists():
-                continue
-            fh = open(path, "ab")
-            handles.append(fh)
-            try:
-                import fcntl
-
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except ImportError:  # Windows: no advisory locks
-                pass
-            except OSError as exc:
-                raise OutputError(f"{path} is being written by a running generate",
-                                  hint="wait for every shard to finish, then run `tagtune tta merge` again") from exc
+            if path.exists():
+                fh = stack.enter_context(open(path, "ab"))
+                lock_handle(fh, path, "wait for every shard to finish, then run `tagtune tta merge` again")
         yield
-    finally:
-        for fh in handles:
-            fh.close()
 
 
 def _digest(obj: dict[str, Any]) -> bytes:
@@ -113,8 +99,6 @@ def merge_dir(folder: str | Path, write: bool = True) -> MergeReport:
             changed then).
         OutputError: A part is still being written, or the folder is not writable.
     """
-    from tagtune.tta.audio import AUDIO_SUFFIXES, probe
-
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError("not a directory", folder, hint="pass the -o directory of `tagtune tta generate`")
@@ -125,74 +109,13 @@ def merge_dir(folder: str | Path, write: bool = True) -> MergeReport:
     if not sources:
         raise InputError(f"no {METADATA} or metadata.shard-*.jsonl parts", folder,
                          hint="is this the -o directory of `tagtune tta generate`?")
-
     with _locked(sources):
-        # Pass 1: which line wins for each id (ids and digests only; the lines stay on disk).
-        winner: dict[str, tuple[int, int, bytes]] = {}  # id -> (source index, line, digest)
-        in_parts: dict[str, tuple[int, int, bytes]] = {}  # first part line of each id
-        for src_index, path in enumerate(sources):
-            repair_tail(path)
-            in_file: set[str] = set()
-            for line, rec in iter_jsonl(path):
-                ident = rec.get("id")
-                if not isinstance(ident, str) or not ident:
-                    raise InputError("metadata line has no id", path, line, field="id")
-                if ident in in_file:
-                    raise InputError(f"duplicate id '{ident}' within the file", path, line, field="id",
-                                     hint="the file was written by two runs at once; remove one of the lines")
-                in_file.add(ident)
-                digest = _digest(rec)
-                if path != main:
-                    other = in_parts.get(ident)
-                    if other is not None and other[2] != digest:
-                        raise InputError(
-                            f"duplicate id '{ident}': also in {sources[other[0]].name}:{other[1]} with different content",
-                            path, line, field="id",
-                            hint="two shards rendered the same clip with different settings; delete the line you do not want",
-                        )
-                    in_parts.setdefault(ident, (src_index, line, digest))
-                prev = winner.get(ident)
-                if prev is not None:
-                    if prev[2] == digest:
-                        report.deduplicated += 1
-                        continue
-                    report.replaced += 1  # a part's line is newer than the merged file's
-                winner[ident] = (src_index, line, digest)
-
-        # Pass 2: every winning line must point at a readable file inside the folder.
-        missing: list[str] = []
-        referenced: set[Path] = set()
-        for src_index, path in enumerate(sources):
-            for line, rec in iter_jsonl(path):
-                if winner[rec["id"]][:2] != (src_index, line):
-                    continue
-                clip = clip_path(folder, rec, path, line)
-                referenced.add(clip)
-                if probe(clip) is None:
-                    missing.append(f"{rec['file_name']} ({path.name}:{line})")
-        if missing:
-            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-            raise InputError(
-                f"{len(missing)} metadata line(s) point at missing or unreadable audio: {', '.join(missing[:3])}{more}",
-                folder, hint="run the same `tagtune tta generate` again to re-render them",
-            )
-        audio_dir = folder / AUDIO_DIR
-        if audio_dir.is_dir():
-            report.orphans = sorted(
-                str(p.relative_to(folder)) for p in audio_dir.iterdir()
-                if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in AUDIO_SUFFIXES and p.resolve() not in referenced
-            )
+        winner = _winners(sources, main, report)
+        referenced = _check_files(folder, sources, winner)
+        report.orphans = _orphans(folder, referenced)
         report.lines = len(winner)
-
         if write and parts:
-            with atomic_path(main) as tmp:
-                with open(tmp, "w", encoding="utf-8") as out:
-                    for src_index, path in enumerate(sources):
-                        for line, rec in iter_jsonl(path):
-                            if winner[rec["id"]][:2] == (src_index, line):
-                                out.write(dumps_line(rec))
-                    out.flush()
-                    os.fsync(out.fileno())
+            _write_merged(main, sources, winner)
             for part in parts:
                 try:
                     part.unlink()
@@ -202,6 +125,83 @@ def merge_dir(folder: str | Path, write: bool = True) -> MergeReport:
     return report
 
 
+def _winners(sources: list[Path], main: Path, report: MergeReport) -> dict[str, tuple[int, int, bytes]]:
+    """Which line wins for each id: ``id -> (source index, line, digest)`` (the lines stay on disk)."""
+    winner: dict[str, tuple[int, int, bytes]] = {}
+    in_parts: dict[str, tuple[int, int, bytes]] = {}  # first part line of each id
+    for src_index, path in enumerate(sources):
+        repair_tail(path)
+        in_file: set[str] = set()
+        for line, rec in iter_jsonl(path):
+            ident = rec.get("id")
+            if not isinstance(ident, str) or not ident:
+                raise InputError("metadata line has no id", path, line, field="id")
+            if ident in in_file:
+                raise InputError(f"duplicate id '{ident}' within the file", path, line, field="id",
+                                 hint="the file was written by two runs at once; remove one of the lines")
+            in_file.add(ident)
+            digest = _digest(rec)
+            if path != main:
+                other = in_parts.setdefault(ident, (src_index, line, digest))
+                if other[2] != digest:
+                    raise InputError(
+                        f"duplicate id '{ident}': also in {sources[other[0]].name}:{other[1]} with different content",
+                        path, line, field="id",
+                        hint="two shards rendered the same clip with different settings; delete the line you do not want",
+                    )
+            prev = winner.get(ident)
+            if prev is not None and prev[2] == digest:
+                report.deduplicated += 1
+                continue
+            report.replaced += prev is not None  # a part's line is newer than the merged file's
+            winner[ident] = (src_index, line, digest)
+    return winner
+
+
+def _check_files(folder: Path, sources: list[Path], winner: dict[str, tuple[int, int, bytes]]) -> set[Path]:
+    """Every winning line must point at a readable file inside the folder; returns those files."""
+    from tagtune.tta.audio import probe
+
+    missing: list[str] = []
+    referenced: set[Path] = set()
+    for src_index, path in enumerate(sources):
+        for line, rec in iter_jsonl(path):
+            if winner[rec["id"]][:2] != (src_index, line):
+                continue
+            clip = clip_path(folder, rec, path, line)
+            referenced.add(clip)
+            if probe(clip) is None:
+                missing.append(f"{rec['file_name']} ({path.name}:{line})")
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise InputError(f"{len(missing)} metadata line(s) point at missing or unreadable audio: {', '.join(missing[:3])}{more}",
+                         folder, hint="run the same `tagtune tta generate` again to re-render them")
+    return referenced
+
+
+def _orphans(folder: Path, referenced: set[Path]) -> list[str]:
+    """Audio files in ``audio/`` that no line points at (reported, not fatal)."""
+    from tagtune.tta.audio import AUDIO_SUFFIXES
+
+    audio_dir = folder / AUDIO_DIR
+    if not audio_dir.is_dir():
+        return []
+    return sorted(str(p.relative_to(folder)) for p in audio_dir.iterdir()
+                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in AUDIO_SUFFIXES
+                  and p.resolve() not in referenced)
+
+
+def _write_merged(main: Path, sources: list[Path], winner: dict[str, tuple[int, int, bytes]]) -> None:
+    with atomic_path(main) as tmp:
+        with open(tmp, "w", encoding="utf-8") as out:
+            for src_index, path in enumerate(sources):
+                for line, rec in iter_jsonl(path):
+                    if winner[rec["id"]][:2] == (src_index, line):
+                        out.write(dumps_line(rec))
+            out.flush()
+            os.fsync(out.fileno())
+
+
 def merge(cfg: Any) -> MergeReport:
-    """``tagtune tta merge``: merge the directory in ``paths.output_dir``."""
-    return merge_dir(Path(str(cfg.paths.output_dir)).expanduser())
+    """``tagtune tta merge``: merge the directory in ``generate.output``."""
+    return merge_dir(Path(str(cfg.generate.output)).expanduser())

@@ -6,11 +6,9 @@
 imported only when asked for. Both expose the same small surface: ``sample_rate``,
 ``frame_rate``, ``channels``, ``steps_for(seconds)`` and ``generate(texts, seeds, steps, gen)``.
 
-Per-sample seeding (transformers backend): instead of letting ``generate()`` draw tokens from
-the global RNG, a logits processor draws each row's token from a generator owned by its clip
-(seeded from the run seed and the clip id) and hands ``generate()`` a one-hot choice. The draws
-of a clip therefore do not depend on its batch neighbours; see docs/audio.md for how far the
-resulting audio is batch-independent.
+Per-sample seeding (transformers backend): each clip draws its tokens from its own seed through
+:class:`tagtune.sampling.RowSeededSampler`, so its draws do not depend on its batch neighbours;
+see docs/audio.md for how far the resulting audio is batch-independent.
 """
 
 from __future__ import annotations
@@ -20,11 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from tagtune.errors import ConfigError, DependencyError, ModelNotFoundError
-from tagtune.hub import load_pretrained
+from tagtune.hub import load_pretrained, resolved_revision
+from tagtune.sampling import RowSeededSampler
 
 TINY_NAME = "tiny"
-_CHOSEN = 0.0
-_NOT_CHOSEN = -1.0e4  # finite, so classifier-free guidance arithmetic on it stays finite
 
 
 @dataclass(frozen=True)
@@ -39,88 +36,17 @@ class SamplingParams:
 
     @classmethod
     def from_cfg(cls, gen: Any) -> SamplingParams:
-        params = cls(
-            do_sample=bool(gen.do_sample), temperature=float(gen.temperature), top_k=int(gen.top_k or 0),
-            top_p=float(gen.top_p or 0.0), guidance_scale=float(gen.guidance_scale or 1.0),
-        )
+        """The settings of a (schema-checked) ``generation`` section; sampling needs a temperature > 0."""
+        params = cls(do_sample=gen.do_sample, temperature=gen.temperature, top_k=gen.top_k, top_p=gen.top_p,
+                     guidance_scale=gen.guidance_scale)
         if params.do_sample and params.temperature <= 0:
             raise ConfigError(f"generation.temperature must be > 0 when sampling (got {params.temperature})",
-                              hint="use generation.do_sample=false for greedy decoding")
-        if params.top_k < 0 or not 0.0 <= params.top_p <= 1.0:
-            raise ConfigError("generation.top_k must be >= 0 and generation.top_p in [0, 1] (0 disables each)")
+                              key="generation.temperature", hint="use generation.do_sample=false for greedy decoding")
         return params
 
     def as_dict(self) -> dict[str, Any]:
         return {"guidance_scale": self.guidance_scale, "temperature": self.temperature, "top_k": self.top_k,
                 "top_p": self.top_p, "do_sample": self.do_sample}
-
-
-class PerSampleSampler:
-    """A logits processor that samples every row from its own clip's generator.
-
-    MusicGen's decoder batch has ``num_codebooks`` rows per clip (row ``b * K + k``). With
-    classifier-free guidance the scores arrive doubled (conditional rows, then unconditional ones);
-    guidance, temperature, top-k and top-p are applied here, a token is drawn per row by inverse
-    CDF from pre-drawn per-clip uniforms, and the scores returned are one-hot (identical in both
-    halves), so ``generate()``'s greedy step and its own guidance processor both keep the choice.
-
-    Args:
-        seeds: One seed per clip of the batch.
-        rows_per_sample: ``num_codebooks`` of the decoder.
-        steps: Upper bound on decoding steps (uniforms are drawn up front for these).
-        params: Sampling settings.
-        device: Where the scores live.
-    """
-
-    def __init__(self, seeds: list[int], rows_per_sample: int, steps: int, params: SamplingParams, device: Any):
-        import torch
-
-        self.params = params
-        self.rows = rows_per_sample
-        self.step = 0
-        # Each clip's generator yields (steps, K) uniforms in step-major order: its draws are the
-        # same whatever batch the clip is in, and fetched once (no per-step host-device sync).
-        draws = [torch.rand(steps + 1, rows_per_sample, generator=torch.Generator().manual_seed(int(s)), dtype=torch.float64)
-                 for s in seeds]
-        self.uniforms = torch.stack(draws, dim=1).reshape(steps + 1, len(seeds) * rows_per_sample).to(device)
-
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
-        import torch
-
-        rows = input_ids.shape[0]
-        guided = scores
-        if scores.shape[0] == 2 * rows:
-            cond, uncond = scores[:rows], scores[rows:]
-            guided = uncond + (cond - uncond) * self.params.guidance_scale
-        guided = guided.float()
-        if self.params.do_sample:
-            tokens = self._draw(guided)
-        else:
-            tokens = guided.argmax(dim=-1)
-        self.step += 1
-        out = torch.full_like(scores, _NOT_CHOSEN)
-        index = tokens.repeat(scores.shape[0] // rows)[:, None]
-        return out.scatter_(1, index, _CHOSEN)
-
-    def _draw(self, logits: Any) -> Any:
-        import torch
-
-        p = self.params
-        logits = logits / p.temperature
-        vocab = logits.shape[-1]
-        if 0 < p.top_k < vocab:
-            kth = torch.topk(logits, p.top_k, dim=-1).values[:, -1:]
-            logits = logits.masked_fill(logits < kth, -math.inf)
-        probs = torch.softmax(logits, dim=-1)
-        if 0.0 < p.top_p < 1.0:
-            sorted_p, order = torch.sort(probs, dim=-1, descending=True)
-            # keep the smallest prefix whose mass reaches top_p (always at least the top token)
-            drop = (sorted_p.cumsum(-1) - sorted_p) >= p.top_p
-            sorted_p = sorted_p.masked_fill(drop, 0.0)
-            probs = torch.zeros_like(probs).scatter_(1, order, sorted_p)
-        cdf = probs.double().cumsum(dim=-1)
-        u = self.uniforms[min(self.step, self.uniforms.shape[0] - 1)][:, None].clamp_min(1e-12) * cdf[:, -1:]
-        return torch.searchsorted(cdf, u).squeeze(1).clamp_(max=vocab - 1)
 
 
 class TransformersMusicgen:
@@ -134,6 +60,8 @@ class TransformersMusicgen:
 
         self.model, self.processor, self.name = model, processor, name
         self.device = str(next(model.parameters()).device)
+        self.threads: int | None = None
+        self.revision: str | None = None
         self._torch = torch
         _decode_clips_one_by_one(model.audio_encoder)
         config = model.config
@@ -147,22 +75,25 @@ class TransformersMusicgen:
         self.hop = int(round(self.sample_rate / self.frame_rate))
 
     @classmethod
-    def from_config(cls, model_cfg: Any) -> TransformersMusicgen:
-        """Load ``model.name`` (a Hub id, a local path, or ``tiny``) on ``model.device`` in ``model.dtype``."""
+    def from_config(cls, model_cfg: Any, device: str = "auto") -> TransformersMusicgen:
+        """Load ``model.name`` (a Hub id, a local path, or ``tiny``) on ``device`` in ``model.dtype``."""
         from transformers import AutoProcessor, MusicgenForConditionalGeneration
 
         from tagtune.device import pick_device, pick_dtype
-        from tagtune.tta.tiny import _quiet_transformers, ensure_tiny_musicgen
+        from tagtune.tta.tiny import ensure_tiny_musicgen, quiet_transformers
 
-        _quiet_transformers()
+        quiet_transformers()
         name = str(model_cfg.name)
         source = str(ensure_tiny_musicgen(model_cfg.tiny)) if name == TINY_NAME else name
-        device = pick_device(model_cfg.get("device", "auto"))
-        dtype = pick_dtype(model_cfg.get("dtype", "auto"), device)
-        common = {"revision": model_cfg.get("revision") or None, "trust_remote_code": bool(model_cfg.get("trust_remote_code", False))}
+        device = pick_device(device)
+        dtype = pick_dtype(model_cfg.dtype, device)
+        common = {"revision": model_cfg.revision, "trust_remote_code": model_cfg.trust_remote_code}
         processor = load_pretrained(AutoProcessor.from_pretrained, source, "MusicGen processor", **common)
         model = load_pretrained(MusicgenForConditionalGeneration.from_pretrained, source, "MusicGen model", dtype=dtype, **common)
-        return cls(model.to(device).eval(), processor, name)
+        backend = cls(model.to(device).eval(), processor, name)
+        backend.threads = model_cfg.threads
+        backend.revision = resolved_revision(model, source, model_cfg.revision)
+        return backend
 
     def steps_for(self, seconds: float) -> int:
         """Decoder steps for ``seconds`` of audio: whole frames plus the delay pattern's offset."""
@@ -178,7 +109,8 @@ class TransformersMusicgen:
 
         torch = self._torch
         inputs = self.processor(text=list(texts), padding=True, return_tensors="pt").to(self.device)
-        sampler = PerSampleSampler(seeds, self.num_codebooks, steps, params, self.device)
+        sampler = RowSeededSampler(seeds, steps, params.do_sample, params.temperature, params.top_k, params.top_p,
+                                   rows_per_seed=self.num_codebooks, guidance_scale=params.guidance_scale)
         try:
             with torch.inference_mode():
                 audio = self.model.generate(
@@ -228,7 +160,7 @@ class AudiocraftMusicgen:
 
     backend = "audiocraft"
 
-    def __init__(self, model_cfg: Any):
+    def __init__(self, model_cfg: Any, device: str = "auto"):
         try:
             from audiocraft.models import MusicGen
         except ImportError as exc:
@@ -242,7 +174,8 @@ class AudiocraftMusicgen:
 
         self._torch = torch
         self.name = str(model_cfg.name)
-        self.device = pick_device(model_cfg.get("device", "auto"))
+        self.device = pick_device(device)
+        self.threads, self.revision = model_cfg.threads, model_cfg.revision
         try:
             self.model = MusicGen.get_pretrained(self.name, device=self.device)
         except Exception as exc:  # audiocraft raises assorted errors for unknown or unreachable models
@@ -288,11 +221,8 @@ def steps_for_duration(seconds: float, frame_rate: float, delay: int) -> int:
     return frames + delay
 
 
-def load_backend(model_cfg: Any) -> TransformersMusicgen | AudiocraftMusicgen:
-    """The backend named by ``model.backend`` with ``model.name`` loaded on ``model.device``."""
-    backend = str(model_cfg.get("backend", "transformers")).lower()
-    if backend == "transformers":
-        return TransformersMusicgen.from_config(model_cfg)
-    if backend == "audiocraft":
-        return AudiocraftMusicgen(model_cfg)
-    raise ConfigError(f"unknown model.backend '{backend}'", hint="use transformers or audiocraft")
+def load_backend(model_cfg: Any, device: str = "auto") -> TransformersMusicgen | AudiocraftMusicgen:
+    """The backend named by ``model.backend`` with ``model.name`` loaded on ``device``."""
+    if model_cfg.backend == "audiocraft":
+        return AudiocraftMusicgen(model_cfg, device)
+    return TransformersMusicgen.from_config(model_cfg, device)

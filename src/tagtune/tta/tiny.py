@@ -10,20 +10,15 @@ complete, so concurrent builds (parallel test workers, several shards) never see
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tagtune.errors import OutputError
+from tagtune.cache import build_cached
 
 # Bump when the architecture below changes, so old caches are not reused.
 _MUSICGEN_VERSION = "musicgen-v2"
 _CLAP_VERSION = "clap-v1"
-_DONE_MARKER = "tagtune-tiny.json"
 
 _CORPUS = [
     "a calm ambient piano piece with soft strings and a slow tempo",
@@ -83,33 +78,8 @@ def _t5_like_tokenizer() -> Any:
         pad_token="<pad>", eos_token="</s>", unk_token="<unk>", model_max_length=512,
     )
 
-def _build_cached(final: Path, build: Callable[[Path], dict[str, Any]]) -> Path:
-    """Build into a temporary sibling of ``final`` and rename it into place (first builder wins)."""
-    if (final / _DONE_MARKER).is_file():
-        return final
-    try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.build-", dir=final.parent))
-    except OSError as exc:
-        raise OutputError(f"cannot create the tiny-model cache in {final.parent}: {exc.strerror or exc}",
-                          hint="set paths.cache_dir (or TAGTUNE_CACHE_DIR) to a writable directory") from exc
-    try:
-        info = build(tmp)
-        (tmp / _DONE_MARKER).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        if final.exists() and not (final / _DONE_MARKER).is_file():
-            shutil.rmtree(final, ignore_errors=True)  # a leftover from an interrupted older layout
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not (final / _DONE_MARKER).is_file():  # not a lost race: a real error
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
-
-
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
+    """No info logs or download bars from transformers (its errors still reach tagtune's messages)."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
@@ -130,8 +100,54 @@ def randomize_codebooks(model: Any) -> None:
 
 def tiny_musicgen_dir(tiny_cfg: Any) -> Path:
     """Where the tiny MusicGen for these settings lives (built or not)."""
-    seed, rate = int(tiny_cfg.get("seed", 0)), int(tiny_cfg.get("sampling_rate", 16000))
+    seed, rate = int(tiny_cfg["seed"]), int(tiny_cfg["sampling_rate"])
     return _expand(tiny_cfg.cache_dir) / f"{_MUSICGEN_VERSION}-sr{rate}-seed{seed}"
+
+
+def build_musicgen(text: dict[str, Any], codec: dict[str, Any], decoder: dict[str, Any], seed: int = 0) -> tuple[Any, Any]:
+    """A MusicGen with random weights and the locally trained T5-style tokenizer, built in memory.
+
+    ``text``, ``codec`` and ``decoder`` are keyword arguments of ``T5Config``, ``EncodecConfig`` and
+    ``MusicgenDecoderConfig`` (the tiny model here; benchmarks pass the released models' shapes).
+    Token ids, sampling defaults and the EnCodec codebooks are set as in the released checkpoints.
+
+    Returns:
+        ``(model, processor)``.
+    """
+    import torch
+    from transformers import (
+        EncodecConfig,
+        EncodecFeatureExtractor,
+        GenerationConfig,
+        MusicgenConfig,
+        MusicgenDecoderConfig,
+        MusicgenForConditionalGeneration,
+        MusicgenProcessor,
+        T5Config,
+    )
+
+    quiet_transformers()
+    tok = _t5_like_tokenizer()
+    size = int(decoder["vocab_size"])  # MusicGen's pad/bos id is the codebook size
+    config = MusicgenConfig(
+        text_encoder=T5Config(pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, **{"vocab_size": len(tok), **text}),
+        audio_encoder=EncodecConfig(audio_channels=1, use_causal_conv=False, normalize=False, **codec),
+        decoder=MusicgenDecoderConfig(pad_token_id=size, bos_token_id=size, audio_channels=1, **decoder),
+    )
+    if config.audio_encoder.num_quantizers != config.decoder.num_codebooks:
+        raise RuntimeError(f"EnCodec has {config.audio_encoder.num_quantizers} quantizers but the decoder "
+                           f"{config.decoder.num_codebooks} codebooks: adjust target_bandwidths")
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = MusicgenForConditionalGeneration(config).eval()
+        randomize_codebooks(model)
+    model.generation_config = GenerationConfig(
+        do_sample=True, top_k=250, guidance_scale=3.0, max_length=1500,
+        bos_token_id=size, pad_token_id=size, decoder_start_token_id=size,
+    )
+    rate = int(codec["sampling_rate"])
+    processor = MusicgenProcessor(feature_extractor=EncodecFeatureExtractor(feature_size=1, sampling_rate=rate), tokenizer=tok)
+    return model, processor
 
 
 def ensure_tiny_musicgen(tiny_cfg: Any) -> Path:
@@ -142,63 +158,31 @@ def ensure_tiny_musicgen(tiny_cfg: Any) -> Path:
     64 entries; the EnCodec bandwidth is chosen so its quantizer count equals the decoder's
     codebook count, as MusicGen requires.
     """
-    seed, rate = int(tiny_cfg.get("seed", 0)), int(tiny_cfg.get("sampling_rate", 16000))
+    seed, rate = int(tiny_cfg["seed"]), int(tiny_cfg["sampling_rate"])
 
     def build(dest: Path) -> dict[str, Any]:
-        import torch
-        from transformers import (
-            EncodecConfig,
-            EncodecFeatureExtractor,
-            GenerationConfig,
-            MusicgenConfig,
-            MusicgenDecoderConfig,
-            MusicgenForConditionalGeneration,
-            MusicgenProcessor,
-            T5Config,
-        )
-
-        _quiet_transformers()
-        tok = _t5_like_tokenizer()
-        hop, codebooks, codebook_size = 320, 4, 64
-        frame_rate = -(-rate // hop)
-        bandwidth = (codebooks * frame_rate * 6 + frame_rate * 3) / 1000  # between 4 and 5 quantizers' worth
-        config = MusicgenConfig(
-            text_encoder=T5Config(
-                vocab_size=len(tok), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-                pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
-            ),
-            audio_encoder=EncodecConfig(
-                sampling_rate=rate, audio_channels=1, hidden_size=16, num_filters=4, num_residual_layers=1,
-                upsampling_ratios=[8, 5, 4, 2], codebook_size=codebook_size, codebook_dim=16,
-                target_bandwidths=[bandwidth], num_lstm_layers=1, use_causal_conv=False, normalize=False,
-            ),
-            decoder=MusicgenDecoderConfig(
-                vocab_size=codebook_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                ffn_dim=64, num_codebooks=codebooks, max_position_embeddings=2048,
-                pad_token_id=codebook_size, bos_token_id=codebook_size, audio_channels=1,
-            ),
-        )
-        if config.audio_encoder.num_quantizers != codebooks:  # guards the bandwidth arithmetic above
-            raise RuntimeError(f"tiny EnCodec has {config.audio_encoder.num_quantizers} quantizers, expected {codebooks}")
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            model = MusicgenForConditionalGeneration(config).eval()
-            randomize_codebooks(model)
-        # The same sampling defaults as the released checkpoints, so code paths match.
-        model.generation_config = GenerationConfig(
-            do_sample=True, top_k=250, guidance_scale=3.0, max_length=1500,
-            bos_token_id=codebook_size, pad_token_id=codebook_size, decoder_start_token_id=codebook_size,
+        codebooks, codebook_size = 4, 64
+        frame_rate = -(-rate // 320)
+        model, processor = build_musicgen(
+            text={"d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 2, "num_heads": 4},
+            codec={"sampling_rate": rate, "hidden_size": 16, "num_filters": 4, "num_residual_layers": 1,
+                   "upsampling_ratios": [8, 5, 4, 2], "codebook_size": codebook_size, "codebook_dim": 16,
+                   # between 4 and 5 quantizers' worth, so EnCodec's quantizer count is the codebook count
+                   "target_bandwidths": [(codebooks * frame_rate * 6 + frame_rate * 3) / 1000], "num_lstm_layers": 1},
+            decoder={"vocab_size": codebook_size, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+                     "ffn_dim": 64, "num_codebooks": codebooks, "max_position_embeddings": 2048},
+            seed=seed,
         )
         model.save_pretrained(dest)
-        MusicgenProcessor(feature_extractor=EncodecFeatureExtractor(feature_size=1, sampling_rate=rate), tokenizer=tok).save_pretrained(dest)
+        processor.save_pretrained(dest)
         return {"kind": "musicgen", "version": _MUSICGEN_VERSION, "seed": seed, "sampling_rate": rate,
                 "parameters": sum(p.numel() for p in model.parameters())}
 
-    return _build_cached(tiny_musicgen_dir(tiny_cfg), build)
+    return build_cached(tiny_musicgen_dir(tiny_cfg), build)
 
 
 def tiny_clap_dir(tiny_cfg: Any) -> Path:
-    seed = int(tiny_cfg.get("seed", 0))
+    seed = int(tiny_cfg["seed"])
     return _expand(tiny_cfg.cache_dir) / f"{_CLAP_VERSION}-seed{seed}"
 
 
@@ -209,7 +193,7 @@ def ensure_tiny_clap(tiny_cfg: Any) -> Path:
     so the feature extractor's truncation is ``rand_trunc``; callers cut clips to the window first,
     which keeps embeddings deterministic).
     """
-    seed = int(tiny_cfg.get("seed", 0))
+    seed = int(tiny_cfg["seed"])
 
     def build(dest: Path) -> dict[str, Any]:
         import torch
@@ -221,7 +205,7 @@ def ensure_tiny_clap(tiny_cfg: Any) -> Path:
             PreTrainedTokenizerFast,
         )
 
-        _quiet_transformers()
+        quiet_transformers()
         special = ["<s>", "<pad>", "</s>", "<unk>"]
         tok = PreTrainedTokenizerFast(
             tokenizer_object=_train_tokenizer(special, "<s> $A </s>"),
@@ -248,55 +232,4 @@ def ensure_tiny_clap(tiny_cfg: Any) -> Path:
         return {"kind": "clap", "version": _CLAP_VERSION, "seed": seed,
                 "parameters": sum(p.numel() for p in model.parameters())}
 
-    return _build_cached(tiny_clap_dir(tiny_cfg), build)
-
-
-
-def musicgen_small_shaped(seed: int = 0) -> tuple[Any, Any]:
-    """A MusicGen with ``facebook/musicgen-small``'s shapes and random weights, built in memory.
-
-    Decoder 1024 x 24 layers, 16 heads, 4 codebooks x 2048; a T5-base-shaped text encoder;
-    the 32 kHz EnCodec (hop 640, 50 Hz). About 587M parameters (2.3 GB in fp32). For benchmarks:
-    it runs at the real model's speed without downloading it. The tokenizer is the tiny one
-    (its ids are valid for the 32k-entry T5 vocabulary).
-
-    Returns:
-        ``(model, processor)``.
-    """
-    import torch
-    from transformers import (
-        EncodecConfig,
-        EncodecFeatureExtractor,
-        GenerationConfig,
-        MusicgenConfig,
-        MusicgenDecoderConfig,
-        MusicgenForConditionalGeneration,
-        MusicgenProcessor,
-        T5Config,
-    )
-
-    _quiet_transformers()
-    tok = _t5_like_tokenizer()
-    config = MusicgenConfig(
-        text_encoder=T5Config(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12,
-                              pad_token_id=0, eos_token_id=1, decoder_start_token_id=0),
-        audio_encoder=EncodecConfig(
-            sampling_rate=32000, audio_channels=1, hidden_size=128, num_filters=64, num_residual_layers=1,
-            upsampling_ratios=[8, 5, 4, 4], codebook_size=2048, codebook_dim=128, target_bandwidths=[2.2],
-            num_lstm_layers=2, use_causal_conv=False, normalize=False, norm_type="weight_norm",
-        ),
-        decoder=MusicgenDecoderConfig(
-            vocab_size=2048, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, ffn_dim=4096,
-            num_codebooks=4, max_position_embeddings=2048, pad_token_id=2048, bos_token_id=2048, audio_channels=1,
-        ),
-    )
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = MusicgenForConditionalGeneration(config).eval()
-        randomize_codebooks(model)
-    model.generation_config = GenerationConfig(
-        do_sample=True, top_k=250, guidance_scale=3.0, max_length=1500,
-        bos_token_id=2048, pad_token_id=2048, decoder_start_token_id=2048,
-    )
-    processor = MusicgenProcessor(feature_extractor=EncodecFeatureExtractor(feature_size=1, sampling_rate=32000), tokenizer=tok)
-    return model, processor
+    return build_cached(tiny_clap_dir(tiny_cfg), build)

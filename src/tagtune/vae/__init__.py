@@ -8,4 +8,4 @@ package is light; torch and Lightning load when those modules are imported.
 
 from __future__ import annotations
 
-__all__ = ["data", "evaluate", "lightning_module", "metrics", "model", "modeldir", "plots", "sample", "train"]
+__all__ = ["constraints", "data", "evaluate", "lightning_module", "metrics", "model", "modeldir", "plots", "sample", "sampler", "train"]

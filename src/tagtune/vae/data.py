@@ -1,6 +1,6 @@
 """Tag sets for the VAE: read the ``data`` config, split it, encode it, and feed Lightning.
 
-Reading goes through :func:`tagtune.tagsets.load_tag_dataset`, so every supported file type and
+Reading goes through :func:`tagtune.tagsets.load_tag_dataset` (the one row reader of :mod:`tagtune.schema`), so every supported file type and
 tag-column layout (list, comma string, JSON / Python-literal list string, per-category columns)
 works here, and unknown tags / empty rows are reported the same way in every stage. Batches are
 slices of one in-memory tensor: the whole dataset is a few hundred kilobytes, and a plain
@@ -35,11 +35,11 @@ class VAEData:
         sizes = self.train.sum(axis=1)
         return {
             "source": self.dataset.source,
-            "rows_read": self.dataset.total_rows,
+            "rows_read": self.dataset.stats.total,
             "rows_kept": len(self.dataset),
-            "rows_dropped": self.dataset.dropped_rows,
-            "unknown_tag_uses": int(sum(self.dataset.unknown_tags.values())),
-            "top_unknown_tags": dict(self.dataset.unknown_tags.most_common(5)),
+            "rows_dropped": self.dataset.stats.dropped,
+            "unknown_tag_uses": int(sum(self.dataset.stats.unknown_tags.values())),
+            "top_unknown_tags": dict(self.dataset.stats.unknown_tags.most_common(5)),
             "train": int(len(self.train)),
             "val": int(len(self.val)),
             "test": int(len(self.test)),
@@ -60,16 +60,14 @@ def load_vae_data(data_cfg: Mapping[str, Any], taxonomy: Taxonomy | None = None)
     taxonomy = taxonomy or Taxonomy.load(data_cfg["taxonomy_path"])
     dataset = load_tag_dataset(data_cfg, taxonomy)
     if len(dataset) == 0:
-        common = ", ".join(f"'{t}' x{n}" for t, n in dataset.unknown_tags.most_common(5))
+        common = ", ".join(f"'{t}' x{n}" for t, n in dataset.stats.unknown_tags.most_common(5))
         raise InputError(
-            f"none of the {dataset.total_rows} rows has a tag from the taxonomy"
+            f"none of the {dataset.stats.total} rows has a tag from the taxonomy"
             + (f" (unknown tags: {common})" if common else ""),
-            dataset.source, hint="check data.aspect_column and data.taxonomy_path",
+            dataset.source, hint="check data.tags_column and data.taxonomy_path",
         )
-    train, val, test = split_records(
-        dataset.records, float(data_cfg.get("val_fraction") or 0.0), float(data_cfg.get("test_fraction") or 0.0),
-        int(data_cfg.get("split_seed") or 0),
-    )
+    train, val, test = split_records(dataset.records, data_cfg["val_fraction"], data_cfg["test_fraction"],
+                                     data_cfg["split_seed"])
     enc = taxonomy.encode_many
     return VAEData(
         taxonomy=taxonomy, dataset=dataset,

@@ -1,8 +1,8 @@
 """``tagtune vae evaluate``: compare sampled tag sets with real ones.
 
 Both sides are read with the shared tag-set reader (any supported file type and tag-column
-layout) against one taxonomy: ``evaluation.taxonomy_path``, else the model directory's
-(``evaluation.model_dir``), else ``data.taxonomy_path``. The metrics are those of
+layout) against one taxonomy: ``evaluate.taxonomy_path``, else the model directory's
+(``evaluate.model``), else ``data.taxonomy_path``. The metrics are those of
 :mod:`tagtune.vae.metrics`; the result is written as JSON and, unless switched off, as PNG
 plots (see :mod:`tagtune.vae.plots`).
 """
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tagtune.errors import ConfigError
+from tagtune.report import SILENT, Reporter
 from tagtune.taxonomy import Taxonomy
 
 # Metric, direction and a short definition: the table, the JSON and docs/vae.md use these.
@@ -39,80 +40,78 @@ class EvaluationResult:
     metrics: dict[str, Any]
     json_path: Path
     plots: list[Path] = field(default_factory=list)
-    report: list[str] = field(default_factory=list)
 
 
 def _taxonomy(ev: Any, cfg: Any) -> tuple[Taxonomy, str]:
     from tagtune.vae.modeldir import read_taxonomy
 
-    if ev.get("taxonomy_path"):
+    if ev.taxonomy_path:
         return Taxonomy.load(ev.taxonomy_path), str(ev.taxonomy_path)
-    if ev.get("model_dir"):
-        return read_taxonomy(ev.model_dir), f"{ev.model_dir}/taxonomy.json"
+    if ev.model:
+        return read_taxonomy(ev.model), f"{ev.model}/taxonomy.json"
     return Taxonomy.load(cfg.data.taxonomy_path), str(cfg.data.taxonomy_path)
 
 
 def _read(path: Any, taxonomy: Taxonomy, column: str | None, keep_empty: bool = False) -> tuple[Any, list[str]]:
     from tagtune.tagsets import load_tag_dataset
 
-    ds = load_tag_dataset({"path": str(path), "aspect_column": column or None}, taxonomy=taxonomy)
+    ds = load_tag_dataset({"path": str(path), "tags_column": column or None}, taxonomy=taxonomy)
     matrix = taxonomy.encode_many(ds.tag_sets())
     # The reader drops rows without a known tag. An empty *generated* set is a real outcome
     # (threshold sampling produces many), so on that side they are counted back in as empty sets.
-    if keep_empty and ds.dropped_rows:
+    if keep_empty and ds.stats.dropped:
         import numpy as np
 
-        matrix = np.concatenate([matrix, np.zeros((ds.dropped_rows, len(taxonomy)), dtype=matrix.dtype)])
+        matrix = np.concatenate([matrix, np.zeros((ds.stats.dropped, len(taxonomy)), dtype=matrix.dtype)])
     return matrix, ds.report()
 
 
-def evaluate(cfg: Any) -> EvaluationResult:
-    """Run every metric for ``evaluation.samples`` against ``evaluation.reference``.
+def _category_slices(taxonomy: Taxonomy) -> dict[str, slice]:
+    slices, start = {}, 0
+    for cat, tags in taxonomy.categories.items():
+        slices[cat] = slice(start, start + len(tags))
+        start += len(tags)
+    return slices
 
-    Uses ``evaluation.train`` for novelty, ``evaluation.tags_column`` for both sides (auto-detected
-    when null), ``evaluation.k`` / ``subsample`` / ``repeats`` / ``seed`` for the k-NN metrics,
-    writes ``evaluation.output`` (JSON) and, with ``evaluation.plots``, PNGs to ``evaluation.plots_dir``.
+
+def evaluate(cfg: Any, reporter: Reporter = SILENT) -> EvaluationResult:
+    """Run every metric for ``evaluate.input`` against ``evaluate.reference``.
+
+    Uses ``evaluate.train`` for novelty, ``evaluate.tags_column`` for both sides (auto-detected
+    when null), ``evaluate.k`` / ``subsample`` / ``repeats`` and ``seed`` for the k-NN metrics,
+    writes ``evaluate.output`` (JSON) and, with ``evaluate.plots``, PNGs to ``evaluate.plots_dir``.
     """
     from tagtune.resumable import atomic_write_json
     from tagtune.vae import metrics as M
 
-    ev = cfg.evaluation
-    if not ev.get("samples"):
-        raise ConfigError("no samples to evaluate", hint="pass SAMPLES (a file written by `tagtune vae sample`)")
-    if not ev.get("reference"):
-        raise ConfigError("no reference set", hint="pass --reference REAL (a file of real tag sets)")
+    ev = cfg.evaluate
+    if not ev.input:
+        raise ConfigError("no samples to evaluate", key="evaluate.input", hint="pass a file written by `tagtune vae sample`")
+    if not ev.reference:
+        raise ConfigError("no reference set", key="evaluate.reference", hint="name a file of real tag sets")
     taxonomy, tax_source = _taxonomy(ev, cfg)
-    column = ev.get("tags_column")
-    gen, gen_report = _read(ev.samples, taxonomy, column, keep_empty=True)
-    ref, ref_report = _read(ev.reference, taxonomy, column)
-    train = None
-    train_report: list[str] = []
-    if ev.get("train"):
-        train, train_report = _read(ev.train, taxonomy, column)
-    k = int(ev.k)
-    if min(len(gen), len(ref)) <= k:
+    sides = {"samples": (ev.input, True), "reference": (ev.reference, False), "train": (ev.train, False)}
+    data: dict[str, Any] = {}
+    for side, (path, keep_empty) in sides.items():
+        if path:
+            data[side], lines = _read(path, taxonomy, ev.tags_column, keep_empty)
+            for line in lines:
+                reporter.note(f"{side}: {line}")
+    gen, ref = data["samples"], data["reference"]
+    if min(len(gen), len(ref)) <= ev.k:
         raise ConfigError(
-            f"need more than k={k} sets on each side for the k-NN metrics (got {len(gen)} generated, {len(ref)} reference)",
-            hint="sample more sets or lower evaluation.k",
+            f"need more than k={ev.k} sets on each side for the k-NN metrics (got {len(gen)} generated, {len(ref)} reference)",
+            key="evaluate.k", hint="sample more sets or lower evaluate.k",
         )
-    slices: dict[str, slice] = {}
-    start = 0
-    for cat, tags in taxonomy.categories.items():
-        slices[cat] = slice(start, start + len(tags))
-        start += len(tags)
-    metrics = M.all_metrics(
-        gen, ref, train, k=k, subsample=ev.get("subsample"), repeats=int(ev.repeats),
-        seed=int(ev.seed), category_slices=slices,
-    )
+    metrics = M.all_metrics(gen, ref, data.get("train"), k=ev.k, subsample=ev.subsample, repeats=ev.repeats,
+                            seed=cfg.seed, category_slices=_category_slices(taxonomy))
     metrics["taxonomy"] = tax_source
-    metrics["files"] = {"samples": str(ev.samples), "reference": str(ev.reference), "train": str(ev.train) if ev.get("train") else None}
-    out = Path(ev.output).expanduser() if ev.get("output") else Path(str(ev.samples) + ".metrics.json")
+    metrics["files"] = {"samples": str(ev.input), "reference": str(ev.reference), "train": str(ev.train) if ev.train else None}
+    out = Path(ev.output).expanduser() if ev.output else Path(str(ev.input) + ".metrics.json")
     json_path = atomic_write_json(out, metrics)
     plots: list[Path] = []
-    if ev.get("plots") and ev.get("plots_dir"):
+    if ev.plots and ev.plots_dir:
         from tagtune.vae.plots import write_plots
 
         plots = write_plots(Path(ev.plots_dir).expanduser(), gen, ref, taxonomy)
-    report = [f"samples: {line}" for line in gen_report] + [f"reference: {line}" for line in ref_report]
-    report += [f"train: {line}" for line in train_report]
-    return EvaluationResult(metrics, json_path, plots, report)
+    return EvaluationResult(metrics, json_path, plots)

@@ -12,6 +12,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from tagtune.training import check_loss
 from tagtune.vae.model import Architecture, TagVAE, vae_loss
 
 
@@ -46,6 +47,8 @@ class VAEModule(L.LightningModule):
             size_weight=hp.size_weight, free_bits=hp.free_bits,
             kl_scale=self._kl_scale() if stage == "train" else 1.0,
         )
+        if stage == "train":
+            check_loss(float(terms["loss"].detach()), self.global_step)
         for name, value in terms.items():
             self.log(f"{stage}/{name}", value, on_step=False, on_epoch=True, prog_bar=(name == "loss"), batch_size=x.shape[0])
         return terms["loss"]

@@ -47,6 +47,7 @@ class LoadedModel:
     prior_mu: torch.Tensor
     prior_logvar: torch.Tensor
     metadata: dict[str, Any]
+    fingerprint: str = ""  # sha256 of the weights file (first 16 hex digits): names the model in provenance
 
 
 def save_model_dir(
@@ -154,4 +155,6 @@ def load_model_dir(path: str | Path, taxonomy: Taxonomy | None = None) -> Loaded
     if taxonomy is not None:
         check_taxonomy(tax, taxonomy, path, taxonomy.source)
     model.eval()
-    return LoadedModel(path, model, tax, prior_mu.float(), prior_logvar.float(), meta)
+    from tagtune.runs import file_sha256
+
+    return LoadedModel(path, model, tax, prior_mu.float(), prior_logvar.float(), meta, file_sha256(weights)[:16])

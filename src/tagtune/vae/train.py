@@ -2,8 +2,8 @@
 
 :func:`train` takes the composed ``vae_training`` config and does everything the command does:
 read and split the data, build the model from ``model.*`` and ``loss.*``, fit it with the
-shared Lightning trainer (checkpoints with ``last.ckpt``, early stopping, rich progress bar,
-CSV logger), reload the best checkpoint, encode the training sets once more to store the
+shared Lightning trainer (:mod:`tagtune.training`: checkpoints with ``last.ckpt``, early stopping,
+progress to the reporter, CSV logger, resume, interrupt and divergence rules), reload the best checkpoint, encode the training sets once more to store the
 aggregate posterior that sampling draws latents from, and write the self-contained directory
 (see :mod:`tagtune.vae.modeldir`).
 """
@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tagtune.errors import ConfigError, InputError
+from tagtune.errors import ConfigError, InputError, OutputError
+from tagtune.report import SILENT, Reporter
 from tagtune.vae.data import VAEData, load_vae_data
 
 
@@ -38,43 +39,6 @@ def _epoch_sync_callback(batches: Any) -> Any:
     return _EpochSync()
 
 
-def _epoch_progress_callback(max_epochs: int) -> Any:
-    """One rich bar over epochs with the latest losses.
-
-    Lightning's own RichProgressBar redraws per batch and leaves a line per epoch; with
-    hundreds of 5-batch epochs it cost more time than the training itself (19 s of 22 s).
-    """
-    from lightning.pytorch.callbacks import Callback
-
-    from tagtune.progress import make_progress
-
-    class _EpochProgress(Callback):
-        def __init__(self) -> None:
-            self.progress: Any = None
-            self.task: Any = None
-
-        def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-            self.progress = make_progress("epochs")
-            self.progress.start()
-            self.task = self.progress.add_task("training", total=max_epochs, completed=trainer.current_epoch, rate="")
-
-        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-            m = trainer.callback_metrics
-            losses = "  ".join(f"{k} {float(m[k]):.3f}" for k in ("train/loss", "val/loss") if k in m)
-            self.progress.update(self.task, completed=trainer.current_epoch + 1, rate=losses)
-
-        def on_train_end(self, trainer: Any, pl_module: Any) -> None:
-            if self.progress is not None:
-                self.progress.update(self.task, total=trainer.current_epoch, completed=trainer.current_epoch)
-                self.progress.stop()
-
-        def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
-            if self.progress is not None:
-                self.progress.stop()
-
-    return _EpochProgress()
-
-
 def _architecture(cfg: Any, data: VAEData) -> dict[str, Any]:
     from tagtune.vae.model import Architecture
 
@@ -90,25 +54,14 @@ def _architecture(cfg: Any, data: VAEData) -> dict[str, Any]:
     ).to_dict()
 
 
-def _trainer_config(cfg: Any, has_val: bool) -> tuple[Any, bool]:
-    """A copy of cfg for the shared trainer builder, and whether to show our epoch bar.
-
-    Lightning's per-batch bar is switched off (we draw one per epoch); without a validation
-    split nothing may monitor val/loss.
-    """
+def _without_validation(cfg: Any) -> Any:
+    """A copy of cfg in which nothing monitors val/loss (there is no validation split)."""
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-    show_bar = False
-    if cfg.get("callbacks") and cfg.callbacks.get("progress_bar"):
-        show_bar = bool(cfg.callbacks.progress_bar.get("enabled", False))
-        cfg.callbacks.progress_bar.enabled = False
-    if not has_val and cfg.get("callbacks"):
-        if cfg.callbacks.get("early_stopping"):
-            cfg.callbacks.early_stopping.enabled = False
-        if cfg.callbacks.get("model_checkpoint"):
-            cfg.callbacks.model_checkpoint.monitor = None
-    return cfg, show_bar
+    cfg.callbacks.early_stopping.enabled = False
+    cfg.callbacks.model_checkpoint.monitor = None
+    return cfg
 
 
 def _load_best(module: Any, trainer: Any) -> str | None:
@@ -129,113 +82,106 @@ def _scalar(metrics: dict[str, Any], key: str) -> float | None:
     return None if value is None else round(float(value), 5)
 
 
-def train(cfg: Any) -> TrainResult:
-    """Train the beta-VAE described by a composed ``vae_training`` config.
+def train(cfg: Any, reporter: Reporter = SILENT) -> TrainResult:
+    """Train the beta-VAE described by a composed ``vae_training`` config into ``train.output``.
+
+    A rerun into the same directory resumes an unfinished run from its ``last.ckpt``; a finished
+    one is refused unless ``train.resume`` names a checkpoint to continue from.
 
     Returns:
-        The model directory (``paths.output_dir``) and the training metrics also saved to
-        ``metrics.json``.
+        The model directory and the training metrics also saved to ``metrics.json``.
 
     Raises:
-        InputError: Unreadable data or too few training rows; a missing ``ckpt_path``.
-        ConfigError: Settings that cannot work together.
+        InputError: Unreadable data or too few training rows; a missing ``train.resume``.
+        OutputError: The directory already holds a trained model.
+        Diverged: The loss became NaN or infinite.
     """
-    import torch
-
+    from tagtune.device import torch_threads
     from tagtune.runs import prepare_run_dir
-    from tagtune.training import quiet_lightning
+    from tagtune.training import quiet_lightning, resume_path
+    from tagtune.vae.modeldir import WEIGHTS
 
     quiet_lightning()
     started = time.perf_counter()
-    ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path and not Path(ckpt_path).expanduser().is_file():
-        raise InputError("checkpoint does not exist", ckpt_path, hint="pass ckpt_path=<model dir>/checkpoints/last.ckpt")
+    run_dir = Path(cfg.train.output).expanduser()
+    finished = (run_dir / WEIGHTS).is_file()
+    resume = resume_path(cfg.train.resume, run_dir, finished)
+    if finished and resume is None:
+        raise OutputError(f"{run_dir} already holds a trained model",
+                          hint="choose another -o, or train it further with train.resume=<dir>/checkpoints/last.ckpt")
     data = load_vae_data(cfg.data)
+    for line in data.report:
+        reporter.note(line)
     if len(data.train) < 2:
-        raise InputError(
-            f"only {len(data.train)} training row(s) after the split; need at least 2", data.dataset.source,
-            hint="add data or lower data.val_fraction / data.test_fraction",
-        )
-    run_dir = prepare_run_dir(cfg)
-
-    threads_before = torch.get_num_threads()
-    if cfg.get("num_threads"):
-        torch.set_num_threads(int(cfg.num_threads))
-    try:
-        return _fit(cfg, data, run_dir, started)
-    finally:
-        torch.set_num_threads(threads_before)
+        raise InputError(f"only {len(data.train)} training row(s) after the split; need at least 2", data.dataset.source,
+                         hint="add data or lower data.val_fraction / data.test_fraction")
+    prepare_run_dir(cfg, run_dir)
+    if resume:
+        reporter.note(f"resuming from {resume}")
+    with torch_threads(cfg.model.threads):
+        return _fit(cfg, data, run_dir, resume, reporter, started)
 
 
-def _fit(cfg: Any, data: VAEData, run_dir: Path, started: float) -> TrainResult:
+def _module(cfg: Any, data: VAEData) -> Any:
+    from tagtune.vae.lightning_module import VAEModule
+
+    m, loss = cfg.model, cfg.loss
+    return VAEModule(
+        _architecture(cfg, data), beta=m.beta, learning_rate=m.learning_rate, weight_decay=m.weight_decay,
+        bce_weight=loss.bce_weight, kld_weight=loss.kld_weight, size_weight=loss.size_weight, free_bits=loss.free_bits,
+        kl_warmup_epochs=loss.kl_warmup_epochs,
+    )
+
+
+def _fit(cfg: Any, data: VAEData, run_dir: Path, resume: str | None, reporter: Reporter, started: float) -> TrainResult:
     """Everything after the data is read: model, Lightning fit, best weights, model directory."""
     import lightning as L
     import torch
 
     from tagtune.resumable import atomic_write_json
-    from tagtune.training import build_trainer
+    from tagtune.training import build_trainer, fit
     from tagtune.vae.data import TensorBatches
-    from tagtune.vae.lightning_module import VAEModule
     from tagtune.vae.modeldir import save_model_dir
 
-    ckpt_path = cfg.get("ckpt_path")
-    arch = _architecture(cfg, data)
-    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    loss = cfg.loss
-    module = VAEModule(
-        arch, beta=float(cfg.model.beta), learning_rate=float(cfg.model.learning_rate),
-        weight_decay=float(cfg.model.weight_decay), bce_weight=float(loss.bce_weight),
-        kld_weight=float(loss.kld_weight), size_weight=float(loss.size_weight), free_bits=float(loss.free_bits),
-        kl_warmup_epochs=int(loss.kl_warmup_epochs),
-    )
-    batch_size = int(cfg.data.batch_size)
-    train_batches = TensorBatches(data.train, batch_size, shuffle=True, seed=int(cfg.seed))
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    module = _module(cfg, data)
+    train_batches = TensorBatches(data.train, cfg.data.batch_size, shuffle=True, seed=cfg.seed)
     has_val = len(data.val) > 0
-    val_batches = TensorBatches(data.val, max(batch_size, len(data.val)), shuffle=False) if has_val else None
-    trainer_cfg, show_bar = _trainer_config(cfg, has_val)
-    callbacks = [_epoch_sync_callback(train_batches)]
-    if show_bar:
-        callbacks.append(_epoch_progress_callback(int(cfg.trainer.max_epochs)))
-    extra = {} if has_val else {"limit_val_batches": 0}
-    trainer = build_trainer(trainer_cfg, run_dir, callbacks=callbacks, **extra)
+    val_batches = TensorBatches(data.val, max(cfg.data.batch_size, len(data.val)), shuffle=False) if has_val else None
+    trainer = build_trainer(cfg if has_val else _without_validation(cfg), run_dir, reporter, "epoch",
+                            callbacks=[_epoch_sync_callback(train_batches)], **({} if has_val else {"limit_val_batches": 0}))
     fit_started = time.perf_counter()
-    try:
-        trainer.fit(module, train_batches, val_batches, ckpt_path=str(Path(ckpt_path).expanduser()) if ckpt_path else None)
-    except (RuntimeError, KeyError) as exc:
-        if ckpt_path and ("state_dict" in str(exc) or "size mismatch" in str(exc) or isinstance(exc, KeyError)):
-            first = str(exc).strip().splitlines()[0][:200]
-            raise ConfigError(f"checkpoint {ckpt_path} does not fit this model ({first})", hint="resume with the same model.* settings and data") from exc
-        raise
+    fit(trainer, module, train_batches, val_batches, resume)
     fit_seconds = time.perf_counter() - fit_started
     last = dict(trainer.callback_metrics.items())
     module.cpu()  # trained on a GPU (trainer.accelerator=gpu) or not, the model dir holds CPU tensors
     best_path = _load_best(module, trainer)
-
     module.eval()
     with torch.no_grad():
         mu, logvar = module.vae.encode(torch.as_tensor(data.train))
     save_model_dir(run_dir, module.vae, data.taxonomy, mu, logvar)
-
-    cb = trainer.checkpoint_callback
-    best_score = getattr(cb, "best_model_score", None) if cb is not None else None
-    metrics: dict[str, Any] = {
-        "epochs": int(trainer.current_epoch),
-        "global_steps": int(trainer.global_step),
-        "stopped_early": bool(getattr(trainer, "early_stopping_callback", None) is not None
-                              and getattr(trainer.early_stopping_callback, "stopped_epoch", 0) > 0),
-        "train_loss": _scalar(last, "train/loss"),
-        "train_bce": _scalar(last, "train/bce"),
-        "train_kld": _scalar(last, "train/kld"),
-        "val_loss": _scalar(last, "val/loss"),
-        "val_bce": _scalar(last, "val/bce"),
-        "val_kld": _scalar(last, "val/kld"),
-        "best_val_loss": None if best_score is None else round(float(best_score), 5),
-        "best_checkpoint": None if best_path is None else str(Path(best_path).relative_to(run_dir)) if Path(best_path).is_relative_to(run_dir) else best_path,
-        "resumed_from": str(ckpt_path) if ckpt_path else None,
-        "fit_seconds": round(fit_seconds, 2),
-        "total_seconds": round(time.perf_counter() - started, 2),
-        "architecture": arch,
-        "dataset": data.summary(),
-    }
+    metrics = _metrics(trainer, last, best_path, run_dir, resume, fit_seconds, started, module, data)
     atomic_write_json(run_dir / "metrics.json", metrics)
     return TrainResult(run_dir, metrics)
+
+
+def _metrics(trainer: Any, last: dict[str, Any], best_path: str | None, run_dir: Path, resume: str | None,
+             fit_seconds: float, started: float, module: Any, data: VAEData) -> dict[str, Any]:
+    cb = trainer.checkpoint_callback
+    best_score = getattr(cb, "best_model_score", None) if cb is not None else None
+    stopper = getattr(trainer, "early_stopping_callback", None)
+    if best_path is not None and Path(best_path).is_relative_to(run_dir):
+        best_path = str(Path(best_path).relative_to(run_dir))
+    return {
+        "epochs": int(trainer.current_epoch),
+        "global_steps": int(trainer.global_step),
+        "stopped_early": bool(stopper is not None and getattr(stopper, "stopped_epoch", 0) > 0),
+        **{f"{split}_{name}": _scalar(last, f"{split}/{name}") for split in ("train", "val") for name in ("loss", "bce", "kld")},
+        "best_val_loss": None if best_score is None else round(float(best_score), 5),
+        "best_checkpoint": best_path,
+        "resumed_from": resume,
+        "fit_seconds": round(fit_seconds, 2),
+        "total_seconds": round(time.perf_counter() - started, 2),
+        "architecture": module.vae.arch.to_dict(),
+        "dataset": data.summary(),
+    }

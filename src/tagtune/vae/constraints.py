@@ -1,0 +1,138 @@
+"""What every sampled tag set must satisfy: required and forbidden tags, per-category counts.
+
+``--require`` / ``--forbid`` / ``--min CATEGORY=K`` / ``--max CATEGORY=K`` (and ``sample.min_tags`` /
+``sample.max_tags``) are checked against the model's taxonomy and turned into taxonomy indices
+once, before anything is drawn; :func:`meets_counts` then tells which drawn sets satisfy them.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tagtune.errors import ConfigError, TagtuneError
+from tagtune.taxonomy import Taxonomy, normalize_tag
+
+if TYPE_CHECKING:
+    import torch
+
+
+class ConstraintError(TagtuneError):
+    """Constraints that the model cannot satisfy often enough (exit 2, one line)."""
+
+
+@dataclass
+class Constraints:
+    """What every sampled set must satisfy, as taxonomy indices."""
+
+    require: list[int] = field(default_factory=list)
+    forbid: list[int] = field(default_factory=list)
+    category_min: dict[str, int] = field(default_factory=dict)
+    category_max: dict[str, int] = field(default_factory=dict)
+    min_tags: int = 0
+    max_tags: int | None = None
+
+    def active(self) -> bool:
+        return bool(self.require or self.forbid or self.category_min or self.category_max or self.min_tags or self.max_tags)
+
+
+def _unknown_tag(tag: str, taxonomy: Taxonomy, key: str) -> ConfigError:
+    close = difflib.get_close_matches(normalize_tag(tag), taxonomy.tags, n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else "see the model's taxonomy.json"
+    return ConfigError(f"{key}: '{tag}' is not a tag of the model's taxonomy", key=key, hint=hint)
+
+
+def _counts(value: Any, key: str, taxonomy: Taxonomy) -> dict[str, int]:
+    """``{category: k}`` from a mapping or from ``["cat=k", ...]``; categories must exist."""
+    items: list[tuple[str, Any]] = []
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    else:
+        for entry in value:
+            text = str(entry)
+            if "=" not in text:
+                raise ConfigError(f"{key}: '{text}' must look like CATEGORY=COUNT, e.g. genre=1", key=key)
+            cat, _, num = text.partition("=")
+            items.append((cat, num))
+    out: dict[str, int] = {}
+    for cat, num in items:
+        name = normalize_tag(str(cat)).replace(" ", "_")
+        if name not in taxonomy.categories:
+            raise ConfigError(f"{key}: unknown category '{cat}'", key=key,
+                              hint=f"categories: {', '.join(taxonomy.categories)}")
+        try:
+            k = int(str(num).strip())
+        except ValueError as exc:
+            raise ConfigError(f"{key}: {cat}={num}: the count must be an integer", key=key) from exc
+        if k < 0:
+            raise ConfigError(f"{key}: {cat}={k}: the count must be >= 0", key=key)
+        out[name] = k
+    return out
+
+
+def parse_constraints(spec: Mapping[str, Any], taxonomy: Taxonomy) -> Constraints:
+    """Check the ``sample`` constraint keys against the taxonomy and turn them into indices.
+
+    Raises:
+        ConfigError: An unknown tag (with close matches) or category, a bad count (the key named).
+        ConstraintError: Constraints that contradict each other.
+    """
+    def tags(key: str) -> list[int]:
+        out = []
+        for tag in spec.get(key) or []:
+            if tag not in taxonomy:
+                raise _unknown_tag(str(tag), taxonomy, f"sample.{key}")
+            idx = taxonomy.index[normalize_tag(tag)]
+            if idx not in out:
+                out.append(idx)
+        return out
+
+    c = Constraints(
+        require=tags("require"), forbid=tags("forbid"),
+        category_min=_counts(spec.get("category_min"), "sample.category_min", taxonomy),
+        category_max=_counts(spec.get("category_max"), "sample.category_max", taxonomy),
+        min_tags=int(spec.get("min_tags") or 0),  # a plain mapping (tests, library use) may leave it out
+        max_tags=None if spec.get("max_tags") in (None, "") else int(spec.get("max_tags")),
+    )
+    both = set(c.require) & set(c.forbid)
+    if both:
+        raise ConstraintError(f"'{taxonomy.tags[min(both)]}' is both required and forbidden")
+    for cat, lo in c.category_min.items():
+        hi = c.category_max.get(cat)
+        size = len(taxonomy.categories[cat])
+        if hi is not None and lo > hi:
+            raise ConstraintError(f"category '{cat}': sample.category_min {lo} is above sample.category_max {hi}")
+        if lo > size:
+            raise ConstraintError(f"category '{cat}' has only {size} tags; sample.category_min {lo} cannot be met")
+    for cat, hi in c.category_max.items():
+        forced = sum(1 for i in c.require if taxonomy.category_of[taxonomy.tags[i]] == cat)
+        if forced > hi:
+            raise ConstraintError(f"category '{cat}': {forced} required tags but sample.category_max {hi}")
+    if c.max_tags is not None and (len(c.require) > c.max_tags or c.min_tags > c.max_tags):
+        raise ConstraintError(f"sample.max_tags={c.max_tags} is below sample.min_tags or the number of required tags")
+    return c
+
+
+def meets_counts(sets: torch.Tensor, cons: Constraints, taxonomy: Taxonomy) -> torch.Tensor:
+    import torch
+
+    ok = torch.ones(len(sets), dtype=torch.bool)
+    sizes = sets.sum(dim=1)
+    ok &= sizes >= cons.min_tags  # min_tags 0 lets empty sets through (the reference recipe)
+    if cons.max_tags is not None:
+        ok &= sizes <= cons.max_tags
+    start = 0
+    for cat, tags in taxonomy.categories.items():
+        count = sets[:, start:start + len(tags)].sum(dim=1)
+        if cat in cons.category_min:
+            ok &= count >= cons.category_min[cat]
+        if cat in cons.category_max:
+            ok &= count <= cons.category_max[cat]
+        start += len(tags)
+    return ok
+
+
