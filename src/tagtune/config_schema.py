@@ -372,7 +372,9 @@ PIPELINE = S(
     vae=S(**_STAGE, model=PATH),
     caption=S(**_STAGE, finetune=Bool(), finetune_overrides=List(Str()), adapter=PATH),
     tta=S(**_STAGE),
-    dataset=S(splits=Dict(Float(min=0, max=1)), split_seed=SEED, name=Str(), license=Str(), attribution=Str()),
+    dataset=S(splits=Dict(Float(min=0, max=1)), split_seed=SEED, name=Str(), license=Str(), attribution=Str(),
+              input_licenses=Dict(Str()),
+              exclude=List(Str()), exclude_ngram=Int(min=1, max=20), exclude_threshold=Float(above=0, max=1)),
 )
 
 SCHEMAS: dict[str, Section] = {

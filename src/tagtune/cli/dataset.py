@@ -1,4 +1,4 @@
-"""``tagtune dataset``: export a finished dataset folder, one file per split."""
+"""``tagtune dataset export``: a finished dataset folder in the formats trainers and the Hub read."""
 
 from __future__ import annotations
 
@@ -7,32 +7,42 @@ from typing import Annotated, Optional
 
 import typer
 
-from tagtune.cli.common import examples, out_console
+from tagtune.cli.common import NO_METAVAR, examples, out_console
+from tagtune.cli.render import reporter
 
-app = typer.Typer(help="Export a finished dataset folder (Parquet/JSONL per split, Hub upload).", no_args_is_help=True, rich_markup_mode="rich")
+app = typer.Typer(help="Export a finished dataset folder (Parquet with embedded audio, JSONL, audiocraft, WebDataset; Hub upload).",
+                  no_args_is_help=True, rich_markup_mode="rich")
 
 
 @app.command(
     "export",
     epilog=examples(
-        "tagtune dataset export demo --format parquet",
-        "tagtune dataset export demo/dataset --format jsonl -o exported",
-        "tagtune dataset export demo --embed-audio --push-to-hub me/my-music-concepts",
+        "tagtune dataset export demo --format parquet -o demo-parquet",
+        "tagtune dataset export demo/dataset --format webdataset -o shards",
+        "tagtune dataset export demo --format audiocraft -o egs/tagtune",
+        "tagtune dataset export demo --exclude musiccaps_test.csv -o clean",
+        "tagtune dataset export demo --push me/my-music-concepts",
     ),
 )
 def export_cmd(
     directory: Annotated[Path, typer.Argument(help="A pipeline output folder or its dataset/ folder.")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="parquet or jsonl.")] = "parquet",
-    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="Where to write (default: DIR/export).", show_default=False)] = None,
-    embed_audio: Annotated[bool, typer.Option("--embed-audio", help="Store audio bytes in the file instead of paths (parquet only).")] = False,
-    push_to_hub: Annotated[Optional[str], typer.Option("--push-to-hub", help="Upload to this Hub dataset repo (needs the `hub` extra and a network).", show_default=False)] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="parquet | jsonl | audiocraft | webdataset.")] = "parquet",
+    output: Annotated[Optional[Path], typer.Option("--output", "--output-dir", "-o", help="Where to write [default: DIR/export-<format>].", show_default=False)] = None,
+    exclude: Annotated[Optional[list[Path]], typer.Option("--exclude", help="Drop rows whose tag set or caption is in this evaluation file (repeatable).", show_default=False)] = None,
+    push: Annotated[Optional[str], typer.Option("--push", "--push-to-hub", help="Upload the Parquet export to this Hub dataset repo.", show_default=False)] = None,
+    licence_checked: Annotated[bool, typer.Option("--licence-checked", metavar=NO_METAVAR, help="Push although the declared licence is less restrictive than an input's (you checked it).")] = False,
+    shard_mb: Annotated[int, typer.Option("--shard-mb", help="Largest Parquet / tar shard, in MB of audio.")] = 500,
 ) -> None:
-    """Write one file per split with every column (audio as paths, or embedded bytes)."""
+    """Write the dataset for a trainer or the Hub: each format into its own folder, read back by its own library."""
     from tagtune.pipeline.export import export_dataset
 
-    result = export_dataset(directory, fmt=fmt.lower(), out_dir=output_dir, embed_audio=embed_audio, push_to_hub=push_to_hub)
+    result = export_dataset(directory, fmt=fmt.lower(), out_dir=output, exclude=[str(p) for p in exclude or []],
+                            push=push, licence_checked=licence_checked, shard_bytes=shard_mb << 20, reporter=reporter())
     console = out_console()
-    for split, path in result.files.items():
-        console.print(f"{split:<12} {result.rows[split]:>7} rows  {path}")
+    for split, files in result.files.items():
+        console.print(f"{split:<12} {result.rows[split]:>7} rows  {', '.join(str(f) for f in files[:3])}"
+                      + (f" (+{len(files) - 3} more)" if len(files) > 3 else ""))
+    if result.excluded:
+        console.print(f"leakage guard: {result.excluded} rows left out")
     if result.pushed_to:
         console.print(f"pushed to {result.pushed_to}")

@@ -61,6 +61,7 @@ def run_cmd(
     vae_model: Annotated[Optional[Path], typer.Option("--vae-model", help="Reuse a trained VAE model directory.", show_default=False)] = None,
     caption_adapter: Annotated[Optional[Path], typer.Option("--caption-adapter", help="Reuse a trained LoRA adapter.", show_default=False)] = None,
     force: Annotated[Optional[list[str]], typer.Option("--force", help="Rerun this stage (and the later ones) from scratch; repeatable.", show_default=False)] = None,
+    exclude: Annotated[Optional[list[Path]], typer.Option("--exclude", help="Tag sets / captions of an evaluation set to keep out of the dataset (repeatable).", show_default=False)] = None,
     seed: Seed = None,
     config_dir: ConfigDirs = None,
     show_config: ShowConfig = False,
@@ -76,7 +77,8 @@ def run_cmd(
         flags={"output": ("-o", output), "num_items": ("-n", num_items), "seed": ("--seed", seed),
                "stages": ("--stages", [s.strip() for s in stages.split(",") if s.strip()] if stages else None),
                "tags": ("--tags", tags), "captions": ("--captions", captions), "vae.model": ("--vae-model", vae_model),
-               "caption.adapter": ("--caption-adapter", caption_adapter)},
+               "caption.adapter": ("--caption-adapter", caption_adapter),
+               "dataset.exclude": ("--exclude", [str(p) for p in exclude] if exclude else None)},
     )
     from omegaconf import OmegaConf
 

@@ -1,11 +1,19 @@
-"""The dataset card (README.md) and its plots: sizes, tag and category distributions, provenance."""
+"""The dataset card (README.md) and its plots, generated from the rows and the run's provenance.
+
+The YAML header is built with ``huggingface_hub.DatasetCardData`` (licence, pretty name, a valid
+size bucket, ``configs`` with per-split ``data_files``, ``dataset_info`` with features and split
+sizes, ``annotations_creators: machine-generated``, a ``synthetic`` tag, ``source_datasets``);
+the body is the template ``resources/dataset_card.md`` filled with sections computed here:
+statistics, caption tag coverage, the models with their revisions, seeds and settings, the
+licence table with obligations, and the plots.
+"""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from string import Template
 from typing import Any
 
 from tagtune.resumable import atomic_path, atomic_write_text, ensure_dir
@@ -18,6 +26,32 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
+def _tag_frequency_plot(rows: Sequence[Mapping[str, Any]], taxonomy: Taxonomy, path: Path, top: int) -> Path:
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    common = Counter(t for r in rows for t in r["tags"] if t in taxonomy).most_common(top)
+    cats = list(taxonomy.categories)
+    fig, ax = plt.subplots(figsize=(8, max(3, 0.25 * len(common))))
+    if common:
+        labels, values = zip(*reversed(common))
+        ax.barh(labels, values, color=[f"C{cats.index(taxonomy.category_of[t]) % 10}" for t in labels])
+        ax.legend(handles=[Patch(color=f"C{i % 10}", label=c) for i, c in enumerate(cats)], loc="lower right")
+    ax.set_xlabel("items")
+    ax.set_title(f"Most frequent tags (top {top}, coloured by category)")
+    _save(fig, path)
+    plt.close(fig)
+    return path
+
+
+def _bars(ax: Any, values: list[int], title: str, color: str) -> None:
+    sizes = Counter(values)
+    xs = list(range(max(sizes) + 1)) if sizes else [0]
+    ax.bar(xs, [sizes.get(x, 0) for x in xs], color=color)
+    ax.set_title(title)
+    ax.set_xlabel("tags per item")
+
+
 def write_plots(rows: Sequence[Mapping[str, Any]], taxonomy: Taxonomy, out_dir: Path, top: int = 30) -> list[Path]:
     """tag_frequency.png, category_sizes.png and set_size.png under ``out_dir``."""
     import matplotlib
@@ -26,147 +60,150 @@ def write_plots(rows: Sequence[Mapping[str, Any]], taxonomy: Taxonomy, out_dir: 
     import matplotlib.pyplot as plt
 
     ensure_dir(out_dir)
-    counts = Counter(t for r in rows for t in r["tags"])
-    paths = []
-
-    common = counts.most_common(top)
-    fig, ax = plt.subplots(figsize=(8, max(3, 0.25 * len(common))))
-    if common:
-        labels, values = zip(*reversed(common))
-        colors = [f"C{list(taxonomy.categories).index(taxonomy.category_of[t]) % 10}" for t in labels]
-        ax.barh(labels, values, color=colors)
-        from matplotlib.patches import Patch
-
-        cats = list(taxonomy.categories)
-        ax.legend(handles=[Patch(color=f"C{i % 10}", label=c) for i, c in enumerate(cats)], loc="lower right")
-    ax.set_xlabel("items")
-    ax.set_title(f"Most frequent tags (top {top}, coloured by category)")
-    paths.append(_save(fig, out_dir / "tag_frequency.png"))
-    plt.close(fig)
-
+    paths = [_tag_frequency_plot(rows, taxonomy, out_dir / "tag_frequency.png", top)]
     cats = list(taxonomy.categories)
     fig, axes = plt.subplots(1, len(cats), figsize=(3 * len(cats), 2.8), squeeze=False)
-    for ax, cat in zip(axes[0], cats):
-        sizes = Counter(len(r.get(cat, [])) for r in rows)
-        xs = list(range(max(sizes) + 1)) if sizes else [0]
-        ax.bar(xs, [sizes.get(x, 0) for x in xs], color="C0")
-        ax.set_title(cat)
-        ax.set_xlabel("tags per item")
+    for i, (ax, cat) in enumerate(zip(axes[0], cats)):
+        _bars(ax, [len(r.get(cat) or []) for r in rows], cat, f"C{i % 10}")
     axes[0][0].set_ylabel("items")
     paths.append(_save(fig, out_dir / "category_sizes.png"))
     plt.close(fig)
-
     fig, ax = plt.subplots(figsize=(5, 3))
-    sizes = Counter(len(r["tags"]) for r in rows)
-    xs = list(range(max(sizes) + 1)) if sizes else [0]
-    ax.bar(xs, [sizes.get(x, 0) for x in xs], color="C2")
-    ax.set_xlabel("tags per item")
+    _bars(ax, [len(r["tags"]) for r in rows], "Tag-set size", "C2")
     ax.set_ylabel("items")
-    ax.set_title("Tag-set size")
     paths.append(_save(fig, out_dir / "set_size.png"))
     plt.close(fig)
     return paths
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return out
+    out += ["| " + " | ".join(str(c).replace("|", "/") for c in row) + " |" for row in rows]
+    return "\n".join(out)
 
 
-def write_card(
-    out_dir: Path,
-    rows: Sequence[Mapping[str, Any]],
-    taxonomy: Taxonomy,
-    dataset_cfg: Mapping[str, Any],
-    provenance: Mapping[str, Any],
-    plots: Sequence[Path],
-) -> Path:
-    """README.md with Hugging Face card metadata, statistics, provenance and loading snippets."""
+def _statistics(rows: Sequence[Mapping[str, Any]], taxonomy: Taxonomy) -> str:
     n = len(rows)
-    name = dataset_cfg.get("name") or "tagtune-dataset"
-    license_ = dataset_cfg.get("license") or "other"
-    attribution = dataset_cfg.get("attribution") or "TODO: credit the sources of your taxonomy, tag data and captions."
-    split_counts = Counter(r["split"] for r in rows)
-    size_bucket = "n<1K" if n < 1000 else "1K<n<10K" if n < 10_000 else "10K<n<100K" if n < 100_000 else "n>100K"
-    durations = [float(r.get("duration", 0)) for r in rows]
-    set_sizes = [len(r["tags"]) for r in rows]
-    counts = Counter(t for r in rows for t in r["tags"])
-
-    lines = [
-        "---",
-        f"license: {license_}",
-        "task_categories:",
-        "- text-to-audio",
-        "language:",
-        "- en",
-        "tags:",
-        "- music",
-        "- concept-labelled",
-        "- tagtune",
-        "size_categories:",
-        f"- {size_bucket}",
-        "---",
-        "",
-        f"# {name}",
-        "",
-        f"A concept-labelled text-to-music dataset of **{n} clips** ({sum(durations) / 60:.1f} minutes of audio), "
-        "made with [tagtune](https://github.com/tagtune/tagtune): tag sets sampled from a beta-VAE over the "
-        f"taxonomy below ({len(taxonomy.categories)} categories, {len(taxonomy)} tags), captions written by an LLM "
-        "from each tag set, audio rendered from each caption by MusicGen.",
-        "",
-        "## Files",
-        "",
-        "- `metadata.jsonl`: one line per clip: `id`, `file_name`, `split`, `tags` (all tags), "
-        + ", ".join(f"`{c}`" for c in taxonomy.categories)
-        + " (tags per category), `caption`, `duration`, `sample_rate`, `provenance` (per stage: model, revision, seed, settings)",
-        "- `audio/`: the clips",
-        "- `plots/`: " + ", ".join(f"`{p.name}`" for p in plots),
-        "",
-        "## Splits",
-        "",
-        *_table(["split", "clips", "share"], [[s, c, f"{c / n:.1%}"] for s, c in split_counts.items()]),
-        "",
-        f"Assigned by a seeded hash of the id (seed {dataset_cfg.get('split_seed')}), so the split of a clip is reproducible.",
-        "",
-        "## Statistics",
-        "",
-        f"- tags per clip: mean {sum(set_sizes) / n:.2f}, min {min(set_sizes)}, max {max(set_sizes)}",
-        f"- clip duration: mean {sum(durations) / n:.2f} s, min {min(durations):.2f} s, max {max(durations):.2f} s",
-        f"- distinct tags used: {len(counts)} of {len(taxonomy)}",
-        "",
-    ]
+    durations = [float(r.get("duration") or 0) for r in rows]
+    sizes = [len(r["tags"]) for r in rows]
+    used = {t for r in rows for t in r["tags"]}
+    lines = [f"- clips: {n}, {sum(durations) / 60:.1f} minutes of audio "
+             f"(mean {sum(durations) / n:.2f} s, min {min(durations):.2f} s, max {max(durations):.2f} s)",
+             f"- tags per clip: mean {sum(sizes) / n:.2f}, min {min(sizes)}, max {max(sizes)}",
+             f"- distinct tags used: {len(used & set(taxonomy.tags))} of {len(taxonomy)}", ""]
     for cat in taxonomy.categories:
-        cat_counts = Counter(t for r in rows for t in r.get(cat, []))
         with_cat = sum(1 for r in rows if r.get(cat))
-        lines += [f"### {cat}", "", f"{with_cat} clips ({with_cat / n:.0%}) carry at least one `{cat}` tag.", ""]
-        top = cat_counts.most_common(10)
+        top = Counter(t for r in rows for t in (r.get(cat) or [])).most_common(10)
+        lines += [f"**{cat}**: {with_cat} clips ({with_cat / n:.0%}) carry at least one tag.", ""]
         if top:
-            lines += _table(["tag", "clips", "share"], [[t, c, f"{c / n:.1%}"] for t, c in top]) + [""]
-    lines += ["![most frequent tags](plots/tag_frequency.png)", "", "![tags per category](plots/category_sizes.png)", "",
-              "![tag-set size](plots/set_size.png)", ""]
-    lines += ["## How it was made", "", "```json", json.dumps(provenance, indent=2, default=str), "```", "",
-              "The composed config of every stage is saved next to its outputs (`<stage>/config.yaml`).", ""]
-    lines += [
-        "## Loading",
-        "",
-        "```python",
-        "import pandas as pd",
-        f'meta = pd.read_json("{out_dir.name}/metadata.jsonl", lines=True)   # captions, tags, splits, file names',
-        "",
-        "# Hugging Face datasets (audio decoding needs `pip install torchcodec` with datasets >= 4)",
-        "from datasets import load_dataset",
-        f'ds = load_dataset("audiofolder", data_dir="{out_dir.name}")["train"]   # every clip, with a `split` column',
-        'train = ds.filter(lambda row: row["split"] == "train")',
-        "```",
-        "",
-        "Or write one Parquet file per split: `tagtune dataset export DIR --format parquet`.",
-        "",
-        "## License and attribution",
-        "",
-        f"- License: {license_}",
-        f"- Attribution: {attribution}",
-        "- The audio is machine-generated; check the licenses of the models you used before publishing.",
-        "",
-    ]
-    return atomic_write_text(out_dir / "README.md", "\n".join(lines))
+            lines += [_table(["tag", "clips", "share"], [[t, c, f"{c / n:.1%}"] for t, c in top]), ""]
+    return "\n".join(lines)
+
+
+def _quality(rows: Sequence[Mapping[str, Any]], taxonomy: Taxonomy) -> str:
+    from tagtune.caption.metrics import coverage
+
+    cov = coverage([(r["tags"], r.get("caption") or "") for r in rows], taxonomy.category_of)
+    lines = [f"Caption tag coverage (share of a clip's tags its caption mentions): mean {cov['mean']:.3f}, "
+             f"{cov['full']:.1%} of captions mention every tag.", "",
+             _table(["category", "coverage", "tags"], [[c, f"{v['coverage']:.3f}", v["tags"]]
+                                                       for c, v in cov["per_category"].items()])]
+    realised = [r["realisation"] for r in rows if r.get("realisation") is not None]
+    if realised:
+        lines += ["", f"Tag realisation in the audio (verified per clip): mean {sum(realised) / len(realised):.3f} "
+                      f"over {len(realised)} verified clips."]
+    return "\n".join(lines)
+
+
+def _made(provenance: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> str:
+    """The models (with revisions) and settings, from the rows' own provenance."""
+    stages = []
+    for stage in ("tags", "caption", "audio"):
+        entry = next((r["provenance"][stage] for r in rows if (r.get("provenance") or {}).get(stage)), None)
+        if entry:
+            settings = {k: v for k, v in entry.items() if k not in ("model", "revision", "fingerprint", "seed", "input_hash",
+                                                                    "tagtune_version", "generation")}
+            gen = entry.get("generation") or {}
+            stages.append([stage, f"`{entry.get('model')}`", f"`{entry.get('revision') or entry.get('fingerprint')}`",
+                           ", ".join(f"{k}={v}" for k, v in {**settings, **gen}.items() if not isinstance(v, (dict, list)))])
+    lines = [_table(["stage", "model", "revision / fingerprint", "settings"], stages), "",
+             f"Run seed {provenance.get('seed')}; every row records its own seeds under `provenance` (per stage).",
+             "The composed config of every stage is saved next to its outputs (`<stage>/config.yaml`); "
+             "`provenance.json` holds the run's presets, overrides, licences and exclusions."]
+    return "\n".join(lines)
+
+
+def _licences(dataset_cfg: Mapping[str, Any], provenance: Mapping[str, Any]) -> str:
+    srcs = provenance.get("licences", [])
+    lines = [f"Declared licence of this dataset: **{dataset_cfg['license']}**. The inputs below require at least "
+             f"**{provenance.get('inherited_license')}**.", "",
+             _table(["input", "what", "licence"], [[f"{s['role']}: `{s['id']}`", s["what"] or "-", s["license_name"]]
+                                                   for s in srcs]), ""]
+    obligations = list(dict.fromkeys(o for s in srcs for o in s["obligations"]))
+    if obligations:
+        lines += ["Obligations (also in `NOTICE.md`):", ""] + [f"- {o}" for o in obligations] + [""]
+    attribution = dataset_cfg.get("attribution")
+    lines += [f"Attribution: {attribution}" if attribution else "Attribution: credit the sources above.",
+              "The audio, captions and tag sets are machine-generated."]
+    return "\n".join(lines)
+
+
+def card_data(rows: Sequence[Mapping[str, Any]], dataset_cfg: Mapping[str, Any], provenance: Mapping[str, Any],
+              splits: Mapping[str, tuple[int, int]], config_paths: Mapping[str, list[str]]) -> Any:
+    """The card's YAML header as ``DatasetCardData`` (shared with the Parquet export)."""
+    from huggingface_hub import DatasetCardData
+
+    from tagtune import licences
+    from tagtune.pipeline.hf import arrow_schema, dataset_info, features, size_category
+
+    sources = sorted({f"extended|{s['id']}" for s in provenance.get("licences", [])
+                      if s["license"] and "musiccaps" in s["id"].lower()}) or ["original"]
+    data = DatasetCardData(
+        **licences.card_licence(dataset_cfg["license"]), pretty_name=dataset_cfg["name"],
+        size_categories=[size_category(len(rows))], task_categories=["text-to-audio"], language=["en"],
+        tags=["music", "synthetic", "concept-labelled", "tagtune"], annotations_creators=["machine-generated"],
+        source_datasets=sources,
+        configs=[{"config_name": "default", "data_files": [{"split": s, "path": p} for s, p in config_paths.items()]}],
+    )
+    dataset_info(data, features(arrow_schema(rows, drop=("file_name", "split", "_source"))), splits)
+    return data
+
+
+def write_card(out_dir: Path, rows: Sequence[Mapping[str, Any]], taxonomy: Taxonomy, dataset_cfg: Mapping[str, Any],
+               provenance: Mapping[str, Any], plots: Sequence[Path], splits: Mapping[str, tuple[int, int]],
+               config_paths: Mapping[str, list[str]] | None = None, load_path: str | None = None) -> Path:
+    """README.md: header from :func:`card_data`, body from the template (``resources/dataset_card.md``)."""
+    from tagtune.records import resources_dir
+
+    config_paths = config_paths or {s: [f"{s}/**/*.wav", f"{s}/**/*.flac", f"{s}/metadata.parquet"] for s in splits}
+    data = card_data(rows, dataset_cfg, provenance, splits, config_paths)
+    n = len(rows)
+    excluded = provenance.get("excluded") or {}
+    uses_llama = any(s["license"] == "llama3.1" for s in provenance.get("licences", []))
+    body = Template((resources_dir() / "dataset_card.md").read_text(encoding="utf-8")).substitute(
+        name=dataset_cfg["name"],
+        summary=(f"A concept-labelled text-to-music dataset of **{n} clips**, made with tagtune: tag sets from "
+                 f"a {len(taxonomy.categories)}-category taxonomy ({len(taxonomy)} tags), a caption for each tag set, "
+                 "audio rendered from each caption. Every row records how it was made (`provenance`)."),
+        built_with="**Built with Llama.**" if uses_llama else "",
+        load_path=load_path or str(out_dir), split_list=", ".join(splits),
+        files=_files(splits, plots, config_paths),
+        splits=_table(["split", "clips", "share"], [[s, c, f"{c / n:.1%}"] for s, (c, _) in splits.items()]),
+        split_seed=dataset_cfg["split_seed"],
+        excluded=(f"\nLeakage guard: {excluded['dropped']} rows were dropped because their tag set or caption matched "
+                  f"an evaluation set ({', '.join(excluded['files'])}): {excluded['tag_set']} by tag set, "
+                  f"{excluded['caption_exact']} by exact caption, {excluded['caption_ngram']} by {excluded['ngram']}-gram "
+                  f"overlap >= {excluded['threshold']}.") if excluded else "",
+        statistics=_statistics(rows, taxonomy), quality=_quality(rows, taxonomy), made=_made(provenance, rows),
+        licences=_licences(dataset_cfg, provenance),
+        plots="\n\n".join(f"![{p.stem.replace('_', ' ')}](plots/{p.name})" for p in plots),
+    )
+    return atomic_write_text(out_dir / "README.md", f"---\n{data.to_yaml()}\n---\n\n{body}")
+
+
+def _files(splits: Mapping[str, Any], plots: Sequence[Path], config_paths: Mapping[str, list[str]]) -> str:
+    parts = [f"- `{', '.join(paths)}`: the {s} split" for s, paths in config_paths.items()]
+    parts += ["- `plots/`: " + ", ".join(f"`{p.name}`" for p in plots),
+              "- `provenance.json`: models with revisions, seeds, settings, licences, exclusions",
+              "- `NOTICE.md`: licence notices and obligations of the inputs"]
+    return "\n".join(parts)

@@ -1,27 +1,44 @@
 """Assemble the publishable dataset folder from the audio stage's output.
 
-``DIR/dataset/`` gets ``metadata.jsonl`` (:class:`~tagtune.schema.DatasetRow` lines: id, file_name,
-split, tags, one list per taxonomy category, caption, duration, sample_rate, provenance and every
-column carried from the first file), the audio files (hard links when the file system
-allows, else copies), PNG plots and a ``README.md`` dataset card. Every file is written
-atomically, so a killed assembly is simply redone.
+Layout (the Hugging Face audiofolder convention with one folder per split, so that
+``load_dataset(DIR)`` and ``load_dataset("audiofolder", data_dir=DIR)`` both give ``train``,
+``validation`` and ``test`` with no row in two splits)::
+
+    DIR/dataset/
+      README.md                  # the card: YAML header (configs, dataset_info, licence ...) and body
+      train/metadata.parquet     # DatasetRow rows; file_name relative to the split folder
+      train/audio/*.wav
+      validation/...  test/...
+      plots/*.png
+      provenance.json            # models with revisions, seeds, settings, licences, exclusions
+      NOTICE.md                  # licence notices and obligations of the inputs
+
+Splits are assigned by group (:mod:`tagtune.pipeline.splits`): the members of a counterfactual
+pair, and rows with the same tag set, share a split. Rows matching ``dataset.exclude`` (evaluation
+sets) are dropped and counted (:mod:`tagtune.pipeline.exclude`). Every row carries every column
+(nulls where it has none), so all splits load with the same features. Audio files are hard links
+when the file system allows, else copies; every file is written atomically; a rebuild removes
+only the files an earlier build listed in its own metadata.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tagtune.errors import InputError
-from tagtune.pipeline.splits import assign_splits
-from tagtune.resumable import atomic_path, atomic_write_text, dumps_line, ensure_dir
+from tagtune.report import SILENT, Reporter
+from tagtune.resumable import atomic_path, atomic_write_json, atomic_write_text, ensure_dir
 from tagtune.schema import ClipRow, DatasetRow, read_file
 from tagtune.taxonomy import Taxonomy
+
+SPLITS = ("train", "validation", "test")
+METADATA = "metadata.parquet"
 
 
 @dataclass
@@ -30,6 +47,8 @@ class DatasetSummary:
     items: int
     splits: dict[str, int]
     plots: list[Path] = field(default_factory=list)
+    excluded: dict[str, int] = field(default_factory=dict)
+    licence_conflicts: list[str] = field(default_factory=list)
 
 
 def _link_or_copy(src: Path, dest: Path) -> None:
@@ -60,34 +79,146 @@ def read_clips(tta_dir: Path, taxonomy: Taxonomy) -> list[tuple[ClipRow, Path]]:
     return out
 
 
-def build_dataset(
-    tta_dir: Path,
-    out_dir: Path,
-    taxonomy: Taxonomy,
-    dataset_cfg: Mapping[str, Any],
-    provenance: Mapping[str, Any],
-) -> DatasetSummary:
-    """Write ``out_dir`` (metadata.jsonl, audio/, plots/, README.md) from the audio stage's folder."""
-    clips = read_clips(tta_dir, taxonomy)
-    if not clips:
-        raise InputError("the audio stage produced no clips", Path(tta_dir) / "metadata.jsonl")
-    splits = assign_splits([r.id for r, _ in clips], dict(dataset_cfg["splits"]), int(dataset_cfg["split_seed"]))
-    ensure_dir(out_dir / "audio")
-    clips.sort(key=lambda c: c[0].id)
-    lines = []
-    for row, audio in clips:
-        name = f"audio/{audio.name}"
-        _link_or_copy(audio, out_dir / name)
+def _exclude(clips: list[tuple[ClipRow, Path]], dataset_cfg: Mapping[str, Any],
+             reporter: Reporter) -> tuple[list[tuple[ClipRow, Path]], dict[str, Any]]:
+    """Drop the rows that repeat an evaluation set's tag sets or captions (``dataset.exclude``)."""
+    from tagtune.pipeline.exclude import load_excluder
+
+    files = list(dataset_cfg.get("exclude") or [])
+    if not files:
+        return clips, {}
+    ex = load_excluder(files, n=dataset_cfg["exclude_ngram"], threshold=dataset_cfg["exclude_threshold"])
+    kept = [(row, audio) for row, audio in clips if ex.keep(row.tags, row.caption)]
+    reporter.note(f"leakage guard: dropped {ex.total_dropped} of {len(clips)} rows matching {', '.join(files)}")
+    return kept, {"files": ex.files, "dropped": ex.total_dropped, **ex.dropped,
+                  "ngram": ex.n, "threshold": ex.threshold}
+
+
+def _records(clips: list[tuple[ClipRow, Path]], splits: dict[str, str],
+             taxonomy: Taxonomy) -> tuple[dict[str, list[dict[str, Any]]], Any]:
+    """The metadata rows of each split (every row with every column) and their one shared schema."""
+    import pyarrow as pa
+
+    from tagtune.pipeline.hf import arrow_schema, conform
+
+    by_split: dict[str, list[dict[str, Any]]] = {}
+    for row, audio in sorted(clips, key=lambda c: c[0].id):
         fields = {f: getattr(row, f) for f in ("id", "tags", "caption", "reference_caption", "pair_id", "concept", "edit",
                                                 "provenance", "extra", "duration", "sample_rate")}
-        lines.append(DatasetRow(**fields, file_name=name, split=splits[row.id]).to_record(taxonomy))
-    atomic_write_text(out_dir / "metadata.jsonl", "".join(dumps_line(r) for r in lines))
-    keep = {r["file_name"] for r in lines}
-    for stale in (out_dir / "audio").iterdir():  # clips from an earlier, larger run
-        if f"audio/{stale.name}" not in keep:
-            stale.unlink()
-    from tagtune.pipeline.card import write_card, write_plots
+        rec = DatasetRow(**fields, file_name=f"audio/{audio.name}", split=splits[row.id]).to_record(taxonomy)
+        by_split.setdefault(splits[row.id], []).append({**rec, "_source": audio})
+    schema = arrow_schema([r for rows in by_split.values() for r in rows], drop=("file_name", "split", "_source"))
+    schema = pa.schema([pa.field("file_name", pa.string()), *schema])
+    return {s: [{**conform(r, schema), "_source": r["_source"]} for r in rows] for s, rows in by_split.items()}, schema
 
-    plots = write_plots(lines, taxonomy, out_dir / "plots")
-    write_card(out_dir, lines, taxonomy, dataset_cfg, provenance, plots)
-    return DatasetSummary(out_dir, len(lines), dict(Counter(splits.values())), plots)
+
+def _previous_files(out_dir: Path) -> set[Path]:
+    """Audio files an earlier build listed (they may be removed; nothing else in the folder is)."""
+    from tagtune.records import iter_records
+
+    out = set()
+    for split in SPLITS:
+        meta = out_dir / split / METADATA
+        if meta.is_file():
+            out |= {out_dir / split / rec["file_name"] for _, rec in iter_records(meta) if isinstance(rec.get("file_name"), str)}
+    return out
+
+
+def _write_splits(out_dir: Path, by_split: dict[str, list[dict[str, Any]]], schema: Any) -> dict[str, int]:
+    """Link the audio and write ``<split>/metadata.parquet``; files an earlier build wrote and this one
+    does not are removed (nothing else is touched). Returns the bytes of audio per split."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    previous, written, sizes = _previous_files(out_dir), set(), {}
+    for split, rows in by_split.items():
+        folder = ensure_dir(out_dir / split)
+        for rec in rows:
+            _link_or_copy(rec["_source"], folder / rec["file_name"])
+            written.add(folder / rec["file_name"])
+        table = pa.Table.from_pylist([{k: v for k, v in r.items() if k != "_source"} for r in rows], schema=schema)
+        with atomic_path(folder / METADATA) as tmp:
+            pq.write_table(table, tmp)
+        sizes[split] = sum((folder / r["file_name"]).stat().st_size for r in rows)
+    for stale in previous - written:
+        stale.unlink(missing_ok=True)
+    for split in set(SPLITS) - set(by_split):  # a split an earlier, larger build had
+        (out_dir / split / METADATA).unlink(missing_ok=True)
+    return sizes
+
+
+def build_dataset(tta_dir: Path, out_dir: Path, taxonomy: Taxonomy, dataset_cfg: Mapping[str, Any],
+                  run: Mapping[str, Any], reporter: Reporter = SILENT) -> DatasetSummary:
+    """Write ``out_dir`` (split folders, card, plots, provenance, notices) from the audio stage's folder.
+
+    Args:
+        tta_dir: The audio stage's output folder.
+        out_dir: The dataset folder.
+        taxonomy: Orders the tags and gives the category columns.
+        dataset_cfg: The pipeline's ``dataset`` section (splits, seed, name, licence, exclude ...).
+        run: What the pipeline knows about the run: ``inputs`` ({role: model or data id}) and
+            ``stages`` (presets, overrides, settings), copied into ``provenance.json`` and the card.
+    """
+    from tagtune import licences
+    from tagtune.pipeline.card import write_card, write_plots
+    from tagtune.pipeline.splits import assign_splits, group_key
+
+    clips, excluded = _exclude(read_clips(tta_dir, taxonomy), dataset_cfg, reporter)
+    if not clips:
+        raise InputError("no clips left for the dataset" + (" after the leakage guard" if excluded else ""),
+                         Path(tta_dir) / "metadata.jsonl")
+    groups = {row.id: group_key(row.tags, row.pair_id) for row, _ in clips}
+    splits = assign_splits(list(groups), dict(dataset_cfg["splits"]), dataset_cfg["split_seed"], groups)
+    by_split, schema = _records(clips, splits, taxonomy)
+    sizes = _write_splits(out_dir, by_split, schema)
+    rows = [r for s in by_split.values() for r in s]
+    srcs = licences.sources(run.get("inputs", {}), dataset_cfg.get("input_licenses"))
+    conflicts = licences.conflicts(dataset_cfg["license"], srcs)
+    for line in conflicts:
+        reporter.warn(f"licence: {line}; check it before publishing (dataset.license, or the inherited "
+                      f"{licences.inherited(srcs)})")
+    from omegaconf import OmegaConf
+
+    provenance = {**run, "excluded": excluded, "licences": [_source_dict(s) for s in srcs],
+                  "declared_license": dataset_cfg["license"], "inherited_license": licences.inherited(srcs),
+                  "taxonomy": taxonomy.to_dict(), "dataset": OmegaConf.to_container(OmegaConf.create(dict(dataset_cfg)))}
+    atomic_write_json(out_dir / "provenance.json", provenance)
+    atomic_write_text(out_dir / "NOTICE.md", _notice(srcs))
+    plots = write_plots(rows, taxonomy, out_dir / "plots")
+    counts = {s: len(by_split.get(s, [])) for s in SPLITS if s in by_split}
+    write_card(out_dir, rows, taxonomy, dataset_cfg, provenance, plots, {s: (counts[s], sizes[s]) for s in counts})
+    return DatasetSummary(out_dir, len(rows), counts, plots, excluded, conflicts)
+
+
+def _source_dict(s: Any) -> dict[str, Any]:
+    return {"role": s.role, "id": s.identifier, "what": s.what, "license": s.licence.id if s.licence else None,
+            "license_name": s.licence.name if s.licence else "unknown: check it", "obligations": s.obligations}
+
+
+def _notice(srcs: list[Any]) -> str:
+    from tagtune import licences
+
+    lines = ["# Notices and obligations", "", "What the models and data behind this dataset require of it "
+             "(from tagtune's licence registry; check each source's own page before publishing).", ""]
+    lines += [f"- {o}" for o in licences.obligations(srcs)] or ["- (none recorded)"]
+    for notice in licences.notices(srcs):
+        lines += ["", notice]
+    unknown = licences.unknown(srcs)
+    if unknown:
+        lines += ["", "Unknown licences (check these by hand): " + "; ".join(unknown)]
+    return "\n".join(lines) + "\n"
+
+
+def split_counts(dataset_dir: Path) -> dict[str, int]:
+    """Rows per split of a dataset folder (for the CLI and tests)."""
+    import pyarrow.parquet as pq
+
+    return {s: pq.ParquetFile(dataset_dir / s / METADATA).metadata.num_rows
+            for s in SPLITS if (dataset_dir / s / METADATA).is_file()}
+
+
+def read_provenance(dataset_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((Path(dataset_dir) / "provenance.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}

@@ -51,25 +51,26 @@ class PipelineResult:
 
 
 def _relative_hash(cfgs: Sequence[Any], out: Path) -> str:
-    """Hash of the stage configs with the output directory factored out (moving DIR keeps it)."""
+    """Hash of the stage configs with locations factored out: the run directory (moving DIR keeps
+    the hash) and each config's own timestamped default output (``paths.output_dir``)."""
     from omegaconf import OmegaConf
 
-    prefix = str(out)
-
-    def strip(value: Any) -> Any:
+    def strip(value: Any, prefixes: dict[str, str]) -> Any:
         if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items()}
+            return {k: strip(v, prefixes) for k, v in value.items()}
         if isinstance(value, list):
-            return [strip(v) for v in value]
-        if isinstance(value, str) and value.startswith(prefix):
-            return "<DIR>" + value[len(prefix):]
+            return [strip(v, prefixes) for v in value]
+        if isinstance(value, str):
+            for prefix, name in prefixes.items():
+                if value.startswith(prefix):
+                    return name + value[len(prefix):]
         return value
 
     parts = []
     for c in cfgs:
         data = OmegaConf.to_container(c, resolve=True)
-        data.pop("paths", None)  # output locations and the run timestamp do not change results
-        parts.append(strip(data))
+        paths = data.pop("paths", {})  # output locations and the run timestamp do not change results
+        parts.append(strip(data, {str(out): "<DIR>", str(paths.get("output_dir")): "<RUN_DIR>"}))
     return config_hash({"stages": parts})
 
 
@@ -197,21 +198,43 @@ def _dataset(cfg: Any, plan: _Plan, reporter: Reporter) -> Any:
     tta = _manifest(plan.out / "tta")
     if tta is None or tta.get("status") != "complete":
         return None
-    summary = build_dataset(plan.out / "tta", plan.out / "dataset", _taxonomy(cfg, plan), cfg.dataset, _provenance(cfg, plan))
+    summary = build_dataset(plan.out / "tta", plan.out / "dataset", _taxonomy(cfg, plan), cfg.dataset,
+                            _run_info(cfg, plan), reporter)
     reporter.note(f"[dataset] {summary.items} items in {summary.path}")
     return summary
 
 
-def _provenance(cfg: Any, plan: _Plan) -> dict[str, Any]:
-    """The run-level summary for the card (each row carries its own per-stage provenance)."""
+def _inputs(cfg: Any, plan: _Plan) -> dict[str, str | None]:
+    """``{role: model id or data path}`` of the run, for the licence table."""
     from omegaconf import OmegaConf
 
-    out: dict[str, Any] = {"num_items": cfg.num_items, "seed": cfg.seed,
-                           "started_from": {stage: str(p) for stage, p in plan.replaced.items()}}
+    vae, cap, tta = plan.configs.get("vae", {}), plan.configs.get("caption", {}), plan.configs.get("tta", {})
+    tag_data = None
+    if "train" in vae:
+        tag_data = vae["train"].data.path or vae["train"].data.dataset_name
+    elif cfg.vae.model and (Path(cfg.vae.model) / "config.yaml").is_file():
+        tag_data = OmegaConf.select(OmegaConf.load(Path(cfg.vae.model) / "config.yaml"), "data.path")
+    return {
+        "tag_data": tag_data or (str(plan.replaced.get("vae")) if "vae" in plan.replaced else None),
+        "tag_model": "tagtune:vae" if vae else None,
+        "caption_data": cap["finetune"].data.path if "finetune" in cap else None,
+        "caption_model": cap["infer"].model.name if "infer" in cap else (str(plan.replaced["caption"]) if "caption" in plan.replaced else None),
+        "audio_model": tta["generate"].model.name if "generate" in tta else None,
+    }
+
+
+def _run_info(cfg: Any, plan: _Plan) -> dict[str, Any]:
+    """The run-level provenance (each row carries its own per-stage provenance)."""
+    from omegaconf import OmegaConf
+
+    from tagtune import __version__
+
+    out: dict[str, Any] = {"tagtune_version": __version__, "num_items": cfg.num_items, "seed": cfg.seed,
+                           "started_from": {stage: str(p) for stage, p in plan.replaced.items()},
+                           "inputs": _inputs(cfg, plan), "stages": {}}
     for stage, cfgs in plan.configs.items():
         section = cfg[stage]
-        out[stage] = {"preset": section.preset, "overrides": list(section.overrides)}
+        out["stages"][stage] = {"preset": section.preset, "overrides": list(section.overrides)}
         for name, c in cfgs.items():
-            out[stage][name] = {k: OmegaConf.to_container(c[k], resolve=True) for k in ("model", "generation") if k in c}
+            out["stages"][stage][name] = {k: OmegaConf.to_container(c[k], resolve=True) for k in ("model", "generation") if k in c}
     return out
-

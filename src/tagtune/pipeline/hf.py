@@ -1,0 +1,85 @@
+"""Hugging Face conventions shared by the dataset folder and the exports: features, sizes, card data.
+
+The features of a dataset are derived from its rows with pyarrow, the way the ``json`` and
+``audiofolder`` builders of ``datasets`` infer them, with two fixes that keep every split loadable
+alike: a column that is null (or an empty list) everywhere becomes text, and every row is given
+every column (null where it has none), so no split infers a narrower type than another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+SIZE_CATEGORIES = ("n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "10M<n<100M", "100M<n<1B",
+                   "1B<n<10B", "10B<n<100B", "100B<n<1T", "n>1T")  # the Hub's buckets, in order
+
+
+def size_category(n: int) -> str:
+    """The Hub's size bucket for ``n`` rows (``n<1K``, ``1K<n<10K``, ...)."""
+    bucket = 0
+    while bucket < len(SIZE_CATEGORIES) - 1 and n >= 1000 * 10**bucket:
+        bucket += 1
+    return SIZE_CATEGORIES[bucket]
+
+
+def _text_for_null(kind: Any) -> Any:
+    import pyarrow as pa
+
+    if pa.types.is_null(kind):
+        return pa.string()
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return pa.list_(_text_for_null(kind.value_type))
+    if pa.types.is_struct(kind):
+        return pa.struct([pa.field(f.name, _text_for_null(f.type)) for f in kind])
+    return kind
+
+
+def arrow_schema(records: Sequence[Mapping[str, Any]], drop: Iterable[str] = ()) -> Any:
+    """The pyarrow schema of all records together (nulls as text), without the ``drop`` columns."""
+    import pyarrow as pa
+
+    drop = set(drop)
+    table = pa.Table.from_pylist([{k: v for k, v in r.items() if k not in drop} for r in records])
+    return pa.schema([pa.field(f.name, _text_for_null(f.type)) for f in table.schema])
+
+
+def _conform(value: Any, kind: Any) -> Any:
+    import pyarrow as pa
+
+    if value is None:
+        return None
+    if pa.types.is_struct(kind) and isinstance(value, Mapping):
+        return {f.name: _conform(value.get(f.name), f.type) for f in kind}
+    if pa.types.is_list(kind) and isinstance(value, list):
+        return [_conform(v, kind.value_type) for v in value]
+    return value
+
+
+def conform(record: Mapping[str, Any], schema: Any, keep: Iterable[str] = ()) -> dict[str, Any]:
+    """The record with every column of ``schema`` (null where missing, nested too), in schema order;
+    ``keep`` columns (e.g. ``file_name``) go first, unchanged."""
+    out = {k: record[k] for k in keep if k in record}
+    out.update({f.name: _conform(record.get(f.name), f.type) for f in schema})
+    return out
+
+
+def features(schema: Any, audio: str | None = "audio") -> Any:
+    """``datasets.Features``: an ``Audio`` column first (when named), then the schema's columns."""
+    import datasets
+
+    feats = datasets.Features.from_arrow_schema(schema)
+    return datasets.Features({audio: datasets.Audio(), **feats}) if audio else feats
+
+
+def dataset_info(card_data: Any, feats: Any, splits: Mapping[str, tuple[int, int]]) -> None:
+    """Fill ``card_data.dataset_info`` (features, splits with rows and bytes) in ``datasets``' own syntax."""
+    import datasets
+
+    info = datasets.DatasetInfo(
+        features=feats,
+        splits=datasets.SplitDict({name: datasets.SplitInfo(name, num_bytes=nbytes, num_examples=rows)
+                                   for name, (rows, nbytes) in splits.items()}),
+        dataset_size=sum(nbytes for _, nbytes in splits.values()),
+    )
+    datasets.info.DatasetInfosDict({"default": info}).to_dataset_card_data(card_data)
