@@ -1,12 +1,13 @@
 # tagtune developer loop. Everything runs from a local virtualenv (.venv) made by `make install`.
-# torch is pinned here (not in pyproject.toml) so that this machine's CPU build is used;
-# on a GPU machine install your CUDA torch first and run `pip install -e ".[dev]"`.
+# torch is pinned here (not in pyproject.toml) so that this machine's CPU build is used, with the
+# torchcodec build that matches it (datasets >= 4 decodes audio through it; newer torchcodec wheels
+# on PyPI are CUDA builds). On a GPU machine install your CUDA torch first and run `pip install -e ".[dev]"`.
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-TORCH  ?= torch==2.13.0
-EXTRAS ?= dev,eval
+TORCH  ?= torch==2.13.0 torchcodec==0.13.0
+EXTRAS ?= dev,eval,hub
 DEMO_DIR ?= demo
 
 .PHONY: help install demo test test-fast lint bench bench-quick docs wheel clean
@@ -17,7 +18,7 @@ help:  ## list targets
 $(BIN)/tagtune: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH)" -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install -q $(TORCH) -e ".[$(EXTRAS)]"
 	@touch $@
 
 install: $(BIN)/tagtune  ## create .venv and install tagtune with its dev/eval extras

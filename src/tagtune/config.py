@@ -9,6 +9,7 @@ directory instead. Hydra's exceptions are turned into one-line :class:`ConfigErr
 
 from __future__ import annotations
 
+import difflib
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -126,7 +127,7 @@ def _culprit_override(overrides: Sequence[str]) -> str | None:
     return None
 
 
-def _one_line(exc: BaseException, overrides: Sequence[str], dirs: Sequence[Path] = ()) -> ConfigError:
+def _one_line(exc: BaseException, overrides: Sequence[str], dirs: Sequence[Path] = (), name: str = "") -> ConfigError:
     """Condense a Hydra / OmegaConf exception into one readable ConfigError."""
     from hydra.errors import MissingConfigException, OverrideParseException
 
@@ -153,6 +154,14 @@ def _one_line(exc: BaseException, overrides: Sequence[str], dirs: Sequence[Path]
         elif "primary config" in text or not m:
             msg = text.strip().splitlines()[0]
         return ConfigError(msg, hint="see `tagtune config list`")
+    unknown = re.search(r"Could not override '([^']+)'", text)
+    if unknown and name:  # Hydra suggests "+key=..."; the schema knows the key that was meant
+        from tagtune.config_schema import describe
+
+        key = unknown.group(1)
+        close = difflib.get_close_matches(key, [k for k, _ in describe(name)], n=1, cutoff=0.6)
+        return ConfigError(f"unknown config key '{key}': nothing reads it", key=key,
+                           hint=f"did you mean '{close[0]}'?" if close else "see `tagtune config show NAME` for the valid keys")
     if "Could not override" in text or "Could not append" in text or "Could not delete" in text:
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
         return ConfigError(" ".join(lines[:2]), hint="see `tagtune config show NAME` for valid keys")
@@ -302,7 +311,7 @@ def _hydra_compose(primary: Path, name: str, overrides: list[str], user_override
         with initialize_config_dir(version_base=None, config_dir=str(primary)):
             return hydra_compose(config_name=name, overrides=overrides)
     except Exception as exc:  # Hydra raises many types; all are config problems here
-        raise _one_line(exc, list(user_overrides), dirs) from exc
+        raise _one_line(exc, list(user_overrides), dirs, name) from exc
     finally:
         GlobalHydra.instance().clear()
 
@@ -363,7 +372,7 @@ def _finish(cfg: DictConfig, name: str, updates: Mapping[str, Any]) -> DictConfi
         data = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as exc:
         raise ConfigError(f"in config '{name}': {str(exc).splitlines()[0]}") from exc
-    return OmegaConf.create(validate(name, data))
+    return OmegaConf.create(validate(name, data, first=list(updates)))
 
 
 def validate_file(path: Path, stage: str | None = None, config_dirs: Sequence[Path] = ()) -> list[str]:

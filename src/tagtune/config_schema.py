@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tagtune.errors import ConfigError
@@ -307,10 +307,16 @@ _TINY_LLM = Section(
     | {"seed": SEED, "cache_dir": Str()},
     optional=True,
 )
-CAPTION_MODEL = S(
-    name=Str(), checkpoint_dir=PATH, revision=Str(null=True), trust_remote_code=Bool(), dtype=Str(),
-    device_map=AnyValue(), attn_implementation=Str(null=True), threads=COUNT, quantization=_QUANT, tiny=_TINY_LLM,
-)
+_LLM_ONLY = dict(checkpoint_dir=Str(null=True, optional=True), revision=Str(null=True, optional=True),
+                 trust_remote_code=Bool(optional=True), dtype=Str(optional=True), device_map=AnyValue(optional=True),
+                 attn_implementation=Str(null=True, optional=True), quantization=Section(_QUANT.fields, optional=True))
+CAPTION_MODEL = Section({
+    "name": Str(), "backend": Str(choices=("llm", "template", "concat")), "threads": COUNT, "tiny": _TINY_LLM,
+    **_LLM_ONLY,
+    # the baselines' settings (model=caption/template, caption/concat)
+    "opening": Str(optional=True), "subject_category": Str(optional=True), "subject": Str(optional=True),
+    "templates": Dict(Str(), optional=True), "shuffle": Bool(optional=True),
+})
 PROMPT = S(format=Str(choices=("plain", "llama3", "mistral", "chatml", "chat")), tag_style=Str(choices=("list", "categories")),
            system=Str(), user_template=Str(), response_prefix=Str())
 CAPTION_GENERATION = S(
@@ -332,7 +338,8 @@ CAPTION_FINE_TUNING = S(
 )
 CAPTION_INFERENCE = S(
     **_CAPTION_COMMON, device=DEVICE,
-    infer=S(input=PATH, output=PATH, limit=COUNT, overwrite=Bool(), shard=SHARD),
+    infer=S(input=PATH, output=PATH, limit=COUNT, overwrite=Bool(), shard=SHARD,
+            lint=Str(choices=("off", "flag", "retry")), lint_retries=Int(min=0, max=10)),
     evaluate=S(
         input=PATH, reference=PATH, output=PATH, taxonomy_path=PATH, tags_column=Str(null=True),
         caption_column=Str(null=True), reference_column=Str(null=True), bleu=Bool(), rouge=Bool(), meteor=Bool(),
@@ -386,6 +393,12 @@ SCHEMAS: dict[str, Section] = {
 }
 
 
+def _dig(data: Mapping[str, Any], key: str) -> Any:
+    for part in key.split("."):
+        data = data.get(part) if isinstance(data, Mapping) else None
+    return data
+
+
 def schema_for(config_name: str) -> tuple[Section, list[Section]]:
     """The schema of a main config (a user's ``vae_mine`` uses its stage's) and its siblings' schemas."""
     from tagtune.config import stage_of
@@ -400,13 +413,31 @@ def schema_for(config_name: str) -> tuple[Section, list[Section]]:
     return SCHEMAS[own], siblings
 
 
-def validate(config_name: str, data: Mapping[str, Any]) -> dict[str, Any]:
+def _field_at(spec: Section, key: str) -> Field | None:
+    field: Field | None = spec
+    for part in key.split("."):
+        field = field.fields.get(part) if isinstance(field, Section) else None
+    return field
+
+
+def validate(config_name: str, data: Mapping[str, Any], first: Sequence[str] = ()) -> dict[str, Any]:
     """Check a resolved config (plain containers) and return it with values converted to their types.
+
+    Args:
+        first: Keys to check before the others (the ones set by flags: an error names them rather
+            than a key that copies them, such as ``data.split_seed: ${seed}``).
 
     Raises:
         ConfigError: The first problem, naming its dotted key.
     """
     spec, siblings = schema_for(config_name)
+    for key in first:
+        field, value = _field_at(spec, key), _dig(data, key)
+        if field is not None and not isinstance(field, Section):
+            try:
+                field.check(value)
+            except _Bad as exc:
+                raise ConfigError(f"{key}: {exc}", key=key) from None
     data = dict(data)
     for name in [n for n in data if n not in spec.fields]:
         owner = next((s for s in siblings if name in s.fields), None)

@@ -11,11 +11,6 @@ _UNSAFE = re.compile(r"[^\w.-]+")
 _WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
 
 
-def text_id(text: str, prefix: str = "p") -> str:
-    """A stable id derived from text (same text -> same id, across runs and machines)."""
-    return prefix + hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
-
-
 def stable_hash(value: str) -> int:
     """A process-independent 64-bit hash (Python's ``hash`` is salted per process)."""
     return int.from_bytes(hashlib.blake2b(value.encode("utf-8"), digest_size=8).digest(), "big")

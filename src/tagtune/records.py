@@ -195,7 +195,7 @@ def parse_tags(value: Any) -> list[str]:
         return []
     if isinstance(value, str):
         text = value.strip()
-        if text[:1] in "[(" or text[-1:] in "])":
+        if text.startswith("[") or (text.startswith("(") and text.endswith(")")):  # "pop, rock (live)" is not a list
             return _clean(_parse_list_text(text))
         if text[:1] == "{":
             raise ValueError(f"expected a list of tags, got a mapping: {text[:60]!r}")

@@ -31,6 +31,9 @@ from tagtune.records import is_missing, iter_records, parse_tags, resolve_path
 if TYPE_CHECKING:
     from tagtune.taxonomy import Taxonomy
 
+# The order of the fields in every written line (a row type writes the ones it declares).
+FIELD_ORDER = ("file_name", "id", "split", "tags", "caption", "reference_caption", "duration", "sample_rate",
+               "pair_id", "concept", "edit", "realised_tags", "realisation", "provenance")
 # Input spellings accepted for our fields when the user does not name the column.
 TAG_COLUMNS = ("tags", "aspect_list", "aspects")
 CAPTION_COLUMNS = ("caption", "text", "prediction")
@@ -57,18 +60,18 @@ class TagSetRow:
     line: int = field(default=0, compare=False, metadata={"doc": None})
 
     def to_record(self, taxonomy: Taxonomy | None = None) -> dict[str, Any]:
-        """The JSON line: declared fields in a fixed order, category lists, then ``extra``."""
+        """The JSON line: declared fields in the documented order (:data:`FIELD_ORDER`), the category
+        lists after ``tags``, empty optional fields left out, then ``extra``."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("extra", "line")}
         rec: dict[str, Any] = {}
-        for f in fields(self):
-            if f.name in ("extra", "line", "tags"):
-                if f.name == "tags":
-                    rec["tags"] = list(self.tags)
-                    if taxonomy is not None:
-                        rec.update(taxonomy.by_category(self.tags))
-                continue
-            value = getattr(self, f.name)
-            if value is not None and (value != {} or f.name != "provenance"):
-                rec[f.name] = value
+        for name in FIELD_ORDER:
+            value = values.get(name)
+            if name == "tags":
+                rec["tags"] = list(self.tags)
+                if taxonomy is not None:
+                    rec.update(taxonomy.by_category(self.tags))
+            elif name in values and value is not None and value != {}:
+                rec[name] = value
         for key, value in self.extra.items():
             rec.setdefault(key, value)
         return rec
@@ -92,11 +95,6 @@ class ClipRow(CaptionRow):
     file_name: str = _doc("the audio file, relative to the folder (`audio/<file-name-safe id>.wav`)")
     duration: float = _doc("seconds of audio in the file")
     sample_rate: int = _doc("Hz")
-
-    def to_record(self, taxonomy: Taxonomy | None = None) -> dict[str, Any]:
-        rec = super().to_record(taxonomy)
-        return {"file_name": rec.pop("file_name"), **rec}
-
 
 @dataclass(kw_only=True)
 class DatasetRow(ClipRow):
@@ -164,6 +162,8 @@ class _Resolved:
         self.id = cols.id
         derived = set(taxonomy.categories) if taxonomy is not None else set()
         self.consumed = {self.id, *self.tags, self.caption, self.reference, self.duration} | derived | _declared(kind)
+        if not need_tags:
+            self.consumed |= set(TAG_COLUMNS[:1])  # optional tags are looked for on every line
 
     def _tag_columns(self, first: Mapping[str, Any], taxonomy: Taxonomy | None, cols: Columns,
                      required: bool) -> list[str]:
@@ -236,12 +236,15 @@ def _row_id(rec: Mapping[str, Any], column: str, source: str, line: int) -> str:
 
 
 def _tags_of(rec: Mapping[str, Any], res: _Resolved, taxonomy: Taxonomy | None, line: int,
-             unknown: str, stats: ReadStats) -> list[str]:
+             unknown: str, stats: ReadStats, need_tags: bool) -> list[str]:
     from tagtune.taxonomy import normalize_tag
 
     raw: list[str] = []
-    for col in res.tags:
-        if len(res.tags) == 1 and col not in rec:
+    columns = res.tags or ([] if need_tags else [c for c in TAG_COLUMNS if c in rec][:1])
+    for col in columns:
+        if len(columns) == 1 and col not in rec:
+            if not need_tags:
+                continue  # optional tags (audio prompts): a line without them has none
             raise InputError("missing", res.source, line, col, hint="every line needs the tags column")
         try:
             raw += parse_tags(rec.get(col))
@@ -318,7 +321,7 @@ def read_rows(
         if limit is not None and kept >= limit:
             break
         stats.total += 1
-        tags = _tags_of(rec, res, taxonomy, line, unknown, stats) if res.tags else []
+        tags = _tags_of(rec, res, taxonomy, line, unknown, stats, need_tags)
         if not tags and empty != "keep" and res.tags:
             if empty == "drop":
                 stats.dropped += 1

@@ -45,6 +45,7 @@ class InferResult:
     written: int = 0
     already_done: int = 0
     empty: int = 0
+    linted: int = 0  # captions that still break a lint rule (infer.lint=flag|retry)
     shard: str = "0/1"
     model: str = ""
     adapter: str | None = None
@@ -157,11 +158,16 @@ def provenance(cfg: Any, loaded: Any) -> dict[str, Any]:
 
     from tagtune import __version__
 
-    prompt = OmegaConf.to_container(cfg.prompt, resolve=True)
+    def digest(section: Any) -> str:
+        blob = json.dumps(OmegaConf.to_container(section, resolve=True), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    if loaded is None:  # a baseline: the caption is a function of the tags and these settings
+        return {"model": str(cfg.model.name), "revision": f"tagtune:{__version__}", "adapter": None, "quantized": False,
+                "prompt": f"{cfg.model.backend}:{digest(cfg.model)}", "generation": {}, "tagtune_version": __version__}
     return {
-        "model": str(cfg.model.name), "revision": loaded.revision, "adapter": loaded.adapter,
-        "quantized": loaded.quantized,
-        "prompt": f"{prompt['format']}:{hashlib.sha256(json.dumps(prompt, sort_keys=True).encode()).hexdigest()[:12]}",
+        "model": str(cfg.model.name), "revision": loaded.revision, "adapter": loaded.adapter, "quantized": loaded.quantized,
+        "prompt": f"{cfg.prompt.format}:{digest(cfg.prompt)}",
         "generation": {k: v for k, v in OmegaConf.to_container(cfg.generation, resolve=True).items() if k != "batch_size"},
         "tagtune_version": __version__,
     }
@@ -208,7 +214,7 @@ def infer(cfg: Any, reporter: Reporter = SILENT, loaded: Any = None) -> InferRes
     else:
         prepare_run_dir(cfg, out.parent)
     result = InferResult(str(out), len(rows), len(mine), shard=str(shard), model=str(cfg.model.name),
-                         adapter=cfg.model.checkpoint_dir)
+                         adapter=cfg.model.get("checkpoint_dir"))
     with JsonlAppender(out, key="id", overwrite=cfg.infer.overwrite, done_when=_has_caption) as sink:
         todo = [r for r in mine if r.id not in sink.done]
         result.already_done = len(mine) - len(todo)
@@ -221,10 +227,12 @@ def _has_caption(record: dict[str, Any]) -> bool:
     return isinstance(record.get("caption"), str) and bool(record["caption"].strip())
 
 
-def _caption_all(cfg: Any, todo: list[TagSetRow], sink: Any, result: InferResult, taxonomy: Taxonomy,
-                 reporter: Reporter, loaded: Any) -> None:
-    from tagtune.device import torch_threads
+def _generator(cfg: Any, taxonomy: Taxonomy, reporter: Reporter, loaded: Any, result: InferResult) -> tuple[Any, Any]:
+    """The caption generator (the LLM, loaded once, or a baseline) and what it was (for provenance)."""
+    if cfg.model.backend != "llm":
+        from tagtune.caption.baselines import BaselineGenerator
 
+        return BaselineGenerator(cfg.model, taxonomy, cfg.seed), None
     start = time.perf_counter()
     if loaded is None:
         from tagtune.caption.model import load_for_inference
@@ -234,13 +242,43 @@ def _caption_all(cfg: Any, todo: list[TagSetRow], sink: Any, result: InferResult
     result.quantized, result.notices = loaded.quantized, list(loaded.notices)
     for text in loaded.notices:
         reporter.note(text)
-    gen = CaptionGenerator(loaded, cfg.prompt, cfg.generation, cfg.seed, taxonomy)
+    return CaptionGenerator(loaded, cfg.prompt, cfg.generation, cfg.seed, taxonomy), loaded
+
+
+def _linted(gen: Any, rows: list[TagSetRow], captions: list[str], cfg: Any) -> tuple[list[str], list[list[str]]]:
+    """Lint the captions; with ``infer.lint=retry`` draw failing ones again (next seeds) up to the retries."""
+    from tagtune.caption.lint import lint
+
+    flags = [lint(c) for c in captions]
+    if cfg.infer.lint != "retry":
+        return captions, flags
+    for attempt in range(1, cfg.infer.lint_retries + 1):
+        redo = [i for i, f in enumerate(flags) if f and not rows[i].pair_id]  # pairs keep their shared seed
+        if not redo:
+            break
+        gen.seed = cfg.seed + attempt  # the next seed of the schedule
+        again, _ = gen.generate([rows[i] for i in redo])
+        gen.seed = cfg.seed
+        for i, caption in zip(redo, again, strict=True):
+            if len(lint(caption)) < len(flags[i]):
+                captions[i], flags[i] = caption, lint(caption)
+    return captions, flags
+
+
+def _caption_all(cfg: Any, todo: list[TagSetRow], sink: Any, result: InferResult, taxonomy: Taxonomy,
+                 reporter: Reporter, loaded: Any) -> None:
+    from tagtune.device import torch_threads
+
+    gen, loaded = _generator(cfg, taxonomy, reporter, loaded, result)
     prov, batch_size = provenance(cfg, loaded), cfg.generation.batch_size
     loop_start = time.perf_counter()
     with torch_threads(cfg.model.threads), reporter.progress("captioning", total=len(todo), unit="captions") as task:
         for i in range(0, len(todo), batch_size):
             batch = todo[i:i + batch_size]
             captions, spent = gen.generate(batch)
+            if cfg.infer.lint != "off":
+                captions, flags = _linted(gen, batch, captions, cfg)
+                result.linted += sum(1 for f in flags if f)
             result.generate_seconds += spent
             result.empty += sum(1 for c in captions if not c)
             t_write = time.perf_counter()

@@ -100,6 +100,17 @@ def _save_adapter(peft_model: Any, tokenizer: Any, run_dir: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _write_licence(run_dir: Path, base_model: str) -> None:
+    """LICENSE.md (and NOTICE when the base model's licence asks for one) beside the adapter."""
+    from tagtune import licences
+    from tagtune.resumable import atomic_write_text
+
+    atomic_write_text(run_dir / "LICENSE.md", licences.adapter_licence_text(base_model))
+    notices = licences.notices(licences.lookup(base_model, "base model"))
+    if notices:
+        atomic_write_text(run_dir / "NOTICE", "\n".join(notices) + "\n")
+
+
 def _loaders(cfg: Any, train_ex: list[Any], val_ex: list[Any], pad_id: int) -> tuple[Any, Any]:
     import torch
     from torch.utils.data import DataLoader
@@ -230,6 +241,7 @@ def _train(cfg: Any, data: _Data, run_dir: Path, resume: str | None, reporter: R
     result = _result(cfg, data, run_dir, module, trainer, peft_model, quantized, notices, start)
     if trainer.is_global_zero:
         _save_adapter(peft_model, data.tokenizer, run_dir)
+        _write_licence(run_dir, str(cfg.model.name))
         record = {**asdict(result), "validation_history": module.val_history, "model": str(cfg.model.name)}
         atomic_write_json(run_dir / "metrics.json", record)
     for sample in result.sample_captions:
