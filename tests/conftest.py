@@ -3,17 +3,26 @@
 Environment variables are set at import time so that subprocesses started by end-to-end tests
 (``python -m tagtune ...``) inherit them. The tiny models are built once per test session into
 ``TAGTUNE_CACHE_DIR`` (set ``TAGTUNE_TEST_CACHE_DIR`` to keep them between sessions).
+
+The shared helpers live in ``tests/helpers`` (CLI runners, the signal harness, the JSONL reader);
+pytest's ``--import-mode=importlib`` does not put ``tests/`` on ``sys.path``, so it is added here
+and every test module can ``from helpers import ...``.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import pytest
+
+TESTS = Path(__file__).resolve().parent
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
+
+from helpers import run_cli, run_tagtune  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -23,7 +32,7 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # tiny models: extra threads only add spin-wait contention
 os.environ["TAGTUNE_CACHE_DIR"] = os.environ.get("TAGTUNE_TEST_CACHE_DIR") or tempfile.mkdtemp(prefix="tagtune-test-cache-")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = TESTS.parent
 SHARED_DATA = REPO.parent / "shared" / "data" / "conceptcaps"
 
 
@@ -51,16 +60,13 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def run_tagtune(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the real CLI in a subprocess (``python -m tagtune ...``) and capture its output."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "tagtune", *map(str, args)],
-        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
-    )
+@pytest.fixture
+def tagtune_cli():
+    """Fixture form of :func:`helpers.run_tagtune` (the CLI in a subprocess)."""
+    return run_tagtune
 
 
 @pytest.fixture
-def tagtune_cli():
-    """Fixture form of :func:`run_tagtune`."""
-    return run_tagtune
+def tagtune_main():
+    """Fixture form of :func:`helpers.run_cli` (the CLI in this process): ``(code, out, err)``."""
+    return run_cli

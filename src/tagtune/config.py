@@ -242,6 +242,7 @@ def _preset_override(stage: str, preset: str, dirs: Sequence[Path], tmp: Path) -
     path = _preset_file(stage, preset, dirs)
     if path is None:
         return f"+preset/{stage}={preset}", None
+    check_user_yaml(path)  # a YAML syntax error (or an alias bomb) is one line naming the file
     text = path.read_text(encoding="utf-8")
     body = yaml.safe_load(text)
     if body is not None and not isinstance(body, Mapping):
@@ -260,6 +261,16 @@ def _preset_override(stage: str, preset: str, dirs: Sequence[Path], tmp: Path) -
     header = "" if _GLOBAL_HEADER.search(text) else "# @package _global_\n"
     (target / f"{name}.yaml").write_text(header + text, encoding="utf-8")
     return f"+preset/{stage}={name}", tmp
+
+
+def _stage_recorded(stage: str, recorded: Mapping[str, Any], tmp: Path) -> Path:
+    """Write recorded settings as a global preset in a temporary search dir (see ``compose``)."""
+    import yaml
+
+    target = tmp / "preset" / stage
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "recorded__.yaml").write_text("# @package _global_\n" + yaml.safe_dump(dict(recorded)), encoding="utf-8")
+    return tmp
 
 
 def _check_overrides(overrides: Sequence[str]) -> None:
@@ -322,12 +333,13 @@ def compose(
     preset: str | None = None,
     config_dirs: Sequence[Path] = (),
     updates: Mapping[str, Any] | None = None,
+    recorded: Mapping[str, Any] | None = None,
 ) -> DictConfig:
     """Compose a main config with a preset, Hydra overrides and explicit updates, then validate it.
 
-    Precedence, lowest first: the config's defaults, the preset, the overrides, ``updates``
-    (values of explicit CLI flags such as ``-o`` or ``-n``). The result is resolved (``${now:...}``
-    is evaluated once, here) and checked against :mod:`tagtune.config_schema`.
+    Precedence, lowest first: the config's defaults, ``recorded``, the preset, the overrides,
+    ``updates`` (values of explicit CLI flags such as ``-o`` or ``-n``). The result is resolved
+    (``${now:...}`` is evaluated once, here) and checked against :mod:`tagtune.config_schema`.
 
     Args:
         config_name: A main config name (``vae_training``) or a path to a YAML file.
@@ -335,6 +347,8 @@ def compose(
         preset: A preset of the config's stage, or a path to a preset YAML.
         config_dirs: Extra directories searched for configs and presets.
         updates: ``{dotted.key: value}`` set after composition; keys must exist.
+        recorded: Settings an earlier run recorded (``tta verify`` judges a folder with the tagmap
+            and models it was made with); any preset or override still wins.
 
     Raises:
         ConfigError: For any composition or validation problem, in one line (``key`` set when a
@@ -346,11 +360,15 @@ def compose(
     primary, name, dirs = _primary(config_name, dirs)
     with tempfile.TemporaryDirectory(prefix="tagtune-cfg-") as tmpdir:
         head: list[str] = []
+        if recorded:
+            dirs = dirs + [_stage_recorded(stage_of(name), recorded, Path(tmpdir))]
         if preset:
             preset_override, staged = _preset_override(stage_of(name), preset, dirs, Path(tmpdir))
             dirs = dirs + ([staged] if staged is not None else [])
         if dirs:
             head.append(_searchpath_override(dirs))
+        if recorded:
+            head.append(f"+preset/{stage_of(name)}=recorded__")
         if preset:
             head.append(preset_override)
         cfg = _hydra_compose(primary, name, [*head, *overrides], overrides, dirs)

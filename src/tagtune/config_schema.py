@@ -341,20 +341,37 @@ CAPTION_INFERENCE = S(
     infer=S(input=PATH, output=PATH, limit=COUNT, overwrite=Bool(), shard=SHARD,
             lint=Str(choices=("off", "flag", "retry")), lint_retries=Int(min=0, max=10)),
     evaluate=S(
-        input=PATH, reference=PATH, output=PATH, taxonomy_path=PATH, tags_column=Str(null=True),
-        caption_column=Str(null=True), reference_column=Str(null=True), bleu=Bool(), rouge=Bool(), meteor=Bool(),
-        embedding=Bool(), distinct_n=List(Int(min=1)),
+        input=PATH, reference=PATH, train=PATH, output=PATH, taxonomy_path=PATH, tags_column=Str(null=True),
+        caption_column=Str(null=True), reference_column=Str(null=True), protocol=Str(choices=("lp-musiccaps",)),
+        bleu=Bool(), rouge=Bool(), meteor=Bool(),
+        bertscore=S(enabled=Bool(), model=Str(), revision=Str(null=True), layer=Int(min=1)),
+        mauve=S(enabled=Bool(), model=Str()), embedding=Bool(), distinct_n=List(Int(min=1)), lint=Bool(),
     ),
 )
 
 # -- audio stage ---------------------------------------------------------------------------------
 
+_BPM = Float(min=20, max=400)
+TAGMAP = S(tempo_bpm=Dict(List(_BPM)), default_bpm=List(_BPM), feels=Dict(Str(choices=("steady", "syncopated"))),
+           instruments=Dict(Str()))
+VERIFICATION = S(
+    input=PATH, output=PATH, force=Bool(), batch_size=Int(min=1), max_seconds=Float(above=0, null=True), taxonomy=PATH,
+    checkers=List(Str()),
+    tempo=S(method=Str(choices=("tempo", "beat")), tolerance=Float(min=0, max=1), min_confidence=Float(min=0, max=1)),
+    clap=S(categories=List(Str(), null=True), decision=Str(choices=("rank", "margin", "threshold")), top_k=Int(min=1),
+           margin=Float(), threshold=Float(min=-1, max=1), cache=Bool(), templates=Dict(Str())),
+    custom=Dict(),
+)
+_TINY_MUSICGEN = Section({"seed": SEED, "sampling_rate": Int(min=8000, max=192000), "cache_dir": Str()}, optional=True)
 TTA_INFERENCE = S(
     task_name=Str(), seed=SEED, device=DEVICE, paths=PATHS,
     data=S(caption_column=Str(null=True), id_column=Str(null=True), duration_column=Str(null=True)),
-    model=S(name=Str(), backend=Str(choices=("transformers", "audiocraft")), revision=Str(null=True),
+    model=S(name=Str(), backend=Str(choices=("transformers", "audiocraft", "synth")), revision=Str(null=True),
             trust_remote_code=Bool(), dtype=Str(), threads=COUNT,
-            tiny=Section({"seed": SEED, "sampling_rate": Int(min=8000, max=192000), "cache_dir": Str()}, optional=True)),
+            tiny=_TINY_MUSICGEN, sample_rate=Int(min=8000, max=192000, optional=True),
+            miss_rate=Float(min=0, max=1, optional=True)),
+    tagmap=TAGMAP,
+    verification=VERIFICATION,
     generation=S(
         batch_size=Int(min=1), duration=Float(above=0, max=3600, null=True), max_new_tokens=Int(min=1), do_sample=Bool(),
         temperature=Float(min=0), top_k=Int(min=0), top_p=Float(min=0, max=1), guidance_scale=Float(min=0),
@@ -366,7 +383,11 @@ TTA_INFERENCE = S(
     ),
     evaluate=S(
         input=PATH, reference=PATH, output=PATH, clap_model=Str(), revision=Str(null=True), batch_size=Int(min=1),
-        max_seconds=Float(above=0, null=True), tiny=Section({"seed": SEED, "cache_dir": Str()}, optional=True),
+        max_seconds=Float(above=0, null=True), self_test=Bool(),
+        fad=S(backbones=List(Str(choices=("vggish", "pann", "encodec", "tiny"))), vggish_weights=PATH, pann_weights=PATH,
+              encodec_model=Str(), inf_steps=Int(min=3), fixed_n=Int(min=2, null=True), repeats=Int(min=1),
+              tiny=_TINY_MUSICGEN),
+        tiny=Section({"seed": SEED, "cache_dir": Str()}, optional=True),
     ),
 )
 
@@ -375,10 +396,12 @@ TTA_INFERENCE = S(
 _STAGE = dict(preset=Str(null=True), overrides=List(Str()))
 PIPELINE = S(
     task_name=Str(), seed=SEED, num_items=Int(min=1), paths=PATHS, output=Str(), tags=PATH, captions=PATH,
-    stages=List(Str(choices=("vae", "caption", "tta"))),
+    stages=List(Str(choices=("vae", "caption", "tta", "verify"))),
     vae=S(**_STAGE, model=PATH),
     caption=S(**_STAGE, finetune=Bool(), finetune_overrides=List(Str()), adapter=PATH),
     tta=S(**_STAGE),
+    verify=S(policy=Str(choices=("keep", "rerender", "drop")), min_realisation=Float(min=0, max=1),
+             max_attempts=Int(min=1, max=20), overrides=List(Str())),
     dataset=S(splits=Dict(Float(min=0, max=1)), split_seed=SEED, name=Str(), license=Str(), attribution=Str(),
               input_licenses=Dict(Str()),
               exclude=List(Str()), exclude_ngram=Int(min=1, max=20), exclude_threshold=Float(above=0, max=1)),

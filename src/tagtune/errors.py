@@ -92,3 +92,7 @@ class Interrupted(BaseException):
     def __init__(self, during: str = ""):
         super().__init__(during)
         self.during = during
+
+
+class ModelQualityError(TagtuneError):
+    """A model that loads but fails a self-test (collapsed embeddings): its scores would mislead."""

@@ -95,15 +95,17 @@ class ClipRow(CaptionRow):
     file_name: str = _doc("the audio file, relative to the folder (`audio/<file-name-safe id>.wav`)")
     duration: float = _doc("seconds of audio in the file")
     sample_rate: int = _doc("Hz")
+    realised_tags: list[str] | None = _doc("tags the audio was judged to carry (the pipeline's verify step)", default=None)
+    realisation: float | None = _doc("realised / judged intended tags (verify step; null when none could be judged)",
+                                     default=None)
+
 
 @dataclass(kw_only=True)
 class DatasetRow(ClipRow):
-    """Hop 4, written by ``pipeline run`` (``DIR/dataset/<split>/metadata.jsonl``)."""
+    """Hop 4, written by ``pipeline run`` (``DIR/dataset/<split>/metadata.parquet``)."""
 
     hop: ClassVar[str] = "dataset row"
     split: str = _doc("train, validation or test")
-    realised_tags: list[str] | None = _doc("tags the verification judged audible (when it ran)", default=None)
-    realisation: float | None = _doc("realised intended tags / intended tags (when verification ran)", default=None)
 
 
 ROW_TYPES: tuple[type[TagSetRow], ...] = (TagSetRow, CaptionRow, ClipRow, DatasetRow)

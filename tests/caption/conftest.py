@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from helpers import read_jsonl, write_jsonl
 from tagtune.records import resources_dir
 
 
@@ -39,15 +39,12 @@ def tiny_loaded():
 def demo_rows(n: int) -> list[dict[str, Any]]:
     """The first ``n`` packaged demo tag sets, shaped like ``vae sample`` output (no caption)."""
     rows = []
-    with open(resources_dir() / "demo_tags.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            rec = json.loads(line)
-            rec.pop("caption", None)
-            rec["id"] = rec["id"].replace("demo", "s0")
-            rec["sampling"] = {"mode": "bernoulli", "temperature": 1.0, "threshold": 0.5, "seed": 0}
-            rows.append(rec)
-            if len(rows) == n:
-                break
+    for rec in read_jsonl(resources_dir() / "demo_tags.jsonl")[:n]:
+        rec.pop("caption", None)
+        rec["id"] = rec["id"].replace("demo", "s0")
+        rec["provenance"] = {"tags": {"model": "demo", "fingerprint": "0123456789abcdef", "mode": "bernoulli",
+                                      "prior": "aggregate", "temperature": 1.0, "threshold": 0.5, "seed": 0}}
+        rows.append(rec)
     return rows
 
 
@@ -56,17 +53,6 @@ def tags_jsonl(tmp_path: Path):
     """``tags_jsonl(n)``: a vae-sample-style JSONL with ``n`` tag sets."""
 
     def make(n: int = 12, name: str = "tags.jsonl") -> Path:
-        path = tmp_path / name
-        path.write_text("".join(json.dumps(r) + "\n" for r in demo_rows(n)), encoding="utf-8")
-        return path
+        return write_jsonl(tmp_path / name, demo_rows(n))
 
     return make
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-@pytest.fixture
-def jsonl_reader():
-    return read_jsonl

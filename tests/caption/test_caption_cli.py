@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from tagtune.cli import main
+from helpers import (
+    count_lines,
+    error_line,
+    read_jsonl,
+    run_cli,
+    run_tagtune,
+    signal_when,
+    tagtune_argv,
+    write_jsonl,
+)
+from tagtune.records import resources_dir
 
 pytestmark = pytest.mark.slow
 
@@ -21,10 +27,7 @@ pytestmark = pytest.mark.slow
 def finetuned(tmp_path_factory):
     """One real ``caption finetune --preset quick_test`` run, shared by the tests below."""
     out = tmp_path_factory.mktemp("lora") / "adapter"
-    proc = subprocess.run(
-        [sys.executable, "-m", "tagtune", "caption", "finetune", "--preset", "quick_test", "-o", str(out)],
-        capture_output=True, text=True, timeout=300, env=os.environ.copy(),
-    )
+    proc = run_tagtune("caption", "finetune", "--preset", "quick_test", "-o", out, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return out, proc
 
@@ -58,7 +61,7 @@ def test_resume_from_last_checkpoint(finetuned, caption_cfg, tmp_path):
 
     out, _ = finetuned
     first = json.loads((out / "metrics.json").read_text())
-    cfg = caption_cfg("caption_fine_tuning", f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}", "trainer.max_epochs=3",
+    cfg = caption_cfg("caption_fine_tuning", f"finetune.resume={out / 'checkpoints' / 'last.ckpt'}", "trainer.max_epochs=3",
                       "data.limit=80", "callbacks.progress_bar.enabled=false")
     res = finetune(cfg)
     assert res.epochs == 3 and res.steps > first["steps"]
@@ -66,110 +69,113 @@ def test_resume_from_last_checkpoint(finetuned, caption_cfg, tmp_path):
     assert m["steps"] == res.steps
 
 
+def test_finetune_again_into_a_finished_adapter_dir_is_refused(finetuned):
+    out, _ = finetuned
+    weights = (out / "adapter_model.safetensors").read_bytes()
+    code, _, err = run_cli("caption", "finetune", "--preset", "quick_test", "-o", out)
+    assert code == 2
+    error_line(err, str(out), "already holds a trained adapter", "finetune.resume=")
+    assert (out / "adapter_model.safetensors").read_bytes() == weights
+
+
 def test_infer_with_adapter_one_caption_per_id(finetuned, tagtune_cli, tmp_path):
     out, _ = finetuned
-    src = tmp_path / "tags.jsonl"
     rows = [{"id": f"t{i}", "tags": tags} for i, tags in enumerate(
         [["rock", "energetic"], ["jazz", "calm", "piano"], ["ambient"], ["folk", "violin", "slow tempo"], ["techno"]])]
-    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    src = write_jsonl(tmp_path / "tags.jsonl", rows)
     caps = tmp_path / "caps.jsonl"
     proc = tagtune_cli("caption", "infer", str(src), "--preset", "quick_test", "--adapter", str(out), "-o", str(caps))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    got = [json.loads(line) for line in caps.read_text().splitlines()]
+    got = read_jsonl(caps)
     assert [g["id"] for g in got] == [r["id"] for r in rows]
     assert all(g["caption"].strip() for g in got)
+    assert all(g["provenance"]["caption"]["adapter"] == str(out) for g in got)
     assert "captions/s" in proc.stdout + proc.stderr
     assert (tmp_path / "caps.jsonl.config.yaml").read_text().count(str(out)) == 1
 
 
-def _cli_ok(*args: str) -> None:
-    with pytest.raises(SystemExit) as exc:
-        main(list(args))
-    assert exc.value.code == 0
+def _cli_ok(*args: object) -> str:
+    """Run the CLI in-process, expect exit 0, return stdout (stderr goes to the assertion message)."""
+    code, out, err = run_cli(*args)
+    assert code == 0, err[-2000:]
+    return out
 
 
-def test_infer_with_no_arguments_but_the_preset(capsys, monkeypatch, tmp_path):
+def test_infer_with_no_arguments_but_the_preset(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
-    _cli_ok("caption", "infer", "--preset", "quick_test", "--limit", "5")
+    out = _cli_ok("caption", "infer", "--preset", "quick_test", "--limit", "5")
     outs = list(tmp_path.glob("outputs/caption_inference/*/captions.jsonl"))
     assert len(outs) == 1 and len(outs[0].read_text().splitlines()) == 5
     assert (outs[0].parent / "config.yaml").is_file()
-    assert "wrote 5 captions" in capsys.readouterr().out
+    assert "wrote 5 captions" in out
 
 
 def test_sigkill_mid_run_then_rerun_gives_one_line_per_id(tmp_path):
-    src = tmp_path / "tags.jsonl"
-    demo = Path(__file__).resolve().parents[2] / "src" / "tagtune" / "resources" / "demo_tags.jsonl"
-    rows = [json.loads(line) for line in demo.read_text().splitlines()][:40]
-    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rows = read_jsonl(resources_dir() / "demo_tags.jsonl")[:40]
+    src = write_jsonl(tmp_path / "tags.jsonl", rows)
     caps = tmp_path / "caps.jsonl"
-    args = [sys.executable, "-m", "tagtune", "caption", "infer", str(src), "--preset", "quick_test", "-o", str(caps),
+    args = ["caption", "infer", str(src), "--preset", "quick_test", "-o", str(caps),
             "--batch-size", "1", "generation.max_new_tokens=32", "generation.min_new_tokens=32"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            if caps.exists() and caps.read_bytes().count(b"\n") >= 2:
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, "finished before it could be killed: make the run longer"
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
-    written = caps.read_bytes().count(b"\n")
+    code = signal_when(tagtune_argv(*args), lambda: count_lines(caps) >= 2, timeout=120)
+    assert code == -signal.SIGKILL, "finished before it could be killed: make the run longer"
+    written = count_lines(caps)
     assert 2 <= written < len(rows)
-    rerun = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    rerun = run_tagtune(*args, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    lines = caps.read_text(encoding="utf-8").splitlines()
-    got = [json.loads(line)["id"] for line in lines]  # every line parses: no torn line survived
+    got = [r["id"] for r in read_jsonl(caps, complete=True)]  # every line parses: no torn line survived
     assert sorted(got) == sorted(r["id"] for r in rows) and len(got) == len(set(got))
-    assert f"{written}" in rerun.stdout or "already there" in rerun.stdout
+    assert f"{written} already there" in " ".join(rerun.stdout.split())
 
 
-def _cli_error(capsys, *args: str) -> str:
-    with pytest.raises(SystemExit) as exc:
-        main(list(args))
-    assert exc.value.code == 2
-    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
-    assert len(err) == 1
-    return err[0]
+def _cli_error(*args: object) -> str:
+    """Run the CLI in-process, expect exit 2 and exactly one error line (notes may precede it)."""
+    return run_cli(*args).error(only=False)
 
 
-def test_missing_or_broken_adapter_is_one_line(capsys, tmp_path):
-    msg = _cli_error(capsys, "caption", "infer", "--preset", "quick_test", "--adapter", str(tmp_path / "nope"), "--limit", "1")
+def test_missing_or_broken_adapter_is_one_line(tmp_path):
+    msg = _cli_error("caption", "infer", "--preset", "quick_test", "--adapter", str(tmp_path / "nope"), "--limit", "1")
     assert "adapter directory" in msg and "nope" in msg
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "adapter_config.json").write_text("{not json")
-    assert "corrupt adapter config" in _cli_error(capsys, "caption", "infer", "--preset", "quick_test", "--adapter", str(broken))
+    assert "corrupt adapter config" in _cli_error("caption", "infer", "--preset", "quick_test", "--adapter", str(broken))
     (broken / "adapter_config.json").write_text('{"peft_type": "LORA"}')
     (broken / "adapter_model.bin").write_bytes(b"pickle")
-    assert "pickled" in _cli_error(capsys, "caption", "infer", "--preset", "quick_test", "--adapter", str(broken))
+    assert "pickled" in _cli_error("caption", "infer", "--preset", "quick_test", "--adapter", str(broken))
     (broken / "adapter_model.safetensors").write_bytes(b"garbage")
-    msg = _cli_error(capsys, "caption", "infer", "--preset", "quick_test", "--adapter", str(broken),
+    msg = _cli_error("caption", "infer", "--preset", "quick_test", "--adapter", str(broken),
                      "-o", str(tmp_path / "c.jsonl"), "--limit", "1")
     assert "cannot load adapter" in msg
 
 
-def test_quantization_required_without_cuda_exits_2(capsys, tmp_path):
-    msg = _cli_error(capsys, "caption", "infer", "--preset", "quick_test", "-o", str(tmp_path / "c.jsonl"), "--limit", "1",
+def test_quantization_required_without_cuda_exits_2(tmp_path):
+    msg = _cli_error("caption", "infer", "--preset", "quick_test", "-o", str(tmp_path / "c.jsonl"), "--limit", "1",
                      "model.quantization.enabled=true", "model.quantization.required=true")
     assert "CUDA is not available" in msg and "quantization.required" in msg
 
 
-def test_quantized_config_on_cpu_says_so_in_one_line(capsys, tmp_path):
-    _cli_ok("caption", "infer", "--preset", "quick_test", "-o", str(tmp_path / "c.jsonl"), "--limit", "2",
-            "model.quantization.enabled=true")
-    notes = [line for line in capsys.readouterr().err.splitlines() if "unquantized" in line]
+def test_quantized_config_on_cpu_says_so_in_one_line(tmp_path):
+    code, _, err = run_cli("caption", "infer", "--preset", "quick_test", "-o", str(tmp_path / "c.jsonl"), "--limit", "2",
+                           "model.quantization.enabled=true")
+    assert code == 0, err
+    notes = [line for line in err.splitlines() if "unquantized" in line]
     assert len(notes) == 1 and "CUDA is not available" in notes[0] and "'tiny'" in notes[0]
     assert len((tmp_path / "c.jsonl").read_text().splitlines()) == 2
 
 
-def test_default_model_offline_is_one_line(capsys, monkeypatch, tmp_path):
+def test_default_model_offline_is_one_line(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    msg = _cli_error(capsys, "caption", "infer", "-o", str(tmp_path / "c.jsonl"), "--limit", "1")
+    msg = _cli_error("caption", "infer", "-o", str(tmp_path / "c.jsonl"), "--limit", "1")
     assert "meta-llama/Llama-3.1-8B-Instruct" in msg and "offline" in msg and "--preset quick_test" in msg
+
+
+def test_output_equal_to_the_input_is_refused(tmp_path):
+    src = write_jsonl(tmp_path / "tags.jsonl", read_jsonl(resources_dir() / "demo_tags.jsonl")[:3])
+    before = src.read_bytes()
+    msg = _cli_error("caption", "infer", src, "--preset", "quick_test", "-o", src)
+    assert f"output {src} is the input file" in msg
+    assert src.read_bytes() == before
 
 
 def test_default_model_without_network_fails_fast_in_a_real_process(tagtune_cli, tmp_path):
@@ -185,12 +191,16 @@ def test_default_model_without_network_fails_fast_in_a_real_process(tagtune_cli,
     assert elapsed < 40  # without the reachability check, Hub retries alone take ~45 s
 
 
-def test_override_in_the_input_position_and_show_config(capsys, monkeypatch, tmp_path):
+def test_override_in_the_input_position_and_show_config(monkeypatch, tmp_path):
+    import yaml
+
     monkeypatch.chdir(tmp_path)
-    _cli_ok("caption", "infer", "generation.max_new_tokens=7", "--preset", "quick_test", "--batch-size", "3", "--show-config")
-    shown = capsys.readouterr().out
-    assert "max_new_tokens: 7" in shown and "batch_size: 3" in shown and "input: null" in shown
+    shown = yaml.safe_load(_cli_ok("caption", "infer", "generation.max_new_tokens=7", "--preset", "quick_test",
+                                   "--batch-size", "3", "--show-config"))
+    assert shown["generation"]["max_new_tokens"] == 7 and shown["generation"]["batch_size"] == 3
+    assert shown["infer"]["input"] == shown["data"]["path"]  # no INPUT: the data section's file (the demo sets)
     _cli_ok("caption", "infer", "generation.max_new_tokens=6", "--preset", "quick_test", "--limit", "2", "-o", "c.jsonl")
     assert len((tmp_path / "c.jsonl").read_text().splitlines()) == 2
-    _cli_ok("caption", "finetune", "--preset", "quick_test", "--seed", "5", "-o", "ft", "--show-config")
-    assert "seed: 5" in capsys.readouterr().out and not (tmp_path / "ft").exists()
+    out = _cli_ok("caption", "finetune", "--preset", "quick_test", "--seed", "5", "-o", "ft", "--show-config")
+    assert yaml.safe_load(out)["seed"] == 5 and yaml.safe_load(out)["finetune"]["output"] == "ft"
+    assert not (tmp_path / "ft").exists()

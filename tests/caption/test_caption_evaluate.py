@@ -7,20 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from tagtune.cli import app, main
+from helpers import run_cli, write_jsonl
 
 PREDS = [
     {"id": "a", "tags": ["rock", "energetic"], "caption": "An energetic rock anthem."},
     {"id": "b", "tags": ["jazz", "calm", "piano"], "caption": "A calm jazz trio led by piano."},
     {"id": "c", "tags": ["folk", "violin"], "caption": "A folk tune."},
 ]
-
-
-def _write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
 
 
 def _write_csv(path: Path, rows: list[dict]) -> Path:
@@ -32,17 +26,18 @@ def _write_csv(path: Path, rows: list[dict]) -> Path:
 
 
 def _eval(args: list[str]) -> dict:
-    result = CliRunner().invoke(app, ["caption", "evaluate", *args, "evaluation.embedding=false"])
-    assert result.exit_code == 0, result.output
-    out = Path(args[args.index("-o") + 1])
-    return json.loads(out.read_text())
+    code, out, err = run_cli("caption", "evaluate", *args, "evaluate.embedding=false")
+    assert code == 0, err
+    path = Path(args[args.index("-o") + 1])
+    assert f"metrics written to {path}" in " ".join(out.split())
+    return json.loads(path.read_text())
 
 
 def test_evaluate_writes_json_with_coverage_and_table(tmp_path):
-    preds = _write_jsonl(tmp_path / "caps.jsonl", PREDS)
-    result = CliRunner().invoke(app, ["caption", "evaluate", str(preds), "-o", str(tmp_path / "m.json")])
-    assert result.exit_code == 0, result.output
-    assert "tag coverage" in result.output and "Tag coverage per category" in result.output
+    preds = write_jsonl(tmp_path / "caps.jsonl", PREDS)
+    code, out, err = run_cli("caption", "evaluate", str(preds), "-o", str(tmp_path / "m.json"))
+    assert code == 0, err
+    assert "tag coverage" in out and "Tag coverage per category" in out
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["rows"] == 3
     assert m["coverage"]["mean"] == pytest.approx((1 + 1 + 0.5) / 3)
@@ -53,19 +48,21 @@ def test_evaluate_writes_json_with_coverage_and_table(tmp_path):
 
 
 def test_references_joined_on_id_in_any_order(tmp_path):
-    preds = _write_jsonl(tmp_path / "caps.jsonl", PREDS)
+    preds = write_jsonl(tmp_path / "caps.jsonl", PREDS)
     refs = _write_csv(tmp_path / "refs.csv", [{"id": r["id"], "caption": r["caption"]} for r in reversed(PREDS)])
-    m = _eval([str(preds), "--references", str(refs), "-o", str(tmp_path / "m.json")])
+    m = _eval([str(preds), "--reference", str(refs), "-o", str(tmp_path / "m.json")])
     ref = m["references"]
     assert ref["matched_by"] == "id" and ref["pairs"] == 3
     assert ref["bleu"] == pytest.approx(100.0)
     assert ref["rouge_l"] == pytest.approx(1.0)
     assert isinstance(ref["meteor"], (float, str))
-    assert ref["embedding_similarity"].startswith("unavailable: turned off")
+    assert ref["embedding_similarity"].startswith("unavailable: turned off (evaluate.embedding=false)")
+    alias = _eval([str(preds), "--references", str(refs), "-o", str(tmp_path / "m2.json")])  # the older spelling
+    assert alias["references"] == ref
 
 
 def test_references_by_row_order_and_same_file_column(tmp_path):
-    preds = _write_jsonl(tmp_path / "caps.jsonl", [dict(r, reference_caption="A calm piano piece.") for r in PREDS])
+    preds = write_jsonl(tmp_path / "caps.jsonl", [dict(r, reference_caption="A calm piano piece.") for r in PREDS])
     refs = _write_csv(tmp_path / "refs.csv", [{"text": "An energetic rock anthem."}] * 3)
     by_row = _eval([str(preds), "--references", str(refs), "--reference-column", "text", "-o", str(tmp_path / "m1.json")])
     assert by_row["references"]["matched_by"] == "row order"
@@ -73,24 +70,19 @@ def test_references_by_row_order_and_same_file_column(tmp_path):
     assert same["references"]["matched_by"] == "same file" and same["references"]["pairs"] == 3
 
 
-def _error(capsys, args: list[str]) -> str:
-    with pytest.raises(SystemExit) as exc:
-        main(["caption", "evaluate", *args])
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ")
-    return err[0]
+def _error(args: list[str]) -> str:
+    return run_cli("caption", "evaluate", *args).error()
 
 
-def test_reference_and_column_errors_are_one_line(tmp_path, capsys):
-    preds = _write_jsonl(tmp_path / "caps.jsonl", PREDS)
+def test_reference_and_column_errors_are_one_line(tmp_path):
+    preds = write_jsonl(tmp_path / "caps.jsonl", PREDS)
     refs = _write_csv(tmp_path / "refs.csv", [{"id": "zz", "caption": "x"}])
-    assert "do not line up" in _error(capsys, [str(preds), "--references", str(refs)])
-    msg = _error(capsys, [str(preds), "--caption-column", "nope"])
+    assert "do not line up" in _error([str(preds), "--references", str(refs)])
+    msg = _error([str(preds), "--caption-column", "nope"])
     assert "caps.jsonl:1" in msg and "nope" in msg and "available columns" in msg
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(PREDS[0]) + "\n" + '{"id": "x", "tags": 5, "caption": "y"}\n')
-    msg = _error(capsys, [str(bad)])
+    msg = _error([str(bad)])
     assert "bad.jsonl:2" in msg and "'tags'" in msg
 
 
@@ -101,7 +93,7 @@ def test_conceptcaps_seed_captions(shared_data, tmp_path):
         "-o", str(tmp_path / "seed.json"),
     ])
     assert m["rows"] == 1191
-    assert m["columns"]["tags"] == "aspect_list" and m["columns"]["caption"] == "prediction"
+    assert m["columns"]["tags"] == ["aspect_list"] and m["columns"]["caption"] == "prediction"
     assert set(m["coverage"]["per_category"]) == {"tempo", "genre", "mood", "instrument"}
     assert 0.3 < m["coverage"]["mean"] < 0.95  # a fine-tuned 8B model mentions most, not all, tags
     assert 20 < m["length_words"]["mean"] < 45

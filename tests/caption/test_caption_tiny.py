@@ -53,6 +53,17 @@ def test_half_built_directory_is_rebuilt(tiny_section):
     assert (built / "model.safetensors").is_file()
 
 
+def test_a_tampered_cached_model_is_rebuilt(tiny_section):
+    built = ensure_tiny_model(tiny_section)
+    good = (built / "model.safetensors").read_bytes()
+    (built / "model.safetensors").write_bytes(good[: len(good) // 2])  # truncated by a full disk, say
+    (built / "config.json").write_text("{}")
+    again = ensure_tiny_model(tiny_section)
+    assert again == built
+    assert (built / "model.safetensors").read_bytes() == good  # same seed: the same weights again
+    assert (built / "config.json").read_text() != "{}"
+
+
 def test_tokenizer_and_model_load_with_transformers(tiny_section):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -7,8 +7,21 @@ import math
 import pytest
 
 from tagtune.caption.model import quantization_plan
-from tagtune.caption.train import build_peft_model, lr_lambda
+from tagtune.caption.module import make_scheduler
+from tagtune.caption.train import build_peft_model
 from tagtune.errors import ConfigError, DependencyError
+
+
+def lr_lambda(name: str, warmup_ratio: float, total: int):
+    """The LR multiplier of ``make_scheduler``'s schedule at a step (base LR 1.0)."""
+    import torch
+
+    def at(step: int) -> float:
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        sched = make_scheduler(opt, name, warmup_ratio, total)
+        return sched.lr_lambdas[0](step)
+
+    return at
 
 
 def test_schedules_warm_up_then_decay():
@@ -20,8 +33,15 @@ def test_schedules_warm_up_then_decay():
     lin = lr_lambda("linear", 0.0, 10)
     assert [round(lin(s), 2) for s in (0, 5, 10)] == [1.0, 0.5, 0.0]
     assert lr_lambda("constant", 0.5, 10)(9) == 1.0
-    with pytest.raises(ConfigError, match="scheduler.name"):
-        lr_lambda("exponential", 0.0, 10)
+    assert lr_lambda("constant", 0.5, 10)(0) < 1.0  # it warms up too
+
+
+def test_unknown_schedule_is_refused_naming_the_key():
+    from tagtune.config import compose
+
+    with pytest.raises(ConfigError, match=r"scheduler\.name: expected one of cosine, linear, constant, got 'exponential'") as info:
+        compose("caption_fine_tuning", ["scheduler.name=exponential"])
+    assert info.value.key == "scheduler.name"
 
 
 def test_quantization_plan():
@@ -59,12 +79,17 @@ def test_short_finetune_changes_lora_weights_and_lowers_loss(caption_cfg, tmp_pa
     from safetensors.torch import load_file
 
     from tagtune.caption.train import finetune
+    from tagtune.report import CaptureReporter
 
     cfg = caption_cfg("caption_fine_tuning", "data.limit=64", "trainer.max_epochs=2", "callbacks.progress_bar.enabled=false",
-                      "validation.num_sample_captions=1", "logger=none")
-    res = finetune(cfg)
+                      "finetune.sample_captions=1", "logger=none")
+    reporter = CaptureReporter()
+    res = finetune(cfg, reporter)
     assert res.train_loss_epochs[-1] < res.train_loss_epochs[0]
     assert res.val_perplexity == pytest.approx(math.exp(res.val_loss))
     weights = load_file(tmp_path / "run" / "adapter_model.safetensors")
     assert any("lora_B" in k and v.abs().sum() > 0 for k, v in weights.items())
     assert res.sample_captions and res.sample_captions[0]["caption"]
+    assert res.output_dir == str(tmp_path / "run")  # finetune.output defaults to paths.output_dir
+    assert any(n.startswith("LoRA: ") and "trainable" in n for n in reporter.notes)
+    assert any(n.startswith("sample [") for n in reporter.notes)

@@ -7,25 +7,24 @@ import subprocess
 import sys
 
 import pytest
-from typer.testing import CliRunner
 
+from helpers import error_line, run_cli
 from tagtune import __version__
 from tagtune.cli import _pop_verbose, app
 
-runner = CliRunner()
 HEAVY = ("torch", "transformers", "lightning", "peft", "bitsandbytes", "pytorch_lightning")
 
 
 def test_help_lists_every_stage_group():
-    result = runner.invoke(app, ["--help"])
-    assert result.exit_code == 0
+    code, out, _ = run_cli("--help")
+    assert code == 0
     for group in ("vae", "caption", "tta", "pipeline", "config"):
-        assert group in result.output
+        assert group in out
 
 
 def test_version():
-    result = runner.invoke(app, ["--version"])
-    assert result.exit_code == 0 and __version__ in result.output
+    code, out, _ = run_cli("--version")
+    assert code == 0 and out == f"tagtune {__version__}\n"
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["config", "list"], ["config", "show", "vae_training"], ["vae", "--help"], ["caption", "--help"], ["tta", "--help"], ["pipeline", "--help"]])
@@ -122,3 +121,111 @@ def test_generated_reference_docs_are_up_to_date():
     script = __import__("pathlib").Path(__file__).resolve().parents[2] / "scripts" / "gen_docs.py"
     proc = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# -- flags and overrides are config keys, checked by the config schema ------------------------------
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["vae", "sample", "-n", "abc"], "error: sample.num_samples: expected an integer >= 1, got 'abc' (set by -n)"),
+        (["vae", "sample", "-n", "-5"], "error: sample.num_samples: expected an integer >= 1, got -5 (set by -n)"),
+        (["pipeline", "run", "--preset", "quick_test", "-n", "abc"], "error: num_items: expected an integer >= 1, got 'abc' (set by -n)"),
+        (["pipeline", "run", "--preset", "quick_test", "-n", "-5"], "error: num_items: expected an integer >= 1, got -5 (set by -n)"),
+        (["tta", "generate", "p.jsonl", "--batch-size", "0"], "error: generation.batch_size: expected an integer >= 1, got 0 (set by --batch-size)"),
+        (["tta", "generate", "p.jsonl", "--duration", "-1"], "error: generation.duration: expected a number > 0"),
+        (["tta", "generate", "p.jsonl", "--limit", "abc"], "error: generate.limit: expected an integer >= 1, got 'abc' (set by --limit)"),
+        (["caption", "infer", "t.jsonl", "--batch-size", "x"], "error: generation.batch_size: expected an integer >= 1, got 'x' (set by --batch-size)"),
+        (["tta", "generate", "p.jsonl", "--seed", "-1"], "error: seed: expected an integer >= 0, below 2^32, got -1 (set by --seed)"),
+        (["tta", "generate", "p.jsonl", "generation.batch_size=0"], "error: generation.batch_size: expected an integer >= 1, got 0"),
+        (["tta", "generate", "p.jsonl", "generation.guidance_scale=abc"], "error: generation.guidance_scale: expected a number >= 0, got 'abc'"),
+        (["caption", "infer", "t.jsonl", "generation.temperature=nan"], "error: generation.temperature: expected a finite number, got nan"),
+        (["caption", "infer", "t.jsonl", "+generation.temprature=0.1"],
+         "error: unknown config key 'generation.temprature': nothing reads it (hint: did you mean 'generation.temperature'?)"),
+        (["vae", "train", "+trainer.max_epohcs=3"], "trainer.max_epohcs"),
+        (["vae", "train", "hydra.run.dir=x"], "error: override 'hydra.run.dir=x': hydra.* settings have no effect in tagtune"),
+        (["tta", "generate", "p.jsonl", "hydra/job_logging=disabled"], "error: override 'hydra/job_logging=disabled'"),
+    ],
+)
+def test_bad_values_exit_2_with_one_line_naming_the_key(tmp_path, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)  # nothing may be written, not even a run directory
+    code, out, err = run_cli(*argv)
+    assert code == 2 and out == ""
+    assert message in error_line(err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unknown_key_without_plus_names_the_closest_key():
+    code, _, err = run_cli("tta", "generate", "p.jsonl", "generation.temprature=0.1", "--show-config")
+    assert code == 2
+    assert "generation.temperature" in error_line(err)
+
+
+@pytest.mark.parametrize("command", [["vae", "train"], ["caption", "infer", "t.jsonl"]])
+def test_a_bad_seed_flag_is_named_as_seed(command):
+    code, _, err = run_cli(*command, "--seed", "abc", "--show-config")
+    assert code == 2
+    assert "seed: expected an integer >= 0, below 2^32, got 'abc' (set by --seed)" in error_line(err)
+
+
+# -- presets and `config validate` ------------------------------------------------------------------
+def test_a_preset_file_without_the_package_header_still_applies(tmp_path):
+    preset = tmp_path / "fast.yaml"
+    preset.write_text("# my preset, no package line\ntrainer:\n  max_epochs: 4\nmodel:\n  hidden_dim: 48\n")
+    code, out, err = run_cli("config", "show", "vae_training", "--preset", preset)
+    assert code == 0, err
+    import yaml
+
+    cfg = yaml.safe_load(out)
+    assert cfg["trainer"]["max_epochs"] == 4 and cfg["model"]["hidden_dim"] == 48
+    code, out, err = run_cli("vae", "train", "--preset", preset, "--show-config", "-o", tmp_path / "m")
+    assert code == 0 and "  max_epochs: 4\n" in out, err
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("- trainer.max_epochs=3\n", "is a YAML list, not a mapping of config keys"),
+        ("# @package trainer\nmax_epochs: 3\n", "declares a package other than _global_"),
+        ("trainer:\n  max_epochs: lots\n", "trainer.max_epochs: expected an integer"),
+        ("model:\n  hidden_dimm: 3\n", "unknown config key 'model.hidden_dimm'"),
+    ],
+)
+def test_a_bad_preset_file_is_one_line(tmp_path, text, message):
+    preset = tmp_path / "bad.yaml"
+    preset.write_text(text)
+    code, _, err = run_cli("vae", "train", "--preset", preset, "-o", tmp_path / "m")
+    assert code == 2
+    assert message in error_line(err)
+    assert not (tmp_path / "m").exists()
+
+
+def test_config_validate_accepts_a_good_preset_and_names_the_bad_key(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text("# @package _global_\ntrainer:\n  max_epochs: 4\nsample:\n  num_samples: 10\n")
+    code, out, err = run_cli("config", "validate", good)
+    assert code == 0, err
+    assert out.startswith(f"ok: {good} is a valid vae preset")
+    headerless = tmp_path / "headerless.yaml"
+    headerless.write_text("generation:\n  batch_size: 2\n  duration: 1.5\n")
+    code, out, err = run_cli("config", "validate", headerless, "--stage", "tta")
+    assert code == 0 and "valid tta preset" in out, err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("# @package _global_\ntrainer:\n  max_epochs: 4\nsample:\n  num_samples: -1\n")
+    code, out, err = run_cli("config", "validate", bad)
+    assert code == 2 and out == ""
+    assert "sample.num_samples: expected an integer >= 1, got -1" in error_line(err)
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("generation:\n  temprature: 0.5\n")
+    code, _, err = run_cli("config", "validate", typo, "--stage", "caption")
+    assert code == 2 and "did you mean 'generation.temperature'" in error_line(err)
+
+
+def test_config_validate_a_main_config_file(tmp_path):
+    mine = tmp_path / "vae_mine.yaml"
+    mine.write_text("# mine\ndefaults:\n  - vae_training\n  - _self_\nseed: 3\n")
+    code, out, err = run_cli("config", "validate", mine)
+    assert code == 0 and "valid vae main config" in out, err
+    mine.write_text("# mine\ndefaults:\n  - vae_training\n  - _self_\nseed: -3\n")
+    code, _, err = run_cli("config", "validate", mine)
+    assert code == 2 and "got -3" in error_line(err)

@@ -69,26 +69,40 @@ def test_every_yaml_parses_and_has_a_header_comment():
 
 
 def test_every_group_option_composes_into_a_main_config_that_uses_the_group():
-    """group=option works for every option of every group a main config selects."""
-    uses = {}
+    """group=option works for every option of every group a main config selects.
+
+    Options are tried in the main configs that select their group (``model: vae/default`` ->
+    the options under ``model/vae``; ``evaluate: vae`` -> those of ``evaluate``); the config schema
+    refuses another stage's option (``evaluate=caption`` in vae_training), so each option must
+    compose into at least one of them.
+    """
+    all_groups = groups()
+    users: dict[str, list[str]] = {}  # "group=folder/option" -> main configs that select the group
     for name in MAIN_CONFIGS:
         raw = yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text())
         for entry in raw.get("defaults", []):
-            if isinstance(entry, dict):
-                (group, option), = entry.items()
-                uses.setdefault(group, name)
-    all_groups = groups()
-    checked = 0
-    for group, name in uses.items():
-        stage = group.split("/")[-1] if "/" in group else None
-        for gname, options in all_groups.items():
-            # `model: vae/default` means group "model", options under model/vae
-            if gname == group or (gname.startswith(group + "/") and stage is None):
-                for opt in options:
-                    sel = f"{gname[len(group) + 1:]}/{opt}" if gname != group else opt
-                    compose(name, [f"{group}={sel}"])
-                    checked += 1
-    assert checked > 30
+            if not isinstance(entry, dict):
+                continue
+            (group, option), = entry.items()
+            folder, _, _ = str(option).rpartition("/")
+            for opt in all_groups[f"{group}/{folder}" if folder else group]:
+                users.setdefault(f"{group}={folder}/{opt}" if folder else f"{group}={opt}", []).append(name)
+    unusable = []
+    for override, names in users.items():
+        errors = []
+        for name in names:
+            try:
+                compose(name, [override])
+                break
+            except ConfigError as exc:
+                errors.append(f"{name}: {exc}")
+        else:
+            unusable.append(f"{override} ({'; '.join(errors)})")
+    assert len(users) > 30
+    assert unusable == []
+    selectable = {o.replace("=", "/") for o in users}
+    listed = {f"{g}/{o}" for g, opts in all_groups.items() for o in opts if g.split("/")[0] not in ("preset", "sweeps")}
+    assert listed - selectable == set(), "group options that no main config can select"
 
 
 def test_overrides_apply_and_preset_loses_to_overrides():
@@ -169,3 +183,43 @@ def test_run_id_is_resolved_once():
 def test_an_unknown_flag_among_the_overrides_is_named_as_an_option():
     with pytest.raises(ConfigError, match="unknown option '--limt'"):
         compose("caption_inference", ["--limt", "5"])
+
+
+def test_a_stage_preset_may_set_keys_of_either_command_of_the_stage(tmp_path):
+    preset = tmp_path / "both.yaml"
+    preset.write_text("finetune:\n  sample_captions: 1\ninfer:\n  limit: 3\ngeneration:\n  batch_size: 2\n")
+    infer = compose("caption_inference", preset=str(preset))
+    assert infer.infer.limit == 3 and infer.generation.batch_size == 2 and "finetune" not in infer
+    tune = compose("caption_fine_tuning", preset=str(preset))
+    assert tune.finetune.sample_captions == 1 and "infer" not in tune
+    preset.write_text("finetune:\n  sample_captions: -1\n")  # the sibling's keys are still checked
+    with pytest.raises(ConfigError, match=r"finetune\.sample_captions: expected an integer >= 0, got -1"):
+        compose("caption_inference", preset=str(preset))
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides", "key", "pattern"),
+    [
+        ("caption_inference", ["+generation.temprature=0.1"], "generation.temprature", r"did you mean 'generation\.temperature'"),
+        ("tta_inference", ["generation.batch_size=abc"], "generation.batch_size", r"expected an integer >= 1, got 'abc'"),
+        ("tta_inference", ["generation.temperature=nan"], "generation.temperature", r"expected a finite number, got nan"),
+        ("vae_training", ["sample.mode=greedy"], "sample.mode", r"expected one of sized, bernoulli, threshold"),
+        ("pipeline", ["num_items=0"], "num_items", r"expected an integer >= 1, got 0"),
+        ("vae_training", ["+trainer.max_epohcs=3"], "trainer.max_epohcs", r"not an argument of lightning\.Trainer .*max_epochs"),
+    ],
+)
+def test_the_schema_names_the_bad_key(name, overrides, key, pattern):
+    with pytest.raises(ConfigError, match=pattern) as info:
+        compose(name, overrides)
+    assert info.value.key == key and "\n" not in str(info.value)
+
+
+def test_hydra_overrides_are_refused():
+    for override in ("hydra.run.dir=x", "hydra/job_logging=disabled", "+hydra.job.chdir=true"):
+        with pytest.raises(ConfigError, match="hydra.* settings have no effect in tagtune"):
+            compose("vae_training", [override])
+
+
+def test_an_unknown_trainer_argument_is_passed_only_if_lightning_has_it():
+    cfg = compose("vae_training", ["+trainer.limit_train_batches=2"])
+    assert cfg.trainer.limit_train_batches == 2

@@ -1,105 +1,160 @@
-"""`tagtune pipeline run` end to end on the tiny models: dataset, resume after SIGKILL, --force, export."""
+"""`tagtune pipeline run` end to end on the tiny models: dataset, resume after SIGKILL, --force, start files, export."""
 
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import soundfile as sf
 
+from helpers import (
+    count_lines,
+    error_line,
+    read_jsonl,
+    run_cli,
+    run_tagtune,
+    signal_when,
+    tagtune_argv,
+    write_jsonl,
+)
+from tagtune.pipeline.dataset import METADATA, split_counts
+
 pytestmark = pytest.mark.slow
+CATEGORIES = ("genre", "mood", "instrument", "tempo")
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.stat().st_size) for p in folder.rglob("*") if p.is_file()}
 
 
-def _lines(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+def _dataset_rows(ds: Path) -> list[dict]:
+    return [dict(r, split=split) for split in ("train", "validation", "test") if (ds / split / METADATA).is_file()
+            for r in pd.read_parquet(ds / split / METADATA).to_dict("records")]
 
 
 def test_quick_test_pipeline_builds_a_dataset_reruns_as_a_no_op_and_exports(tagtune_cli, tmp_path):
     out = tmp_path / "ds"
     first = tagtune_cli("pipeline", "run", "--preset", "quick_test", "-o", out)
     assert first.returncode == 0, first.stderr
-    meta = _lines(out / "dataset" / "metadata.jsonl")
+    # (rich wraps the summary at 80 columns when stdout is not a terminal: compare words)
+    assert f"Dataset: {out / 'dataset'} (6 items: train" in " ".join(first.stdout.split())
+    meta = _dataset_rows(out / "dataset")
     assert len(meta) == 6 and len({m["id"] for m in meta}) == 6
     for row in meta:
-        for key in ("id", "caption", "aspect_list", "genre", "mood", "instrument", "tempo", "file_name", "split"):
+        for key in ("id", "caption", "tags", *CATEGORIES, "file_name", "provenance"):
             assert key in row
-        assert row["caption"].strip()
-        info = sf.info(str(out / "dataset" / row["file_name"]))
+        assert "aspect_list" not in row
+        assert row["caption"].strip() and list(row["tags"])
+        assert set(row["provenance"]) >= {"tags", "caption", "audio"}  # every stage says how it made the row
+        info = sf.info(str(out / "dataset" / row["split"] / row["file_name"]))
         assert info.frames > 0
-    assert len(list((out / "dataset" / "audio").iterdir())) == 6
+    assert sum(len(list((out / "dataset" / s / "audio").iterdir())) for s in split_counts(out / "dataset")) == 6
     assert (out / "dataset" / "README.md").is_file() and len(list((out / "dataset" / "plots").glob("*.png"))) == 3
     for stage in ("vae", "caption", "tta"):
         manifest = json.loads((out / stage / "manifest.json").read_text())
         assert manifest["status"] == "complete" and manifest["config_hash"]
-        assert (out / stage / "config.yaml").is_file()
+    assert (out / "config.yaml").is_file() and (out / "tta" / "config.yaml").is_file()
+    assert (out / "vae" / "model" / "config.yaml").is_file() and (out / "caption" / "captions.jsonl.config.yaml").is_file()
+    assert [r["id"] for r in read_jsonl(out / "vae" / "tags.jsonl")] == sorted(m["id"] for m in meta)
 
     before = _snapshot(out / "vae") | _snapshot(out / "caption") | _snapshot(out / "tta")
     again = tagtune_cli("pipeline", "run", "--preset", "quick_test", "-o", out)
     assert again.returncode == 0, again.stderr
-    assert again.stdout.count("already complete: skipped") == 3
+    assert again.stderr.count("already complete: skipped") == 3  # stage notes go to stderr
     assert (_snapshot(out / "vae") | _snapshot(out / "caption") | _snapshot(out / "tta")) == before
 
     exported = tagtune_cli("dataset", "export", out, "--format", "parquet")
     assert exported.returncode == 0, exported.stderr
-    frames = {p.stem: pd.read_parquet(p) for p in (out / "export").glob("*.parquet")}
-    assert sum(len(f) for f in frames.values()) == 6
-    for split, frame in frames.items():
-        assert set(frame["split"]) == {split}
-        assert {"id", "caption", "aspect_list", "genre", "mood", "instrument", "tempo", "file_name", "audio"} <= set(frame.columns)
+    frames = {p.stem.split("-")[0]: pd.read_parquet(p) for p in (out / "export-parquet" / "data").glob("*.parquet")}
+    assert sum(len(f) for f in frames.values()) == 6 and set(frames) == set(split_counts(out / "dataset"))
+    for frame in frames.values():
+        assert {"id", "caption", "tags", *CATEGORIES, "audio"} <= set(frame.columns)
 
     changed = tagtune_cli("pipeline", "run", "--preset", "quick_test", "-o", out, "vae:model.hidden_dim=16")
     assert changed.returncode == 2
-    assert "--force vae" in changed.stderr and len(changed.stderr.strip().splitlines()) == 1
+    # the progress line of the run that stopped may precede the error on stderr
+    error_line(changed.stderr, "the vae stage", "different config", "--force vae", only=False)
 
 
 def test_sigkill_during_captions_resumes_without_redoing_or_duplicating(tmp_path):
     out = tmp_path / "ds"
-    argv = [sys.executable, "-m", "tagtune", "pipeline", "run", "--preset", "quick_test", "-n", "16", "-o", str(out),
-            "caption:generation.batch_size=2"]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    args = ["pipeline", "run", "--preset", "quick_test", "-n", "16", "-o", out, "caption:generation.batch_size=2"]
     captions = out / "caption" / "captions.jsonl"
-    deadline = time.time() + 300
-    try:
-        while time.time() < deadline and proc.poll() is None:
-            if captions.is_file() and captions.read_text().count("\n") >= 2:
-                os.killpg(proc.pid, signal.SIGKILL)
-                break
-            time.sleep(0.02)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    done_before = captions.read_text().count("\n")
+    code = signal_when(tagtune_argv(*args), lambda: count_lines(captions) >= 2)
+    assert code == -signal.SIGKILL, "the run finished before it could be killed"
+    done_before = count_lines(captions)
     assert 2 <= done_before < 16
     assert json.loads((out / "caption" / "manifest.json").read_text())["status"] == "running"
     vae_before = _snapshot(out / "vae")
 
-    rerun = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    rerun = run_tagtune(*args)
     assert rerun.returncode == 0, rerun.stderr
-    assert "[vae] already complete" in rerun.stdout and "[caption] running (resuming" in rerun.stdout
+    assert "[vae] already complete" in rerun.stderr and "[caption] running (resuming earlier work)" in rerun.stderr
     assert _snapshot(out / "vae") == vae_before
-    ids = [r["id"] for r in _lines(captions)]
+    rows = read_jsonl(captions, complete=True)
+    ids = [r["id"] for r in rows]
     assert len(ids) == 16 and len(set(ids)) == 16
-    assert all(r["caption"].strip() for r in _lines(captions))
-    meta = _lines(out / "dataset" / "metadata.jsonl")
+    assert all(r["caption"].strip() for r in rows)
+    meta = _dataset_rows(out / "dataset")
     assert sorted(m["id"] for m in meta) == sorted(ids)
-    assert len(list((out / "dataset" / "audio").iterdir())) == 16
 
     caption_before = _snapshot(out / "caption")
-    forced = subprocess.run([*argv, "--force", "tta"], capture_output=True, text=True, timeout=600)
+    forced = run_tagtune(*args, "--force", "tta")
     assert forced.returncode == 0, forced.stderr
-    assert "[caption] already complete" in forced.stdout and "[tta] running" in forced.stdout
+    assert "[caption] already complete" in forced.stderr and "[tta] --force: removing" in forced.stderr
+    assert "[tta] running" in forced.stderr
     assert _snapshot(out / "caption") == caption_before
-    assert len(_lines(out / "tta" / "metadata.jsonl")) == 16
+    assert len(read_jsonl(out / "tta" / "metadata.jsonl")) == 16
+
+
+def test_start_from_your_own_captions_keeps_your_columns(tmp_path):
+    captions = write_jsonl(tmp_path / "mine.jsonl", [
+        {"id": f"m{i}", "tags": tags, "caption": f"a {' and '.join(tags)} piece", "source": "mine", "take": i}
+        for i, tags in enumerate([["rock", "energetic"], ["jazz", "calm"], ["piano"], ["ambient", "slow tempo"]])])
+    out = tmp_path / "ds"
+    code, stdout, err = run_cli("pipeline", "run", "--preset", "quick_test", "--captions", captions, "-o", out)
+    assert code == 0, err
+    assert not (out / "vae").exists() and not (out / "caption").exists()
+    rows = {r["id"]: r for r in _dataset_rows(out / "dataset")}
+    assert sorted(rows) == ["m0", "m1", "m2", "m3"]
+    assert rows["m1"]["caption"] == "a jazz and calm piece" and list(rows["m1"]["mood"]) == ["calm"]
+    assert (rows["m2"]["source"], rows["m2"]["take"]) == ("mine", 2)  # user columns ride along into the dataset
+    assert set(rows["m0"]["provenance"]) == {"audio"}
+    provenance = json.loads((out / "dataset" / "provenance.json").read_text())
+    assert provenance["started_from"] == {"vae": str(captions), "caption": str(captions)}
+
+
+def test_start_from_your_own_tag_sets(tmp_path):
+    tags = write_jsonl(tmp_path / "tags.jsonl", [{"id": f"t{i}", "tags": t} for i, t in
+                                                 enumerate([["rock"], ["jazz", "piano"], ["calm", "slow tempo"]])])
+    out = tmp_path / "ds"
+    code, _, err = run_cli("pipeline", "run", "--preset", "quick_test", "--tags", tags, "-o", out)
+    assert code == 0, err
+    assert not (out / "vae").exists()
+    assert [r["id"] for r in read_jsonl(out / "caption" / "captions.jsonl")] == ["t0", "t1", "t2"]
+    assert sorted(r["id"] for r in _dataset_rows(out / "dataset")) == ["t0", "t1", "t2"]
+
+
+def test_a_second_run_into_the_same_folder_is_refused_while_one_is_running(tmp_path):
+    from tagtune.resumable import locked
+
+    out = tmp_path / "ds"
+    with locked(out / ".tagtune-pipeline.lock", hint="test"):
+        code, _, err = run_cli("pipeline", "run", "--preset", "quick_test", "-o", out)
+    assert code == 2
+    error_line(err, ".tagtune-pipeline.lock", "in use by another tagtune process")
+    assert not (out / "vae").exists()
+
+
+def test_start_files_and_stages_are_checked_before_any_work(tmp_path):
+    out = tmp_path / "ds"
+    code, _, err = run_cli("pipeline", "run", "--preset", "quick_test", "--tags", tmp_path / "none.jsonl", "-o", out)
+    assert code == 2 and "none.jsonl does not exist" in error_line(err)
+    code, _, err = run_cli("pipeline", "run", "--preset", "quick_test", "--stages", "vae,lyrics", "-o", out)
+    assert code == 2 and "lyrics" in error_line(err)
+    code, _, err = run_cli("pipeline", "run", "--preset", "quick_test", "-o", out, "tta:generation.batch_size=0")
+    assert code == 2 and "generation.batch_size" in error_line(err)
+    assert not out.exists()

@@ -6,20 +6,23 @@ table of the message each case gets::
     python tests/reliability/matrix.py --write   # (make docs)
 
 Every case builds its inputs in a scratch directory, runs the real CLI entry point
-(``tagtune.cli.main``) and records exit code, stderr and whether files that existed before the
+(``tagtune.cli.main``, through ``helpers.run_cli``) and records exit code, stderr and whether files that existed before the
 command are byte-for-byte unchanged afterwards.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+if str(Path(__file__).resolve().parents[1]) not in sys.path:  # run as a script: find tests/helpers
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from helpers import run_cli  # noqa: E402
 
 DEMO_LINE = {"id": "a", "tags": ["rock", "energetic"], "genre": ["rock"], "mood": ["energetic"], "instrument": [], "tempo": []}
 
@@ -47,12 +50,18 @@ def _vae_model(d: Path) -> Path:
     """A real tiny model dir, trained once per scratch root and reused by the sampling cases."""
     model = d.parent / "_shared_vae_model"
     if not (model / "model.safetensors").is_file():
-        run(["vae", "train", "--preset", "quick_test", "-o", str(model)])
+        run_cli("vae", "train", "--preset", "quick_test", "-o", model)
     return model
 
 
 def _existing_output(d: Path) -> Path:
-    return _jsonl(d / "out.jsonl", [{"id": "kept", "caption": "an earlier, finished line"}])
+    return _jsonl(d / "out.jsonl", [{"id": "kept", "tags": ["rock"], "caption": "an earlier, finished line"}])
+
+
+def _finished_model(d: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(_vae_model(d), d / "finished_model"))
 
 
 CASES: list[Case] = [
@@ -67,6 +76,17 @@ CASES: list[Case] = [
          lambda d: ["caption", "infer", "model=caption/gpt9", "-o", str(d / "c.jsonl")], "model/caption/gpt9"),
     Case("missing config", "config show of a config that does not exist",
          lambda d: ["config", "show", "no_such_config"], "no_such_config"),
+    Case("misspelt new key", "+generation.temprature=0.1 (a typo in a key added with +)",
+         lambda d: ["caption", "infer", "--preset", "quick_test", "+generation.temprature=0.1", "-o", str(_existing_output(d))],
+         "did you mean 'generation.temperature'"),
+    Case("wrong value type", "generation.guidance_scale=abc",
+         lambda d: ["tta", "generate", str(_w(d / "p.txt", "a prompt\n")), "--preset", "quick_test", "generation.guidance_scale=abc",
+                    "-o", str(_tta_out(d))], "generation.guidance_scale: expected a number >= 0, got 'abc'"),
+    Case("hydra setting", "hydra.run.dir=x (tagtune composes without Hydra's runner)",
+         lambda d: ["vae", "train", "hydra.run.dir=x", "-o", str(d / "run")], "hydra.* settings have no effect"),
+    Case("bad preset file", "--preset with a YAML list instead of a mapping",
+         lambda d: ["vae", "train", "--preset", str(_w(d / "preset.yaml", "- trainer.max_epochs=3\n")), "-o", str(d / "run")],
+         "is a YAML list, not a mapping of config keys"),
     # -- taxonomy and tag data ------------------------------------------------------------------
     Case("duplicated tag in taxonomy", "a taxonomy listing one tag in two categories",
          lambda d: ["vae", "train", f"data.taxonomy_path={_w(d / 'tax.json', json.dumps({'genre': ['rock', 'pop'], 'mood': ['calm', 'pop']}))}",
@@ -75,7 +95,7 @@ CASES: list[Case] = [
          lambda d: ["vae", "train", f"data.taxonomy_path={_w(d / 'tax.yaml', 'genre: [rock]' + chr(10) + 'mood: []' + chr(10))}",
                     "-o", str(d / "run")], "category is empty"),
     Case("missing tag column", "a data file without the named tag column",
-         lambda d: ["vae", "train", f"data.path={_w(d / 'tags.csv', 'id,labels' + chr(10) + '1,rock' + chr(10))}", "data.aspect_column=genre_list",
+         lambda d: ["vae", "train", f"data.path={_w(d / 'tags.csv', 'id,labels' + chr(10) + '1,rock' + chr(10))}", "data.tags_column=genre_list",
                     "-o", str(d / "run")], "no column 'genre_list'; available columns: id, labels"),
     Case("empty data file", "a zero-byte data file",
          lambda d: ["vae", "train", f"data.path={_w(d / 'tags.jsonl', '')}", "-o", str(d / "run")], "file is empty"),
@@ -100,9 +120,16 @@ CASES: list[Case] = [
          lambda d: ["vae", "sample", "--model", str(_vae_model(d)), "--taxonomy", str(_w(d / "other.json", json.dumps({"genre": ["rock"]}))),
                     "-n", "5", "-o", str(d / "s.jsonl")], "taxonomy"),
     Case("zero samples", "vae sample -n 0",
-         lambda d: ["vae", "sample", "--model", str(_vae_model(d)), "-n", "0", "-o", str(d / "s.jsonl")], "samples must be positive, got 0"),
+         lambda d: ["vae", "sample", "--model", str(_vae_model(d)), "-n", "0", "-o", str(d / "s.jsonl")],
+         "sample.num_samples: expected an integer >= 1, got 0 (set by -n)"),
     Case("negative samples", "vae sample -n -3",
-         lambda d: ["vae", "sample", "--model", str(_vae_model(d)), "-n", "-3", "-o", str(d / "s.jsonl")], "samples must be positive, got -3"),
+         lambda d: ["vae", "sample", "--model", str(_vae_model(d)), "-n", "-3", "-o", str(d / "s.jsonl")],
+         "sample.num_samples: expected an integer >= 1, got -3 (set by -n)"),
+    Case("non-integer samples", "vae sample -n abc",
+         lambda d: ["vae", "sample", "--model", str(_vae_model(d)), "-n", "abc", "-o", str(d / "s.jsonl")],
+         "sample.num_samples: expected an integer >= 1, got 'abc' (set by -n)"),
+    Case("training over a finished model", "vae train -o a directory that holds a trained model",
+         lambda d: ["vae", "train", "--preset", "quick_test", "-o", str(_finished_model(d))], "already holds a trained model"),
     Case("unknown required tag", "vae sample --require naming a tag outside the taxonomy",
          lambda d: ["vae", "sample", "--model", str(_vae_model(d)), "--require", "zydeco", "-n", "5", "-o", str(d / "s.jsonl")], "zydeco"),
     # -- captions ---------------------------------------------------------------------------------
@@ -115,6 +142,12 @@ CASES: list[Case] = [
                     "-o", str(d / "lora")], "caption"),
     Case("missing adapter", "caption infer --adapter pointing nowhere",
          lambda d: ["caption", "infer", "--preset", "quick_test", "--adapter", str(d / "no_adapter"), "-o", str(_existing_output(d))], "no_adapter"),
+    Case("output is the input", "caption infer -o naming its own input file",
+         lambda d: ["caption", "infer", str(_existing_output(d)), "--preset", "quick_test", "-o", str(d / "out.jsonl")],
+         "is the input file"),
+    Case("zero batch size", "caption infer --batch-size 0",
+         lambda d: ["caption", "infer", "--preset", "quick_test", "--batch-size", "0", "-o", str(_existing_output(d))],
+         "generation.batch_size: expected an integer >= 1, got 0 (set by --batch-size)"),
     Case("bad shard", "--shard 3/2",
          lambda d: ["caption", "infer", "--preset", "quick_test", "--shard", "3/2", "-o", str(_existing_output(d))], "bad --shard '3/2'"),
     Case("gated model offline", "the default Llama model with no network",
@@ -127,9 +160,11 @@ CASES: list[Case] = [
                     "-o", str(_tta_out(d))], "p.jsonl:2"),
     Case("non-string text", "a prompts line whose caption is a number",
          lambda d: ["tta", "generate", str(_jsonl(d / "p.jsonl", [{"id": "a", "caption": 5}])), "--preset", "quick_test", "-o", str(_tta_out(d))], "p.jsonl:1"),
-    Case("ids colliding after sanitising", "ids a/b and a_b (both become a_b)",
-         lambda d: ["tta", "generate", str(_jsonl(d / "p.jsonl", [{"id": "a/b", "caption": "x"}, {"id": "a_b", "caption": "y"}])),
-                    "--preset", "quick_test", "-o", str(_tta_out(d))], "a_b"),
+    # ids are kept verbatim now and file names get a hash whenever an id had to change, so ids such
+    # as a/b and a_b no longer collide; what remains is the same id twice
+    Case("repeated prompt id", "a prompts file repeating an id that is not a safe file name (a/b twice)",
+         lambda d: ["tta", "generate", str(_jsonl(d / "p.jsonl", [{"id": "a/b", "caption": "x"}, {"id": "a/b", "caption": "y"}])),
+                    "--preset", "quick_test", "-o", str(_tta_out(d))], "p.jsonl:2: field 'id': duplicate id 'a/b' (first on line 1)"),
     Case("huge line", "a 9 MiB JSONL line",
          lambda d: ["tta", "generate", str(_w(d / "p.jsonl", '{"caption": "' + "x" * (9 * 1024 * 1024) + '"}\n')), "--preset", "quick_test",
                     "-o", str(_tta_out(d))], "line is longer than 8 MiB"),
@@ -143,7 +178,11 @@ CASES: list[Case] = [
     Case("unknown pipeline stage", "--stages naming a stage that does not exist",
          lambda d: ["pipeline", "run", "--preset", "quick_test", "--stages", "vae,lyrics", "-o", str(d / "ds")], "lyrics"),
     Case("zero pipeline items", "pipeline run -n 0",
-         lambda d: ["pipeline", "run", "--preset", "quick_test", "-n", "0", "-o", str(d / "ds")], "num_items"),
+         lambda d: ["pipeline", "run", "--preset", "quick_test", "-n", "0", "-o", str(d / "ds")],
+         "num_items: expected an integer >= 1, got 0 (set by -n)"),
+    Case("missing start file", "pipeline run --captions naming no file",
+         lambda d: ["pipeline", "run", "--preset", "quick_test", "--captions", str(d / "none.jsonl"), "-o", str(d / "ds")],
+         "none.jsonl does not exist"),
 ]
 
 
@@ -159,31 +198,8 @@ def _corrupt_model(d: Path) -> Path:
 
 def _tta_out(d: Path) -> Path:
     out = d / "audio_out"
-    _jsonl(out / "metadata.jsonl", [{"file_name": "audio/kept.wav", "id": "kept", "text": "earlier"}])
+    _jsonl(out / "metadata.jsonl", [{"file_name": "audio/kept.wav", "id": "kept", "caption": "earlier"}])
     return out
-
-
-def run(argv: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    """Run the CLI entry point in this process; returns (exit code, stdout, stderr)."""
-    from tagtune.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    old = {k: os.environ.get(k) for k in (env or {})}
-    os.environ.update(env or {})
-    code = 0
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                main(argv)
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    return code, out.getvalue(), err.getvalue()
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
@@ -194,7 +210,7 @@ def run_case(case: Case, scratch: Path) -> dict:
     scratch.mkdir(parents=True, exist_ok=True)
     argv = case.setup(scratch)
     before = snapshot(scratch)
-    code, _, err = run(argv, case.env)
+    code, _, err = run_cli(*argv, env=case.env)
     after = snapshot(scratch)
     kept = all(after.get(k) == v for k, v in before.items())
     lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith(("Failed to load CPU gemm_4bit", "note:"))]

@@ -6,72 +6,26 @@ audio file reads back and the metadata matches the files one to one.
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import io
 import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import soundfile as sf
 
+from helpers import count_lines, read_jsonl, run_cli, run_tagtune, signal_when, tagtune_argv
+
 pytestmark = pytest.mark.slow
 RNG = random.Random(20261127)  # random kill points, reproducible
 
 
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "tagtune", *map(str, args)]
-
-
-def _kill_when(argv: list[str], ready, timeout: float = 300) -> int:
-    """Start ``argv``, SIGKILL it once ``ready()`` is true (polled), return its exit status."""
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + timeout
-    try:
-        while time.time() < deadline and proc.poll() is None:
-            if ready():
-                os.killpg(proc.pid, signal.SIGKILL)
-                break
-            time.sleep(0.01)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    return proc.returncode
-
-
-def _lines(path: Path) -> list[dict]:
-    text = path.read_text(encoding="utf-8")
-    assert text == "" or text.endswith("\n"), "torn last line"
-    return [json.loads(x) for x in text.splitlines()]
-
-
-def _count(path: Path) -> int:
-    return path.read_bytes().count(b"\n") if path.is_file() else 0
-
-
-def _run_main(argv: list[str]) -> tuple[int, str]:
-    from tagtune.cli import main
-
-    err = io.StringIO()
-    code = 0
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            main(argv)
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    return code, err.getvalue()
-
-
 def test_vae_train_killed_then_resumed_from_last_checkpoint(tmp_path):
     out = tmp_path / "vae"
-    argv = _cli("vae", "train", "-o", out, "trainer.max_epochs=400", "callbacks.early_stopping.enabled=false", "logger=none")
+    args = ("vae", "train", "-o", out, "trainer.max_epochs=400", "callbacks.early_stopping.enabled=false", "logger=none")
     last = out / "checkpoints" / "last.ckpt"
     delay = RNG.uniform(0.2, 1.5)
     seen = {}
@@ -81,27 +35,30 @@ def test_vae_train_killed_then_resumed_from_last_checkpoint(tmp_path):
             seen["t"] = time.time()
         return "t" in seen and time.time() - seen["t"] > delay
 
-    assert _kill_when(argv, ready) == -signal.SIGKILL, "training finished before the kill"
+    assert signal_when(tagtune_argv(*args), ready) == -signal.SIGKILL, "training finished before the kill"
     assert last.is_file() and not (out / "model.safetensors").exists()
-    resumed = subprocess.run([*argv, f"ckpt_path={last}"], capture_output=True, text=True, timeout=600)
+    resumed = run_tagtune(*args)  # the same command: an unfinished run directory resumes from its last.ckpt
     assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from {last}" in " ".join(resumed.stderr.split())
     metrics = json.loads((out / "metrics.json").read_text())
-    assert (out / "model.safetensors").is_file()
-    sample = subprocess.run(_cli("vae", "sample", "--model", out, "-n", "20", "-o", tmp_path / "s.jsonl"), capture_output=True, text=True)
+    assert (out / "model.safetensors").is_file() and metrics["resumed_from"] == str(last)
+    assert metrics["epochs"] == 400
+    sample = run_tagtune("vae", "sample", "--model", out, "-n", "20", "-o", tmp_path / "s.jsonl")
     assert sample.returncode == 0, sample.stderr
-    assert len(_lines(tmp_path / "s.jsonl")) == 20
-    assert metrics  # the resumed run wrote its metrics
+    assert len(read_jsonl(tmp_path / "s.jsonl", complete=True)) == 20
+    again = run_tagtune(*args)  # a finished model is not trained over
+    assert again.returncode == 2 and "already holds a trained model" in again.stderr
 
 
 @pytest.mark.parametrize("kill_after", [RNG.randint(1, 6), RNG.randint(7, 14)])
 def test_caption_infer_killed_at_random_points(tmp_path, kill_after):
     out = tmp_path / "caps.jsonl"
-    argv = _cli("caption", "infer", "--preset", "quick_test", "--limit", "20", "--batch-size", "1", "-o", out)
-    code = _kill_when(argv, lambda: _count(out) >= kill_after)
+    args = ("caption", "infer", "--preset", "quick_test", "--limit", "20", "--batch-size", "1", "-o", out)
+    code = signal_when(tagtune_argv(*args), lambda: count_lines(out) >= kill_after)
     assert code == -signal.SIGKILL, "the run finished before the kill"
-    rerun = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    rerun = run_tagtune(*args)
     assert rerun.returncode == 0, rerun.stderr
-    rows = _lines(out)
+    rows = read_jsonl(out, complete=True)
     ids = [r["id"] for r in rows]
     assert len(ids) == 20 and len(set(ids)) == 20
     assert all(isinstance(r["caption"], str) and r["caption"].strip() for r in rows)
@@ -113,7 +70,7 @@ def _prompts(path: Path, n: int) -> Path:
 
 
 def _check_audio_dir(out: Path, n: int) -> None:
-    meta = _lines(out / "metadata.jsonl")
+    meta = read_jsonl(out / "metadata.jsonl", complete=True)
     ids = [m["id"] for m in meta]
     assert len(ids) == n and len(set(ids)) == n
     files = sorted(p.name for p in (out / "audio").iterdir())
@@ -126,14 +83,40 @@ def _check_audio_dir(out: Path, n: int) -> None:
 def test_tta_generate_killed_at_a_random_point(tmp_path):
     prompts = _prompts(tmp_path / "p.jsonl", 16)
     out = tmp_path / "out"
-    argv = _cli("tta", "generate", prompts, "--preset", "quick_test", "--batch-size", "1", "-o", out)
+    args = ("tta", "generate", prompts, "--preset", "quick_test", "--batch-size", "1", "-o", out)
     kill_after = RNG.randint(2, 10)
-    assert _kill_when(argv, lambda: _count(out / "metadata.jsonl") >= kill_after) == -signal.SIGKILL
-    done = {m["file_name"]: (out / m["file_name"]).stat().st_mtime_ns for m in _lines(out / "metadata.jsonl")}
-    rerun = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert signal_when(tagtune_argv(*args), lambda: count_lines(out / "metadata.jsonl") >= kill_after) == -signal.SIGKILL
+    done = {m["file_name"]: (out / m["file_name"]).stat().st_mtime_ns for m in read_jsonl(out / "metadata.jsonl", skip_torn=True)}
+    rerun = run_tagtune(*args)
     assert rerun.returncode == 0, rerun.stderr
     _check_audio_dir(out, 16)
     assert {f: (out / f).stat().st_mtime_ns for f in done} == done, "a finished clip was generated again"
+
+
+@pytest.mark.parametrize("command", ["caption", "tta"])
+def test_ctrl_c_stops_with_one_line_and_the_same_command_resumes(tmp_path, command):
+    """SIGINT (Ctrl-C) mid-run: exit 130, one line saying what was kept; rerunning completes the job."""
+    if command == "caption":
+        out = tmp_path / "caps.jsonl"
+        args = ("caption", "infer", "--preset", "quick_test", "--limit", "20", "--batch-size", "1", "-o", out)
+        done, total = (lambda: count_lines(out)), 20
+    else:
+        out = tmp_path / "out"
+        args = ("tta", "generate", _prompts(tmp_path / "p.jsonl", 16), "--preset", "quick_test", "--batch-size", "1", "-o", out)
+        done, total = (lambda: count_lines(out / "metadata.jsonl")), 16
+    log = tmp_path / "log.txt"
+    code = signal_when(tagtune_argv(*args), lambda: done() >= 2, sig=signal.SIGINT, log=log)
+    assert code == 130, log.read_text()
+    lines = [ln for ln in log.read_text().splitlines() if ln.startswith("interrupted")]
+    assert len(lines) == 1 and "Traceback" not in log.read_text(), log.read_text()
+    assert lines[0].endswith("finished work is kept; run the same command again to resume")
+    assert lines[0].startswith("interrupted during ")
+    kept = done()
+    assert 2 <= kept < total
+    rerun = run_tagtune(*args)
+    assert rerun.returncode == 0, rerun.stderr
+    rows = read_jsonl(out, complete=True) if command == "caption" else read_jsonl(out / "metadata.jsonl", complete=True)
+    assert len(rows) == total == len({r["id"] for r in rows})
 
 
 def test_full_disk_while_captioning_is_one_line_and_the_next_run_completes(tmp_path, monkeypatch):
@@ -148,14 +131,16 @@ def test_full_disk_while_captioning_is_one_line_and_the_next_run_completes(tmp_p
         return real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", fsync_fills_up)
-    code, err = _run_main(argv)
+    code, _, err = run_cli(*argv)
     monkeypatch.setattr(os, "fsync", real_fsync)
     assert code == 2 and "no space left" in err.lower() and "Traceback" not in err
-    partial = _lines(out)
+    assert len([ln for ln in err.splitlines() if ln.startswith("error: ")]) == 1
+    partial = read_jsonl(out, complete=True)
     assert 0 < len(partial) < 8
-    code, err = _run_main(argv)
+    code, _, err = run_cli(*argv)
     assert code == 0, err
-    assert sorted(r["id"] for r in _lines(out)) == sorted({r["id"] for r in _lines(out)}) and len(_lines(out)) == 8
+    ids = [r["id"] for r in read_jsonl(out, complete=True)]
+    assert len(ids) == len(set(ids)) == 8
 
 
 def test_full_disk_while_writing_audio_leaves_no_partial_file(tmp_path, monkeypatch):
@@ -171,14 +156,14 @@ def test_full_disk_while_writing_audio_leaves_no_partial_file(tmp_path, monkeypa
         return real_write(*args, **kwargs)
 
     monkeypatch.setattr(sf, "write", write_fills_up)
-    code, err = _run_main(argv)
+    code, _, err = run_cli(*argv)
     monkeypatch.setattr(sf, "write", real_write)
     assert code == 2 and "no space left" in err.lower() and "Traceback" not in err
     leftovers = [p.name for p in (out / "audio").iterdir() if not p.name.endswith(".wav") or p.name.startswith(".")]
     assert leftovers == [], leftovers
-    listed = {Path(m["file_name"]).name for m in _lines(out / "metadata.jsonl")}
+    listed = {Path(m["file_name"]).name for m in read_jsonl(out / "metadata.jsonl", complete=True)}
     assert listed == {p.name for p in (out / "audio").iterdir()}
-    code, err = _run_main(argv)
+    code, _, err = run_cli(*argv)
     assert code == 0, err
     _check_audio_dir(out, 6)
 
@@ -186,12 +171,12 @@ def test_full_disk_while_writing_audio_leaves_no_partial_file(tmp_path, monkeypa
 def test_unwritable_output_directory_writes_nothing(tmp_path):
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where a directory should be")
-    code, err = _run_main(["caption", "infer", "--preset", "quick_test", "--limit", "2", "-o", str(blocker / "caps.jsonl")])
+    code, _, err = run_cli("caption", "infer", "--preset", "quick_test", "--limit", "2", "-o", blocker / "caps.jsonl")
     assert code == 2 and "blocker" in err and len(err.strip().splitlines()) == 1
     assert blocker.read_text() == "a file where a directory should be"
     if os.geteuid() != 0:
         ro = tmp_path / "ro"
         ro.mkdir()
         ro.chmod(0o500)
-        code, err = _run_main(["tta", "generate", str(_prompts(tmp_path / "p.jsonl", 2)), "--preset", "quick_test", "-o", str(ro / "out")])
+        code, _, err = run_cli("tta", "generate", _prompts(tmp_path / "p.jsonl", 2), "--preset", "quick_test", "-o", ro / "out")
         assert code == 2 and "writable" in err

@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tagtune.config import compose
 from tagtune.hub import load_pretrained
@@ -27,12 +26,22 @@ def test_no_source_file_turns_remote_code_on():
 
 
 def test_every_model_config_keeps_remote_code_off():
+    """Checked on the composed configs: a model option may inherit its settings from another one."""
+    mains = {"caption": "caption_inference", "tta": "tta_inference"}
     files = list((CONFIG / "model").rglob("*.yaml"))
     assert files
+    checked = 0
     for path in files:
-        data = yaml.safe_load(path.read_text())
-        if "name" in data:  # vae configs build their own module, no remote code involved
-            assert data.get("trust_remote_code") is False, path
+        stage = path.parent.name
+        if stage not in mains:  # vae configs build their own module, no remote code involved
+            continue
+        model = compose(mains[stage], [f"model={stage}/{path.stem}"]).model
+        if model.get("backend", "llm") in ("llm", "transformers", "audiocraft"):  # loads a model: says so explicitly
+            assert model.trust_remote_code is False, path
+            checked += 1
+        else:  # a baseline that builds its output without loading a model
+            assert model.get("trust_remote_code", False) is False, path
+    assert checked >= 9
     for name in ("caption_fine_tuning", "caption_inference", "tta_inference"):
         assert compose(name).model.trust_remote_code is False
 

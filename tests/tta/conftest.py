@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
+
+from helpers import write_jsonl
 
 PROMPTS = [
     {"id": "calm", "caption": "a calm ambient piano piece with soft strings"},
@@ -17,13 +18,16 @@ PROMPTS = [
 ]
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
+@pytest.fixture(scope="session")
+def tta_prompts() -> tuple[dict, ...]:
+    """The six prompts of ``prompts_file`` (for fixtures wider than a test; do not change them)."""
+    return tuple(PROMPTS)
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+@pytest.fixture
+def prompt_rows() -> list[dict]:
+    """The six prompts of ``prompts_file`` (a fresh copy a test may change)."""
+    return [dict(p) for p in PROMPTS]
 
 
 @pytest.fixture
@@ -32,19 +36,21 @@ def prompts_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def make_cfg(tmp_path: Path):
+def make_cfg(tmp_path: Path, prompts_file: Path):
     """Compose tta_inference with --preset quick_test, output under tmp_path, plus overrides/updates.
 
-    Clips are 0.2 s (13 decoder steps) unless a test asks otherwise: enough for every code path,
-    cheap on a shared 2-core machine.
+    ``updates`` are config keys with ``__`` for dots (``generate__shard="0/2"``); ``generate.input``
+    is the six-prompt file unless a test names another one. Clips are 0.2 s (13 decoder steps)
+    unless a test asks otherwise: enough for every code path, cheap on a shared 2-core machine.
     """
     from tagtune.config import compose
 
     def make(out: str | Path = "out", overrides: list[str] | None = None, **updates):
-        base = {"paths.output_dir": str(tmp_path / out), "model.device": "cpu", "evaluation.device": "cpu",
-                "generation.duration": 0.2}
+        base = {"paths.output_dir": str(tmp_path / out), "device": "cpu", "generation.duration": 0.2,
+                "generate.input": str(prompts_file)}
         return compose("tta_inference", overrides=overrides or [], preset="quick_test",
-                       updates={**base, **{k.replace("__", "."): v for k, v in updates.items()}})
+                       updates={**base, **{k.replace("__", "."): (str(v) if isinstance(v, Path) else v)
+                                           for k, v in updates.items()}})
 
     return make
 
@@ -67,11 +73,5 @@ def tiny_backend():
     from tagtune.config import compose
     from tagtune.tta.model import load_backend
 
-    cfg = compose("tta_inference", preset="quick_test", updates={"model.device": "cpu"})
-    return load_backend(cfg.model)
-
-
-@pytest.fixture(scope="session")
-def tta_helpers():
-    """write_jsonl / read_jsonl / PROMPTS for test modules (which must not import each other)."""
-    return {"write_jsonl": write_jsonl, "read_jsonl": read_jsonl, "PROMPTS": PROMPTS}
+    cfg = compose("tta_inference", preset="quick_test", updates={"device": "cpu"})
+    return load_backend(cfg.model, cfg.device)

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 
+from helpers import write_jsonl
 from tagtune.tta.fad import fad, frechet_distance, gaussian_stats
 
 
@@ -66,7 +67,8 @@ def test_singular_covariances_stay_finite():
 def test_tiny_clap_embeds_text_and_audio(make_cfg):
     from tagtune.tta.clap import ClapEmbedder
 
-    emb = ClapEmbedder(make_cfg().evaluation)
+    cfg = make_cfg()
+    emb = ClapEmbedder(cfg.evaluate, cfg.device)
     t = emb.embed_texts(["calm piano", "loud drums and guitar"])
     rng = np.random.default_rng(0)
     noise = rng.normal(scale=0.1, size=16000).astype(np.float32)
@@ -74,22 +76,23 @@ def test_tiny_clap_embeds_text_and_audio(make_cfg):
     assert t.shape == a.shape == (2, 32)
     assert np.allclose(np.linalg.norm(t, axis=1), 1, atol=1e-5) and np.allclose(np.linalg.norm(a, axis=1), 1, atol=1e-5)
     assert np.allclose(a[:1], emb.embed_audio([(noise, 16000)]), atol=1e-5)  # deterministic, batch-independent
-    assert emb.sample_rate == 48000
+    assert emb.sample_rate == 16000  # the tiny CLAP; the released checkpoints take 48 kHz
 
 
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory, tiny_backend, tta_helpers):
+def rendered(tmp_path_factory, tiny_backend, tta_prompts):
     """Two rendered directories (another seed and temperature for the reference), made once."""
     from tagtune.config import compose
     from tagtune.tta.generate import generate
 
     base = tmp_path_factory.mktemp("eval")
-    prompts = tta_helpers["write_jsonl"](base / "prompts.jsonl", tta_helpers["PROMPTS"])
+    prompts = write_jsonl(base / "prompts.jsonl", tta_prompts)
     dirs = []
     for name, extra in (("gen", {}), ("ref", {"seed": 7, "generation.temperature": 1.5})):
         cfg = compose("tta_inference", preset="quick_test", updates={
-            "paths.output_dir": str(base / name), "model.device": "cpu", "generation.duration": 0.2, **extra})
-        dirs.append(generate(cfg, prompts, backend=tiny_backend).output_dir)
+            "generate.input": str(prompts), "generate.output": str(base / name), "device": "cpu",
+            "generation.duration": 0.2, **extra})
+        dirs.append(generate(cfg, backend=tiny_backend).output_dir)
     return tuple(dirs)
 
 
@@ -97,24 +100,35 @@ def test_evaluate_writes_scores_and_summary(make_cfg, rendered):
     from tagtune.tta.evaluate import evaluate
 
     out, ref = rendered
-    res = evaluate(make_cfg("x", evaluation__audio_dir=str(out), evaluation__output_dir=str(out.parent / "ev1")))
+    res = evaluate(make_cfg("x", evaluate__input=str(out), evaluate__output=str(out.parent / "ev1")))
     assert res.fad is None and "reference" in res.fad_note
     with open(res.scores_csv, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
-    assert [list(r) for r in rows[:1]] == [["id", "file_name", "clap"]] and len(rows) == 6
+    assert [list(r) for r in rows[:1]] == [["id", "file_name", "clap", "fad_tiny"]] and len(rows) == 6
+    assert all(r["fad_tiny"] == "" for r in rows)  # no reference: no per-clip FAD
     assert all(-1 <= float(r["clap"]) <= 1 for r in rows)
     assert res.scores_csv == out.parent / "ev1" / "clap_scores.csv"
     assert np.mean([float(r["clap"]) for r in rows]) == pytest.approx(res.clap_mean, abs=1e-5)
     summary = json.loads(res.summary_json.read_text(encoding="utf-8"))
-    assert summary["clips"] == 6 and summary["fad"] is None and summary["clap_model"] == "tiny"
+    assert summary["clips"] == 6 and summary["clap_model"] == "tiny"
+    assert all(v["value"] is None and "reference" in v["note"] for v in summary["fad"].values())
 
-    with_ref = evaluate(make_cfg("x", evaluation__audio_dir=str(out), evaluation__reference_dir=str(ref / "audio"),
-                                 evaluation__output_dir=str(out.parent / "ev2")))
+    with_ref = evaluate(make_cfg("x", evaluate__input=str(out), evaluate__reference=str(ref / "audio"),
+                                 evaluate__output=str(out.parent / "ev2")))
     assert with_ref.fad is not None and with_ref.fad > 0 and with_ref.reference_clips == 6
+    tiny = with_ref.fads["tiny"]  # the standard-backbone FAD beside the CLAP one, with n and the backbone id
+    assert tiny["value"] > 0 and tiny["n"] == 6 and tiny["n_reference"] == 6 and tiny["backbone"] and "fad_inf" in tiny
+    assert with_ref.fads["clap"]["n"] == 6 and np.isfinite(with_ref.fads["clap"]["fad_inf"])
+    manifest = json.loads((out.parent / "ev2" / "eval_manifest.json").read_text(encoding="utf-8"))
+    assert manifest["n"] == {"clips": 6, "reference_clips": 6} and manifest["fad_backbones"] == ["clap", "tiny"]
+    assert {m["id"] for m in manifest["models"]} >= {"tiny", tiny["backbone"]} and manifest["packages"]["torch"]
+    assert manifest["self_test"]["text_mean_cosine"] < 0.98
+    with open(out.parent / "ev2" / "clap_scores.csv", newline="", encoding="utf-8") as fh:
+        assert all(float(r["fad_tiny"]) >= 0 for r in csv.DictReader(fh))  # per-clip FAD for finding outliers
     assert with_ref.clap_mean == pytest.approx(res.clap_mean)
     assert (out.parent / "ev2" / "clap_scores.csv").is_file()
-    self_fad = evaluate(make_cfg("x", evaluation__audio_dir=str(out), evaluation__reference_dir=str(out / "audio"),
-                                 evaluation__output_dir=str(out.parent / "ev3")))
+    self_fad = evaluate(make_cfg("x", evaluate__input=str(out), evaluate__reference=str(out / "audio"),
+                                 evaluate__output=str(out.parent / "ev3")))
     assert self_fad.fad == pytest.approx(0.0, abs=1e-6)
 
 
@@ -127,7 +141,7 @@ def test_evaluate_refuses_unmerged_parts_and_missing_files(make_cfg, rendered, t
     out = shutil.copytree(rendered[0], tmp_path / "copy")
     (out / "audio" / "jazz.wav").unlink()
     with pytest.raises(InputError, match="field 'file_name': audio file audio/jazz.wav does not exist"):
-        evaluate(make_cfg("x", evaluation__audio_dir=str(out)))
+        evaluate(make_cfg("x", evaluate__input=str(out)))
     (out / "metadata.jsonl").rename(out / "metadata.shard-00000-of-00002.jsonl")
     with pytest.raises(InputError, match="tagtune tta merge"):
-        evaluate(make_cfg("x", evaluation__audio_dir=str(out)))
+        evaluate(make_cfg("x", evaluate__input=str(out)))

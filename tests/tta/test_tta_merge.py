@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from helpers import read_jsonl
 from tagtune.errors import InputError, OutputError
 from tagtune.tta.audio import write_clip
 from tagtune.tta.merge import merge_dir
@@ -17,7 +18,8 @@ def clip(folder, ident):
 
 
 def line(ident, seed=1):
-    return json.dumps({"file_name": f"audio/{ident}.wav", "id": ident, "text": f"prompt {ident}", "seed": seed}) + "\n"
+    return json.dumps({"file_name": f"audio/{ident}.wav", "id": ident, "caption": f"prompt {ident}",
+                       "provenance": {"audio": {"seed": seed}}}) + "\n"
 
 
 @pytest.fixture
@@ -30,7 +32,7 @@ def run_dir(tmp_path):
 
 
 def ids(path):
-    return [json.loads(x)["id"] for x in path.read_text(encoding="utf-8").splitlines()]
+    return [r["id"] for r in read_jsonl(path, complete=True)]
 
 
 def test_clean_merge(run_dir):
@@ -64,8 +66,8 @@ def test_identical_duplicates_are_kept_once_and_parts_replace_merged_lines(run_d
     (run_dir / "metadata.shard-00000-of-00002.jsonl").write_text(line("b", seed=9), encoding="utf-8")
     report = merge_dir(run_dir)
     assert report.replaced == 1
-    merged = [json.loads(x) for x in (run_dir / "metadata.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert [(r["id"], r["seed"]) for r in merged] == [("a", 1), ("c", 1), ("b", 9)]
+    merged = read_jsonl(run_dir / "metadata.jsonl")
+    assert [(r["id"], r["provenance"]["audio"]["seed"]) for r in merged] == [("a", 1), ("c", 1), ("b", 9)]
 
 
 def test_missing_or_unreadable_audio_fails(run_dir):
@@ -95,7 +97,7 @@ def test_part_being_written_is_refused(run_dir):
     from tagtune.resumable import JsonlAppender
 
     with JsonlAppender(run_dir / "metadata.shard-00001-of-00002.jsonl"):
-        with pytest.raises(OutputError, match="being written"):
+        with pytest.raises(OutputError, match="in use by another tagtune process .*wait for every shard to finish"):
             merge_dir(run_dir)
 
 

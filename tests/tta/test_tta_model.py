@@ -56,19 +56,22 @@ def test_duration_must_be_positive(bad):
 
 
 def test_generated_length_matches_steps(tiny_backend):
+    from tagtune.schema import CaptionRow
     from tagtune.tta.model import SamplingParams
 
     params = SamplingParams(True, 1.0, 50, 0.0, 3.0)
     steps = tiny_backend.steps_for(0.7)  # 35 frames + 3
-    audio = tiny_backend.generate(["calm piano"], [1], steps, params)
+    audio = tiny_backend.generate([CaptionRow(id="a", caption="calm piano")], [1], steps, params)
     assert audio.shape == (1, 1, tiny_backend.samples_for_steps(steps))
     assert audio.shape[-1] == 35 * 320
 
 
 def _sampler(seeds, params, steps=5, rows=4):
-    from tagtune.tta.model import PerSampleSampler
+    """The per-row seeded sampler as MusicGen uses it: ``rows`` decoder rows (codebooks) per seed."""
+    from tagtune.sampling import RowSeededSampler
 
-    return PerSampleSampler(seeds, rows, steps, params, "cpu")
+    return RowSeededSampler(seeds, steps, params.do_sample, params.temperature, params.top_k, params.top_p,
+                            rows_per_seed=rows, guidance_scale=params.guidance_scale)
 
 
 def test_sampler_draws_do_not_depend_on_batch_neighbours():
@@ -128,16 +131,16 @@ def test_sampler_top_p_keeps_the_nucleus():
 def test_default_model_offline_is_one_line_quickly(monkeypatch):
     import time
 
-    from omegaconf import OmegaConf
-
+    from tagtune.config import compose
     from tagtune.errors import ModelNotFoundError
     from tagtune.tta.model import load_backend
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    cfg = OmegaConf.create({"name": "facebook/musicgen-small", "backend": "transformers", "device": "cpu", "dtype": "auto"})
+    cfg = compose("tta_inference", updates={"device": "cpu"})
+    assert cfg.model.name == "facebook/musicgen-small"
     start = time.perf_counter()
     with pytest.raises(ModelNotFoundError) as info:
-        load_backend(cfg)
+        load_backend(cfg.model, cfg.device)
     assert time.perf_counter() - start < 30
     text = str(info.value)
     assert "facebook/musicgen-small" in text and "quick_test" in text and "\n" not in text
@@ -156,4 +159,4 @@ def test_audiocraft_backend_missing_is_one_line():
     from tagtune.tta.model import load_backend
 
     with pytest.raises(DependencyError, match="audiocraft"):
-        load_backend(OmegaConf.create({"name": "facebook/musicgen-small", "backend": "audiocraft"}))
+        load_backend(OmegaConf.create({"name": "facebook/musicgen-small", "backend": "audiocraft"}), "cpu")

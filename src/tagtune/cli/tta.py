@@ -171,7 +171,75 @@ def evaluate(
         table.add_column(column, justify="right" if column == "value" else "left")
     table.add_row("clips", str(result.clips), "")
     table.add_row("CLAP score (mean)", f"{result.clap_mean:.4f}", f"std {result.clap_std:.4f}, {result.clap_model}")
-    table.add_row("FAD", f"{result.fad:.4g}" if result.fad is not None else "skipped", result.fad_note)
+    for name, fad in result.fads.items():
+        label = "FAD (CLAP)" if name == "clap" else f"FAD ({fad.get('backbone', name)})"
+        if fad.get("value") is None:
+            table.add_row(label, "skipped", fad.get("note", ""))
+            continue
+        table.add_row(label, f"{fad['value']:.4g}", f"n={fad['n']} vs {fad['n_reference']}; {fad.get('note', '')}")
+        table.add_row(f"{label} inf", f"{fad['fad_inf']:.4g}", "extrapolated to infinitely many " + fad.get("unit", "clips"))
+        if fad.get("fixed_n"):
+            table.add_row(f"{label} n={fad['fixed_n']['n']}", f"{fad['fixed_n']['value']:.4g}", f"mean of {fad['fixed_n']['repeats']} draws")
     console = out_console()
     console.print(table)
-    console.print(f"per-clip scores: {result.scores_csv}   summary: {result.summary_json}")
+    console.print(f"per-clip scores: {result.scores_csv}   summary: {result.summary_json}   manifest: {result.output_dir / 'eval_manifest.json'}")
+
+
+@app.command(
+    "verify",
+    context_settings=PASS_THROUGH,
+    epilog=examples(
+        "tagtune tta verify out -o report.json",
+        "tagtune tta verify out --force verification.checkers=[tempo]",
+        "tagtune tta verify out tagmap=conceptcaps verification.clap.decision=margin verification.clap.margin=0.02",
+    ),
+)
+def verify(
+    folder: RunDir = None,
+    overrides: Overrides = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="The summary report (JSON; a .png chart beside it) [default: DIR/verification_report.json].", show_default=False)] = None,
+    force: Annotated[bool, typer.Option("--force", metavar=NO_METAVAR, help="Judge every clip again (discard DIR/verification.jsonl).")] = False,
+    preset: Preset = None,
+    config_dir: ConfigDirs = None,
+    show_config: ShowConfig = False,
+) -> None:
+    """Judge from each clip's audio whether it carries its intended tags (tempo from the beat, the rest with CLAP).
+
+    Uses the tagmap, checkers and CLAP model recorded in DIR/config.yaml (how the clips were made)
+    unless --preset or overrides say otherwise. Writes DIR/verification.jsonl (per clip: realised, missed and unjudged tags, scores, realisation),
+    resumable; prints realisation per category and checker, and writes the report and a per-tag chart.
+    """
+    from tagtune.tta.verify import recorded_settings
+
+    folder, rest = split_input(folder, overrides)
+    cfg = compose_or_show(
+        "tta_inference", rest, preset, config_dir, show_config,
+        flags={"verification.input": ("DIR", folder), "verification.output": ("-o", output),
+               "verification.force": ("--force", True if force else None)},
+        recorded=recorded_settings(folder),
+    )
+    from rich.table import Table
+
+    from tagtune.tta.verify import verify as run
+
+    result = run(cfg, reporter())
+    report = result.report
+    table = Table(title=f"Tag realisation: {result.folder}")
+    for column in ("", "judged", "realised", "rate"):
+        table.add_column(column, justify="left" if not column else "right")
+    overall = report["overall"]
+    for name, agg in report["by_category"].items():
+        table.add_row(f"category {name}", str(agg["judged"]), str(agg["realised"]), _fmt_rate(agg["rate"]))
+    for name, agg in report["by_checker"].items():
+        table.add_row(f"checker {name}", str(agg["judged"]), str(agg["realised"]), _fmt_rate(agg["rate"]))
+    table.add_row("overall", str(overall["tags_judged"]), str(overall["tags_realised"]), _fmt_rate(overall["rate"]))
+    console = out_console()
+    console.print(table)
+    mean = overall["realisation_mean"]
+    console.print(f"{report['clips']} clips ({result.scored} judged now, {result.skipped} already done); mean realisation per clip "
+                  f"{_fmt_rate(mean)}; {overall['tags_unjudged']} tag(s) no checker could judge")
+    console.print(f"per clip: {result.rows_file}   report: {result.report_path}" + (f"   chart: {result.plot_path}" if result.plot_path else ""))
+
+
+def _fmt_rate(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:.3f}"

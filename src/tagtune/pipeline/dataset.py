@@ -104,7 +104,8 @@ def _records(clips: list[tuple[ClipRow, Path]], splits: dict[str, str],
     by_split: dict[str, list[dict[str, Any]]] = {}
     for row, audio in sorted(clips, key=lambda c: c[0].id):
         fields = {f: getattr(row, f) for f in ("id", "tags", "caption", "reference_caption", "pair_id", "concept", "edit",
-                                                "provenance", "extra", "duration", "sample_rate")}
+                                                "provenance", "extra", "duration", "sample_rate", "realised_tags",
+                                                "realisation")}
         rec = DatasetRow(**fields, file_name=f"audio/{audio.name}", split=splits[row.id]).to_record(taxonomy)
         by_split.setdefault(splits[row.id], []).append({**rec, "_source": audio})
     schema = arrow_schema([r for rows in by_split.values() for r in rows], drop=("file_name", "split", "_source"))

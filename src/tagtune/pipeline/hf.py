@@ -2,12 +2,13 @@
 
 The features of a dataset are derived from its rows with pyarrow, the way the ``json`` and
 ``audiofolder`` builders of ``datasets`` infer them, with two fixes that keep every split loadable
-alike: a column that is null (or an empty list) everywhere becomes text, and every row is given
+alike: a column that is null (or an empty list or mapping) everywhere becomes text, and every row is given
 every column (null where it has none), so no split infers a narrower type than another.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -31,6 +32,8 @@ def _text_for_null(kind: Any) -> Any:
     if pa.types.is_list(kind) or pa.types.is_large_list(kind):
         return pa.list_(_text_for_null(kind.value_type))
     if pa.types.is_struct(kind):
+        if kind.num_fields == 0:  # {} everywhere (e.g. a backend with no generation settings): Parquet has no empty struct
+            return pa.string()
         return pa.struct([pa.field(f.name, _text_for_null(f.type)) for f in kind])
     return kind
 
@@ -53,6 +56,8 @@ def _conform(value: Any, kind: Any) -> Any:
         return {f.name: _conform(value.get(f.name), f.type) for f in kind}
     if pa.types.is_list(kind) and isinstance(value, list):
         return [_conform(v, kind.value_type) for v in value]
+    if isinstance(value, Mapping) and pa.types.is_string(kind):  # an empty mapping in a column typed as text
+        return json.dumps(value, sort_keys=True) if value else None
     return value
 
 

@@ -7,7 +7,8 @@ stage, ``--captions FILE`` skips tags and captions)::
     DIR/config.yaml            the pipeline config
     DIR/vae/      model/ (unless --vae-model), tags.jsonl, manifest.json
     DIR/caption/  adapter/ (when fine-tuning), captions.jsonl, manifest.json
-    DIR/tta/      audio/, metadata.jsonl, manifest.json
+    DIR/tta/      audio/, metadata.jsonl, verification.jsonl, manifest.json
+    DIR/verify/   attempts/ (re-renders), audio/, metadata.jsonl (with realised_tags), summary.json
     DIR/dataset/  the dataset folder (see tagtune.pipeline.dataset)
 
 Every stage's configs are composed before any work, so a config error costs nothing. A stage
@@ -195,10 +196,11 @@ def _taxonomy(cfg: Any, plan: _Plan) -> Any:
 def _dataset(cfg: Any, plan: _Plan, reporter: Reporter) -> Any:
     from tagtune.pipeline.dataset import build_dataset
 
-    tta = _manifest(plan.out / "tta")
-    if tta is None or tta.get("status") != "complete":
+    source = next((plan.out / name for name in ("verify", "tta") if name in {s.name for s in plan.stages}), None)
+    manifest = _manifest(source) if source is not None else None
+    if manifest is None or manifest.get("status") != "complete":
         return None
-    summary = build_dataset(plan.out / "tta", plan.out / "dataset", _taxonomy(cfg, plan), cfg.dataset,
+    summary = build_dataset(source, plan.out / "dataset", _taxonomy(cfg, plan), cfg.dataset,
                             _run_info(cfg, plan), reporter)
     reporter.note(f"[dataset] {summary.items} items in {summary.path}")
     return summary
@@ -234,7 +236,7 @@ def _run_info(cfg: Any, plan: _Plan) -> dict[str, Any]:
                            "inputs": _inputs(cfg, plan), "stages": {}}
     for stage, cfgs in plan.configs.items():
         section = cfg[stage]
-        out["stages"][stage] = {"preset": section.preset, "overrides": list(section.overrides)}
+        out["stages"][stage] = {"preset": section.get("preset"), "overrides": list(section.overrides)}
         for name, c in cfgs.items():
             out["stages"][stage][name] = {k: OmegaConf.to_container(c[k], resolve=True) for k in ("model", "generation") if k in c}
     return out

@@ -34,9 +34,9 @@ class Stage:
     """One step of the pipeline.
 
     Attributes:
-        name: ``vae``, ``caption`` or ``tta`` (also its folder under the run directory).
-        consumes: The hop it reads (``None``, ``tags``, ``captions``).
-        produces: The hop it writes (``tags``, ``captions``, ``clips``).
+        name: ``vae``, ``caption``, ``tta`` or ``verify`` (also its folder under the run directory).
+        consumes: The hop it reads (``None``, ``tags``, ``captions``, ``clips``).
+        produces: The hop it writes (``tags``, ``captions``, ``clips``, ``verified clips``).
         output: Its output inside the stage folder.
         plan: ``(pipeline cfg, stage dir, input file) -> {name: composed config}``.
         run: ``(configs, stage dir, reporter) -> StageRun``.
@@ -143,9 +143,36 @@ def _run_tta(cfgs: dict[str, Any], folder: Path, reporter: Reporter) -> StageRun
     return StageRun(result.metadata, done, f"{done} clips")
 
 
+# -- verification --------------------------------------------------------------------------------
+
+def _plan_verify(cfg: Any, folder: Path, clips: Path | None) -> dict[str, Any]:
+    updates = {"seed": cfg.seed, "generate.output": str(folder), "generate.shard": "0/1"}
+    if clips is not None:
+        updates["verification.input"] = str(clips.parent)
+    tta = _stage_compose("tta_inference", cfg.tta, list(cfg.verify.overrides), updates)
+    from omegaconf import OmegaConf
+
+    return {"verify": tta, "policy": OmegaConf.create({k: cfg.verify[k] for k in ("policy", "min_realisation", "max_attempts")})}
+
+
+def _run_verify(cfgs: dict[str, Any], folder: Path, reporter: Reporter) -> StageRun:
+    from tagtune.pipeline.verify import run_verify_step
+
+    cfg = cfgs["verify"]
+    result = run_verify_step(cfg, cfgs["policy"], Path(cfg.verification.input), folder, reporter)
+    mean = "-" if result.realisation_final is None else f"{result.realisation_final:.3f}"
+    detail = f"{result.kept} clips, mean realisation {mean}"
+    if result.rerendered:
+        detail += f", {result.rerendered} re-rendered ({result.improved} improved)"
+    if result.dropped:
+        detail += f", {result.dropped} dropped"
+    return StageRun(result.path, result.kept, detail)
+
+
 STAGES: tuple[Stage, ...] = (
     Stage("vae", None, "tags", "tags.jsonl", _plan_vae, _run_vae),
     Stage("caption", "tags", "captions", "captions.jsonl", _plan_caption, _run_caption),
     Stage("tta", "captions", "clips", "metadata.jsonl", _plan_tta, _run_tta),
+    Stage("verify", "clips", "verified clips", "metadata.jsonl", _plan_verify, _run_verify),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tagtune.hub import load_pretrained
+from tagtune.hub import load_pretrained, resolved_revision
 from tagtune.tta.model import TINY_NAME
 
 
@@ -38,6 +38,7 @@ class ClapEmbedder:
         common = {"revision": eval_cfg.revision}
         self.processor = load_pretrained(ClapProcessor.from_pretrained, source, "CLAP processor", **common)
         self.model = load_pretrained(ClapModel.from_pretrained, source, "CLAP model", **common).to(self.device).eval()
+        self.revision = resolved_revision(self.model, source, eval_cfg.revision)
         fe = self.processor.feature_extractor
         if getattr(fe, "truncation", None) == "fusion" and not getattr(self.model.config.audio_config, "enable_fusion", False):
             fe.truncation = "rand_trunc"  # fusion features do not fit an unfused model; clips are cut to the window anyway

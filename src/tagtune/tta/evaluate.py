@@ -14,7 +14,7 @@ import csv
 import io
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ class EvalResult:
     reference_clips: int
     scores_csv: Path
     summary_json: Path
+    fads: dict[str, Any] = field(default_factory=dict)  # per backbone: value, n, fad_inf, note ...
 
 
 def clip_rows(folder: Path, meta: Path) -> Iterator[tuple[int, str, str, str, Path]]:
@@ -108,27 +109,69 @@ def _score(embedder: Any, folder: Path, meta: Path, ref_files: list[Path], ev: A
     return rows, np.concatenate(gen_emb), (np.concatenate(ref_emb) if ref_emb else None)
 
 
-def _fad(gen: Any, ref: Any) -> tuple[float | None, str]:
-    from tagtune.tta.fad import fad
+def _clap_fad(gen: Any, ref: Any, ev: Any, seed: int) -> dict[str, Any]:
+    """FAD on CLAP audio embeddings (one per clip), with n, FAD-inf over clips and the fixed-n figure."""
+    from tagtune.tta.fad import fad, fad_infinity, fixed_n, gaussian_stats
 
     if ref is None:
-        return None, "skipped: pass --reference with real audio"
+        return {"value": None, "note": "skipped: pass --reference with real audio"}
     if len(gen) < 2:
-        return None, "skipped: FAD needs at least 2 generated clips"
+        return {"value": None, "note": "skipped: FAD needs at least 2 generated clips"}
     dim = gen.shape[1]
-    note = f"CLAP audio embeddings, {len(gen)} vs {len(ref)} clips"
+    out: dict[str, Any] = {"value": fad(gen, ref), "n": len(gen), "n_reference": len(ref), "unit": "clips",
+                           "note": f"CLAP audio embeddings, {len(gen)} vs {len(ref)} clips"}
     if min(len(gen), len(ref)) <= dim:
-        note += f" (fewer clips than the {dim} embedding dims: indicative only)"
-    return fad(gen, ref), note
+        out["note"] += f" (fewer clips than the {dim} embedding dims: indicative only)"
+    out["fad_inf"] = fad_infinity(gen, *gaussian_stats(ref), steps=ev.fad.inf_steps, seed=seed)
+    if ev.fad.fixed_n:
+        out["fixed_n"] = fixed_n(gen, ref, ev.fad.fixed_n, ev.fad.repeats, seed)
+    return out
+
+
+def _backbone_fad(name: str, clips: list[Path], ref_files: list[Path], ev: Any, seed: int,
+                  reporter: Reporter) -> tuple[dict[str, Any], list[float | None]]:
+    """FAD on a standard backbone's frames (pooled over clips), FAD-inf over frames, per-clip FAD."""
+    import numpy as np
+
+    from tagtune.errors import TagtuneError
+    from tagtune.tta.audio import read_mono
+    from tagtune.tta.backbones import load_backbone
+    from tagtune.tta.fad import fad_infinity, frechet_distance, gaussian_stats, per_clip
+
+    if not ref_files:
+        return {"value": None, "note": "skipped: pass --reference with real audio"}, [None] * len(clips)
+    try:
+        backbone = load_backbone(name, ev.fad)
+    except TagtuneError as exc:
+        reporter.note(f"FAD ({name}): unavailable: {exc}")
+        return {"value": None, "note": f"unavailable: {exc}"}, [None] * len(clips)
+    with reporter.progress(f"FAD {name}", total=len(clips) + len(ref_files), unit="clips") as task:
+        def embed(paths: list[Path]) -> list[Any]:
+            out = []
+            for path in paths:
+                out.append(backbone.frames(*read_mono(path, ev.max_seconds)))
+                task.advance(1)
+            return out
+
+        gen_frames, ref_frames = embed(clips), embed(ref_files)
+    gen, ref = np.concatenate(gen_frames), np.concatenate(ref_frames)
+    mu, sigma = gaussian_stats(ref)
+    result = {"value": frechet_distance(*gaussian_stats(gen), mu, sigma), "n": len(clips), "n_reference": len(ref_files),
+              "frames": len(gen), "frames_reference": len(ref), "unit": "frames", "backbone": backbone.name,
+              "revision": backbone.revision, "fad_inf": fad_infinity(gen, mu, sigma, steps=ev.fad.inf_steps, seed=seed),
+              "note": f"{backbone.name} frames, {len(clips)} vs {len(ref_files)} clips"}
+    return result, per_clip(gen_frames, mu, sigma)
 
 
 def evaluate(cfg: Any, reporter: Reporter = SILENT) -> EvalResult:
-    """Score ``evaluate.input`` with CLAP (and FAD when ``evaluate.reference`` is set).
+    """Score ``evaluate.input``: CLAP per clip, and with ``evaluate.reference`` FAD on CLAP embeddings and
+    on each standard backbone (``evaluate.fad.backbones``), each with n, FAD-inf and per-clip scores.
 
     Raises:
         ConfigError: No directory given. InputError: No metadata (or unmerged shard parts), a
             missing or unreadable clip, too few reference clips.
         ModelNotFoundError: The CLAP model is not available offline.
+        ModelQualityError: The CLAP model fails the self-test (collapsed embeddings).
     """
     import numpy as np
 
@@ -143,23 +186,62 @@ def evaluate(cfg: Any, reporter: Reporter = SILENT) -> EvalResult:
     ref_files = _reference_files(reference)
     out = ensure_dir(Path(ev.output).expanduser() if ev.output else folder / "scores")
     embedder = ClapEmbedder(ev, cfg.device)
+    checks = self_test(embedder, ev)
     started = time.perf_counter()
     rows, gen, ref = _score(embedder, folder, meta, ref_files, ev, reporter)
     scores = np.array([s for *_, s in rows], dtype=np.float64)
-    fad_value, fad_note = _fad(gen, ref)
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["id", "file_name", "clap"])
-    writer.writerows([ident, name, f"{s:.6f}"] for ident, name, s in rows)
+    fads = {"clap": _clap_fad(gen, ref, ev, cfg.seed)}
+    per_clip: dict[str, list[float | None]] = {}
+    clips = [path for *_, path in clip_rows(folder, meta)]
+    for name in ev.fad.backbones:
+        fads[name], per_clip[name] = _backbone_fad(name, clips, ref_files, ev, cfg.seed, reporter)
     result = EvalResult(audio_dir=folder, output_dir=out, clips=len(rows), clap_model=embedder.name,
-                        clap_mean=float(scores.mean()), clap_std=float(scores.std()), fad=fad_value, fad_note=fad_note,
-                        reference_clips=len(ref_files), scores_csv=atomic_write_text(out / "clap_scores.csv", buf.getvalue()),
-                        summary_json=out / "summary.json")
+                        clap_mean=float(scores.mean()), clap_std=float(scores.std()), fad=fads["clap"]["value"],
+                        fad_note=fads["clap"]["note"], reference_clips=len(ref_files),
+                        scores_csv=_write_scores(out, rows, per_clip), summary_json=out / "summary.json", fads=fads)
     atomic_write_json(result.summary_json, {
-        "audio_dir": str(folder), "clips": result.clips, "clap_model": result.clap_model, "clap_mean": result.clap_mean,
-        "clap_std": result.clap_std, "clap_min": float(scores.min()), "clap_max": float(scores.max()), "fad": fad_value,
-        "fad_embedding": "clap-audio", "fad_note": fad_note, "reference_dir": str(reference) if reference else None,
-        "reference_clips": len(ref_files), "max_seconds": embedder.max_seconds,
+        "audio_dir": str(folder), "clips": result.clips, "clap_model": embedder.name, "clap_revision": embedder.revision,
+        "clap_mean": result.clap_mean, "clap_std": result.clap_std, "clap_min": float(scores.min()),
+        "clap_max": float(scores.max()), "fad": fads, "reference_dir": str(reference) if reference else None,
+        "reference_clips": len(ref_files), "max_seconds": embedder.max_seconds, "self_test": checks,
         "seconds": round(time.perf_counter() - started, 3),
     })
+    _manifest(out, ev, embedder, fads, len(rows), len(ref_files), checks)
     return result
+
+
+def self_test(embedder: Any, ev: Any) -> dict[str, float]:
+    """The embedding self-test (``evaluate.self_test``): refuse a collapsed CLAP before scoring."""
+    from tagtune.evalmeta import check_audio_embeddings, check_text_embeddings
+
+    if not ev.self_test:
+        return {}
+    return {"text_mean_cosine": check_text_embeddings(embedder.embed_texts, embedder.name),
+            "noise_vs_tone_cosine": check_audio_embeddings(embedder.embed_audio, embedder.name, embedder.sample_rate)}
+
+
+def _write_scores(out: Path, rows: list[tuple[str, str, float]], per_clip: dict[str, list[float | None]]) -> Path:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["id", "file_name", "clap", *(f"fad_{name}" for name in per_clip)])
+    for i, (ident, name, s) in enumerate(rows):
+        extra = ["" if v[i] is None else f"{v[i]:.6f}" for v in per_clip.values()]
+        writer.writerow([ident, name, f"{s:.6f}", *extra])
+    return atomic_write_text(out / "clap_scores.csv", buf.getvalue())
+
+
+def _manifest(out: Path, ev: Any, embedder: Any, fads: dict[str, Any], n: int, n_ref: int, checks: dict[str, float]) -> None:
+    from tagtune.evalmeta import write_manifest
+
+    models = [{"role": "CLAP (score, CLAP-FAD)", "id": embedder.name, "revision": embedder.revision}]
+    models += [{"role": f"FAD backbone {k}", "id": v.get("backbone", k), "revision": v.get("revision")}
+               for k, v in fads.items() if k != "clap"]
+    metrics = {
+        "clap_score": "cosine of L2-normalised CLAP text and audio embeddings (transformers ClapModel), per clip",
+        "fad": "Frechet distance of Gaussians fitted to embeddings (scipy sqrtm), CLAP per clip, backbones per frame",
+        "fad_inf": "FAD extrapolated to infinite n: least-squares fit of FAD(n) against 1/n over resampled frames (fadtk's)",
+        "fixed_n": "FAD on n clips per side, averaged over repeated draws (evaluate.fad.fixed_n)",
+    }
+    write_manifest(out, "tagtune-audio", {"clips": n, "reference_clips": n_ref}, metrics, models,
+                   ["transformers", "torch", "scipy", "numpy", "frechet-audio-distance", "soundfile"],
+                   self_test=checks, fad_backbones=list(fads))

@@ -107,14 +107,17 @@ class _Run:
         return self._steps(row.duration, row), int(round(row.duration * self.backend.sample_rate))
 
     def input_hash(self, row: CaptionRow) -> str:
-        """What shapes a clip: its caption, length, model, settings and seed (changed -> render again)."""
-        blob = json.dumps([row.caption, self.plan(row), self.identity["model"], self.settings, clip_seed(self.cfg.seed, row),
+        """What shapes a clip: its caption (the synth: its tags), length, model, settings and seed (changed -> render again)."""
+        shaped_by = row.tags if self.backend.backend == "synth" else row.caption
+        blob = json.dumps([shaped_by, self.plan(row), self.identity["model"], self.identity["revision"], self.settings,
+                           clip_seed(self.cfg.seed, row),
                            self.cfg.generate.normalize, self.cfg.generate.subtype], sort_keys=True)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
     def record(self, row: CaptionRow, file_name: str, frames: int, steps: int) -> dict[str, Any]:
-        audio = {**self.identity, "seed": clip_seed(self.cfg.seed, row), "generation": {**self.settings, "max_new_tokens": steps},
-                 "input_hash": self.input_hash(row)}
+        seed = clip_seed(self.cfg.seed, row)
+        audio = {**self.identity, "seed": seed, "generation": {**self.settings, "max_new_tokens": steps},
+                 "input_hash": self.input_hash(row), **self.backend.provenance(row, seed)}
         clip = ClipRow(id=row.id, tags=row.tags, caption=row.caption, reference_caption=row.reference_caption,
                        pair_id=row.pair_id, concept=row.concept, edit=row.edit, extra=row.extra,
                        provenance={**row.provenance, "audio": audio}, file_name=file_name,
@@ -138,7 +141,7 @@ class _Run:
         if not rows:
             return
         steps, samples = key
-        audio = self.backend.generate([r.caption for r in rows], [clip_seed(self.cfg.seed, r) for r in rows], steps, self.params)
+        audio = self.backend.generate(rows, [clip_seed(self.cfg.seed, r) for r in rows], steps, self.params)
         g = self.cfg.generate
         for row, clip in zip(rows, audio, strict=True):
             clip = normalize(clip[:, :samples], g.normalize, g.peak_db, g.loudness_db)
@@ -208,7 +211,7 @@ def generate(cfg: Any, reporter: Reporter = SILENT, backend: Any = None) -> Gene
     scan = scan_prompts(source, cfg.data, cfg.generate.limit)  # pass 1: fail on bad input before anything is written
     owned = {i for i in scan.ids if shard.owns(i)}
     ensure_dir(out / AUDIO_DIR)
-    backend = backend or load_backend(cfg.model, cfg.device)  # before anything in DIR changes: a missing model loses nothing
+    backend = backend or load_backend(cfg.model, cfg.device, cfg.get("tagmap"))  # before anything in DIR changes: a missing model loses nothing
     prepare_run_dir(cfg, out)
     result = GenerateResult(output_dir=out, metadata=out / METADATA, total=scan.total, owned=len(owned), shard=str(shard),
                             model=backend.name, sample_rate=backend.sample_rate)

@@ -1,10 +1,15 @@
-"""MusicGen backends: load a model once, then turn batches of prompts into float audio arrays.
+"""Audio backends: load a model once, then turn batches of prompts into float audio arrays.
 
 ``transformers`` (default) loads ``MusicgenForConditionalGeneration`` and its processor through
 :func:`tagtune.hub.load_pretrained`; ``model.name=tiny`` builds the offline tiny model first.
 ``audiocraft`` is optional and lives in its own environment (it pins torch 2.1), so it is
-imported only when asked for. Both expose the same small surface: ``sample_rate``,
-``frame_rate``, ``channels``, ``steps_for(seconds)`` and ``generate(texts, seeds, steps, gen)``.
+imported only when asked for. ``synth`` (``model=tta/synth``) renders the tags themselves with
+the procedural renderer of :mod:`tagtune.tta.synth`: no model, no download, and audio that
+carries its tempo and instrument tags, so verification has a real oracle offline. All expose the
+same small surface: ``name``, ``revision``, ``sample_rate``, ``frame_rate``, ``channels``,
+``steps_for(seconds)``, ``samples_for_steps(steps)``, ``generate(prompts, seeds, steps, params)``
+(prompts are :class:`~tagtune.schema.CaptionRow`) and ``provenance(prompt, seed)`` (what the
+backend adds to a clip's ``provenance.audio``).
 
 Per-sample seeding (transformers backend): each clip draws its tokens from its own seed through
 :class:`tagtune.sampling.RowSeededSampler`, so its draws do not depend on its batch neighbours;
@@ -20,6 +25,7 @@ from typing import Any
 from tagtune.errors import ConfigError, DependencyError, ModelNotFoundError
 from tagtune.hub import load_pretrained, resolved_revision
 from tagtune.sampling import RowSeededSampler
+from tagtune.schema import CaptionRow
 
 TINY_NAME = "tiny"
 
@@ -102,13 +108,17 @@ class TransformersMusicgen:
     def samples_for_steps(self, steps: int) -> int:
         return max(0, steps - self.delay) * self.hop
 
-    def generate(self, texts: list[str], seeds: list[int], steps: int, params: SamplingParams) -> Any:
+    def provenance(self, prompt: CaptionRow, seed: int) -> dict[str, Any]:
+        return {}
+
+    def generate(self, prompts: list[CaptionRow], seeds: list[int], steps: int, params: SamplingParams) -> Any:
         """Audio for a batch as a float32 numpy array ``(batch, channels, samples)``."""
         import numpy as np
         from transformers import LogitsProcessorList
 
         torch = self._torch
-        inputs = self.processor(text=list(texts), padding=True, return_tensors="pt").to(self.device)
+        texts = [p.caption for p in prompts]
+        inputs = self.processor(text=texts, padding=True, return_tensors="pt").to(self.device)
         sampler = RowSeededSampler(seeds, steps, params.do_sample, params.temperature, params.top_k, params.top_p,
                                    rows_per_seed=self.num_codebooks, guidance_scale=params.guidance_scale)
         try:
@@ -194,7 +204,10 @@ class AudiocraftMusicgen:
     def samples_for_steps(self, steps: int) -> int:
         return steps * self.hop
 
-    def generate(self, texts: list[str], seeds: list[int], steps: int, params: SamplingParams) -> Any:
+    def provenance(self, prompt: CaptionRow, seed: int) -> dict[str, Any]:
+        return {}
+
+    def generate(self, prompts: list[CaptionRow], seeds: list[int], steps: int, params: SamplingParams) -> Any:
         import numpy as np
 
         torch = self._torch
@@ -204,7 +217,7 @@ class AudiocraftMusicgen:
         )
         torch.manual_seed(int(seeds[0]))
         with torch.inference_mode():
-            audio = self.model.generate(list(texts), progress=False)
+            audio = self.model.generate([p.caption for p in prompts], progress=False)
         return np.ascontiguousarray(audio.float().cpu().numpy())
 
 
@@ -221,8 +234,85 @@ def steps_for_duration(seconds: float, frame_rate: float, delay: int) -> int:
     return frames + delay
 
 
-def load_backend(model_cfg: Any, device: str = "auto") -> TransformersMusicgen | AudiocraftMusicgen:
+class SynthRenderer:
+    """The procedural renderer (``model=tta/synth``): renders each prompt's *tags*, not its caption.
+
+    A beat at a BPM inside the tempo tag's range and one voice per instrument tag, as mapped by
+    the ``tagmap`` config; other tags are ignored and listed per clip in ``provenance.audio``
+    (``unrendered_tags``), so the dataset card can say what the audio does not carry.
+    ``model.miss_rate`` renders that share of clips (chosen by seed) at a contradicting tempo: a
+    deliberately unreliable renderer for exercising the verification policies.
+    """
+
+    backend = "synth"
+
+    def __init__(self, model_cfg: Any, tagmap: Any):
+        import hashlib
+        import json
+
+        from tagtune.tta.synth import SynthTable
+
+        try:
+            self.table = SynthTable.from_tagmap(tagmap or {})
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"tagmap: {exc}", key="tagmap", hint="see config/tagmap/default.yaml") from exc
+        self.name, self.threads = "synth", None
+        blob = json.dumps([self.table.tempo_ranges, self.table.instruments, self.table.feels, self.table.default_range],
+                          sort_keys=True, default=list)
+        self.revision = "tagmap:" + hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]
+        self.sample_rate = int(model_cfg.sample_rate)
+        self.miss_rate = float(model_cfg.miss_rate)
+        self.frame_rate, self.channels, self.delay = 50.0, 1, 0
+        self.max_steps = int(3600 * self.frame_rate)
+        self.hop = self.sample_rate / self.frame_rate
+
+    def steps_for(self, seconds: float) -> int:
+        return steps_for_duration(seconds, self.frame_rate, 0)
+
+    def samples_for_steps(self, steps: int) -> int:
+        return int(round(steps * self.hop))
+
+    def _misses(self, seed: int) -> bool:
+        import numpy as np
+
+        return self.miss_rate > 0 and float(np.random.default_rng([seed, 7]).uniform()) < self.miss_rate
+
+    def tags_to_render(self, tags: list[str], seed: int) -> list[str]:
+        """The tags as given, or (a miss) with the tempo tag swapped for the farthest other one."""
+        ranges = self.table.tempo_ranges
+        intended = [t for t in tags if t in ranges]
+        if not intended or not self._misses(seed):
+            return list(tags)
+        lo, hi = ranges[intended[0]]
+        far = max(ranges, key=lambda t: abs(sum(ranges[t]) - (lo + hi)))
+        return [far if t == intended[0] else t for t in tags]
+
+    def provenance(self, prompt: CaptionRow, seed: int) -> dict[str, Any]:
+        from tagtune.tta.synth import what_it_renders
+
+        rendered, ignored = what_it_renders(self.tags_to_render(prompt.tags, seed), self.table)
+        info: dict[str, Any] = {"rendered_tags": rendered, "unrendered_tags": ignored}
+        if self.tags_to_render(prompt.tags, seed) != list(prompt.tags):
+            info["missed"] = True  # model.miss_rate: rendered at a contradicting tempo on purpose
+        return info
+
+    def generate(self, prompts: list[CaptionRow], seeds: list[int], steps: int, params: SamplingParams) -> Any:
+        import numpy as np
+
+        from tagtune.tta.synth import render
+
+        samples = self.samples_for_steps(steps)
+        out = np.zeros((len(prompts), 1, samples), dtype=np.float32)
+        for i, (prompt, seed) in enumerate(zip(prompts, seeds, strict=True)):
+            out[i, 0] = render(self.tags_to_render(prompt.tags, seed), samples / self.sample_rate, self.sample_rate,
+                               int(seed), self.table)[:samples]
+        return out
+
+
+def load_backend(model_cfg: Any, device: str = "auto", tagmap: Any = None) -> Any:
     """The backend named by ``model.backend`` with ``model.name`` loaded on ``device``."""
+    if model_cfg.backend == "synth":
+        return SynthRenderer(model_cfg, tagmap)
     if model_cfg.backend == "audiocraft":
         return AudiocraftMusicgen(model_cfg, device)
     return TransformersMusicgen.from_config(model_cfg, device)

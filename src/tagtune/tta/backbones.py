@@ -1,0 +1,193 @@
+"""Embedding backbones for FAD: VGGish (the standard, MusicGen's tables), PANN, EnCodec, and a tiny one.
+
+Each backbone turns a mono clip into frame embeddings ``(frames, dim)``; FAD fits Gaussians to the
+frames of all clips of each side (as fadtk and frechet-audio-distance do). Weights are read from
+local files only, never fetched and never run as code from a model repository:
+
+* ``vggish``: the VGGish network (its published layout; the last ReLU dropped, no PCA, as the FAD
+  libraries use it) on 0.96 s log-mel patches at 16 kHz, weights ``vggish-10086976.pth`` (the file
+  torchvggish, fadtk and frechet-audio-distance download) loaded tensors-only;
+* ``pann``: frechet-audio-distance's PANN Cnn14 (16 kHz) with its ``Cnn14_16k_mAP=0.438.pth``;
+* ``encodec``: the encoder of ``facebook/encodec_24khz`` through transformers (local cache);
+* ``tiny``: the encoder of the tiny MusicGen's EnCodec (random weights, offline): it keeps the FAD
+  code path running in tests and CI, its values mean nothing.
+
+A backbone whose weights are absent is reported unavailable in one line; the others still run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from tagtune.errors import DependencyError, ModelNotFoundError
+
+BACKBONES = ("vggish", "pann", "encodec", "tiny")
+
+
+def _torch_hub_checkpoint(name: str) -> Path:
+    home = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")).expanduser()
+    return home / "hub" / "checkpoints" / name
+
+
+def _resample(audio: Any, rate: int, target: int) -> Any:
+    from tagtune.tta.audio import resample
+
+    return resample(audio, rate, target)
+
+
+class VGGish:
+    """VGGish frame embeddings (128-d, one per 0.96 s) from a local state dict."""
+
+    name, sample_rate = "vggish", 16000
+
+    def __init__(self, weights: str | None):
+        import torch
+
+        path = Path(weights).expanduser() if weights else _torch_hub_checkpoint("vggish-10086976.pth")
+        if not path.is_file():
+            raise ModelNotFoundError(f"VGGish weights not found at {path}",
+                                     hint="download vggish-10086976.pth once (torchvggish v0.1) and set evaluate.fad.vggish_weights")
+        self.net = _vggish_net()
+        self.net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        self.net.eval()
+        self.revision = f"file:{path.name}"
+
+    def frames(self, audio: Any, rate: int) -> Any:
+        import torch
+
+        patches = vggish_patches(_resample(audio, rate, self.sample_rate))
+        if len(patches) == 0:
+            return patches.reshape(0, 128)
+        with torch.inference_mode():
+            x = self.net.features(torch.from_numpy(patches)).permute(0, 2, 3, 1).reshape(len(patches), -1)
+            return self.net.embeddings[:-1](x).double().numpy()  # no final ReLU, no PCA: what FAD libraries use
+
+
+def _vggish_net() -> Any:
+    from torch import nn
+
+    layers: list[Any] = []
+    channels = 1
+    for width in (64, "M", 128, "M", 256, 256, "M", 512, 512, "M"):
+        if width == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            layers += [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU(inplace=True)]
+            channels = width
+    net = nn.Module()
+    net.features = nn.Sequential(*layers)
+    net.embeddings = nn.Sequential(nn.Linear(512 * 4 * 6, 4096), nn.ReLU(True), nn.Linear(4096, 4096), nn.ReLU(True),
+                                   nn.Linear(4096, 128), nn.ReLU(True))
+    return net
+
+
+def vggish_patches(wave: Any) -> Any:
+    """16 kHz mono -> ``(n, 1, 96, 64)`` log-mel patches: 25 ms Hann windows every 10 ms, 64 HTK mel
+    bands from 125 to 7500 Hz, log(x + 0.01), non-overlapping 0.96 s patches (VGGish's front end)."""
+    import numpy as np
+
+    x = np.asarray(wave, dtype=np.float64)
+    win, hop, nfft = 400, 160, 512
+    n = 1 + (len(x) - win) // hop
+    if n < 96:
+        return np.zeros((0, 1, 96, 64), dtype=np.float32)
+    frames = x[np.arange(win)[None, :] + hop * np.arange(n)[:, None]]
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(win) / win)
+    spectrum = np.abs(np.fft.rfft(frames * window, nfft))
+    log_mel = np.log(spectrum @ _mel_matrix(nfft // 2 + 1) + 0.01)
+    count = len(log_mel) // 96
+    return log_mel[: count * 96].reshape(count, 1, 96, 64).astype(np.float32)
+
+
+def _mel_matrix(bins: int) -> Any:
+    import numpy as np
+
+    def mel(f: Any) -> Any:
+        return 1127.0 * np.log1p(np.asarray(f) / 700.0)
+
+    centres = mel(np.linspace(0.0, 8000.0, bins))
+    edges = np.linspace(mel(125.0), mel(7500.0), 66)
+    lo, mid, hi = edges[:-2], edges[1:-1], edges[2:]
+    weights = np.maximum(0.0, np.minimum((centres[:, None] - lo) / (mid - lo), (hi - centres[:, None]) / (hi - mid)))
+    weights[0, :] = 0.0
+    return weights
+
+
+class Pann:
+    """PANN Cnn14 (16 kHz) embeddings through frechet-audio-distance's model definition."""
+
+    name, sample_rate = "pann", 16000
+
+    def __init__(self, weights: str | None):
+        import torch
+
+        try:
+            from frechet_audio_distance.models.pann import Cnn14_16k
+        except ImportError as exc:
+            raise DependencyError("the pann backbone needs frechet-audio-distance", hint="pip install 'tagtune[eval]'") from exc
+        path = Path(weights).expanduser() if weights else _torch_hub_checkpoint("Cnn14_16k_mAP=0.438.pth")
+        if not path.is_file():
+            raise ModelNotFoundError(f"PANN weights not found at {path}", hint="set evaluate.fad.pann_weights to Cnn14_16k_mAP=0.438.pth")
+        self.net = Cnn14_16k(sample_rate=16000, window_size=512, hop_size=160, mel_bins=64, fmin=50, fmax=8000, classes_num=527)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        self.net.load_state_dict(state.get("model", state))
+        self.net.eval()
+        self.revision = f"file:{path.name}"
+
+    def frames(self, audio: Any, rate: int) -> Any:
+        import torch
+
+        wave = torch.as_tensor(_resample(audio, rate, self.sample_rate), dtype=torch.float32)[None]
+        with torch.inference_mode():
+            return self.net(wave, None)["embedding"].double().numpy()
+
+
+class Encodec:
+    """EnCodec encoder frames (continuous, before quantization) of a transformers EnCodec model."""
+
+    name = "encodec"
+
+    def __init__(self, model: Any, sample_rate: int, name: str, revision: str):
+        self.model, self.sample_rate, self.name, self.revision = model.eval(), sample_rate, name, revision
+
+    @classmethod
+    def from_hub(cls, model_id: str) -> Encodec:
+        from transformers import EncodecModel
+
+        from tagtune.hub import load_pretrained, resolved_revision
+
+        model = load_pretrained(EncodecModel.from_pretrained, model_id, "EnCodec model")
+        return cls(model, int(model.config.sampling_rate), "encodec", resolved_revision(model, model_id))
+
+    @classmethod
+    def tiny(cls, tiny_cfg: Any) -> Encodec:
+        from transformers import MusicgenForConditionalGeneration
+
+        from tagtune.hub import resolved_revision
+        from tagtune.tta.tiny import ensure_tiny_musicgen
+
+        path = ensure_tiny_musicgen(tiny_cfg)
+        codec = MusicgenForConditionalGeneration.from_pretrained(path).audio_encoder
+        return cls(codec, int(codec.config.sampling_rate), "tiny", resolved_revision(None, str(path)))
+
+    def frames(self, audio: Any, rate: int) -> Any:
+        import torch
+
+        wave = torch.as_tensor(_resample(audio, rate, self.sample_rate), dtype=torch.float32)[None, None]
+        with torch.inference_mode():
+            return self.model.encoder(wave)[0].T.double().numpy()
+
+
+def load_backbone(name: str, fad_cfg: Any) -> Any:
+    """The backbone ``name`` with the weights named in ``evaluate.fad``."""
+    if name == "vggish":
+        return VGGish(fad_cfg.vggish_weights)
+    if name == "pann":
+        return Pann(fad_cfg.pann_weights)
+    if name == "encodec":
+        return Encodec.from_hub(fad_cfg.encodec_model)
+    if name == "tiny":
+        return Encodec.tiny(fad_cfg.tiny)
+    raise DependencyError(f"unknown FAD backbone '{name}'", hint=f"use one of: {', '.join(BACKBONES)}")

@@ -1,0 +1,277 @@
+"""Checkers for ``tagtune tta verify``: judge from a clip's audio whether its intended tags are there.
+
+Every intended tag goes to the first checker in ``verification.checkers`` that *claims* it; a tag
+no checker claims is *unjudged* (reported, and left out of the realisation fraction, since
+nothing measured it). Built in:
+
+* ``tempo``: a librosa tempo estimate of the clip (see :mod:`tagtune.tta.tempo`) against the BPM
+  range the ``tagmap`` declares for the tag. Claims exactly the tags with a range.
+* ``clap``: CLAP zero-shot. The tag, in its category's prompt template, is embedded beside every
+  other tag of the category (the candidates); the clip's audio embedding ranks them. A tag is
+  realised when it ranks high enough (``rank``), stands out from the category's other tags by a
+  margin (``margin``), or clears a calibrated cosine (``threshold``). Claims the tags of its
+  categories (all of them by default). Audio embeddings are cached by file content.
+
+Your own checker (an auto-tagger, a key detector) is a class with ``name``, ``claims(tag,
+category)`` and ``judge(clips, tags)`` (optionally ``describe()``), listed in
+``verification.checkers`` as ``package.module:Class`` or under an entry point of the
+``tagtune.checkers`` group. It is built as ``Class(settings, context)``: ``settings`` is
+``verification.custom.<name>`` (a dict), ``context`` a :class:`CheckerContext`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from tagtune.errors import ConfigError, DependencyError
+from tagtune.report import SILENT, Reporter
+
+ENTRY_POINT_GROUP = "tagtune.checkers"
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One clip as the checkers see it: mono float32 audio and the sha256 of its file."""
+
+    id: str
+    audio: Any
+    sample_rate: int
+    digest: str
+
+
+@dataclass(frozen=True)
+class TagToJudge:
+    """An intended tag and its category (None when no taxonomy or row column names one)."""
+
+    tag: str
+    category: str | None
+
+
+@dataclass
+class Judgement:
+    """A checker's verdict on one tag of one clip: realised or not, a score, and what it measured."""
+
+    realised: bool
+    score: float
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CheckerContext:
+    """What a checker may need: the whole config, the folder, every category's candidate tags."""
+
+    cfg: Any
+    folder: Path
+    candidates: Mapping[str, Sequence[str]]
+    reporter: Reporter = SILENT
+
+
+class Checker(Protocol):
+    name: str
+
+    def claims(self, tag: str, category: str | None) -> bool: ...
+
+    def judge(self, clips: list[Clip], tags: list[list[TagToJudge]]) -> list[dict[str, Judgement]]: ...
+
+
+class TempoChecker:
+    """Measured BPM inside the tag's range (``tagmap.tempo_bpm``, widened by ``tolerance``)."""
+
+    name = "tempo"
+
+    def __init__(self, settings: Any, context: CheckerContext):
+        try:
+            import librosa  # noqa: F401
+        except ImportError as exc:
+            raise DependencyError("the tempo checker needs librosa, which is not installed",
+                                  hint="pip install librosa, or leave tempo out of verification.checkers") from exc
+        tagmap = context.cfg.get("tagmap") or {}
+        self.ranges = {str(t): (float(r[0]), float(r[1])) for t, r in dict(tagmap.get("tempo_bpm") or {}).items()}
+        self.method, self.tolerance = str(settings.method), float(settings.tolerance)
+        self.min_confidence = float(settings.min_confidence)
+
+    def claims(self, tag: str, category: str | None) -> bool:
+        return tag in self.ranges
+
+    def describe(self) -> dict[str, Any]:
+        return {"method": self.method, "tolerance": self.tolerance, "min_confidence": self.min_confidence,
+                "ranges": {t: list(r) for t, r in self.ranges.items()}}
+
+    def judge(self, clips: list[Clip], tags: list[list[TagToJudge]]) -> list[dict[str, Judgement]]:
+        from tagtune.tta.tempo import estimate_bpm, judge
+
+        out: list[dict[str, Judgement]] = []
+        for clip, wanted in zip(clips, tags, strict=True):
+            if not wanted:
+                out.append({})
+                continue
+            bpm, confidence = estimate_bpm(clip.audio, clip.sample_rate, self.method)
+            soft = judge(bpm, self.ranges, self.tolerance)
+            verdicts = {}
+            for t in wanted:
+                lo, hi = self.ranges[t.tag]
+                inside = lo / (1 + self.tolerance) <= bpm <= hi * (1 + self.tolerance)
+                verdicts[t.tag] = Judgement(inside and confidence >= self.min_confidence, soft.get(t.tag, 0.0),
+                                            {"bpm": bpm, "confidence": confidence, "range": [lo, hi]})
+            out.append(verdicts)
+        return out
+
+
+class ClapChecker:
+    """CLAP zero-shot against the other tags of the category (the same pinned model as ``tta evaluate``)."""
+
+    name = "clap"
+
+    def __init__(self, settings: Any, context: CheckerContext):
+        self.settings, self.context = settings, context
+        self.categories = None if settings.categories is None else {str(c) for c in settings.categories}
+        self.templates = {str(k): str(v) for k, v in dict(settings.templates).items()}
+        self._embedder: Any = None
+        self._text: dict[str, tuple[list[str], Any]] = {}
+        cache_root = context.folder / ".tagtune-cache"
+        name = str(context.cfg.evaluate.clap_model)
+        slug = hashlib.sha256(f"{name}@{context.cfg.evaluate.revision}".encode()).hexdigest()[:12]
+        self.cache_dir = cache_root / f"clap-{slug}" if settings.cache else None
+
+    def claims(self, tag: str, category: str | None) -> bool:
+        if category is None or len(self.context.candidates.get(category, ())) < 2:
+            return False  # nothing to rank the tag against
+        return self.categories is None or category in self.categories
+
+    def describe(self) -> dict[str, Any]:
+        s = self.settings
+        return {"model": str(self.context.cfg.evaluate.clap_model), "revision": self.embedder.revision,
+                "decision": str(s.decision), "top_k": int(s.top_k), "margin": float(s.margin),
+                "threshold": float(s.threshold), "templates": self.templates,
+                "categories": sorted(self.categories) if self.categories is not None else None}
+
+    @property
+    def embedder(self) -> Any:
+        if self._embedder is None:  # loaded on first use: a run where CLAP claims nothing never loads it
+            from tagtune.tta.clap import ClapEmbedder
+
+            self._embedder = ClapEmbedder(self.context.cfg.evaluate, self.context.cfg.device)
+        return self._embedder
+
+    def template(self, category: str) -> str:
+        return self.templates.get(category, self.templates.get("default", "{tag}"))
+
+    def text_embeddings(self, category: str) -> tuple[list[str], Any]:
+        """The category's candidate tags and their templated text embeddings (computed once)."""
+        if category not in self._text:
+            tags = list(self.context.candidates[category])
+            texts = [self.template(category).format(tag=t, category=category) for t in tags]
+            self._text[category] = (tags, self.embedder.embed_texts(texts))
+        return self._text[category]
+
+    def audio_embeddings(self, clips: list[Clip]) -> Any:
+        """One embedding per clip, from the cache when this file was embedded before."""
+        import numpy as np
+
+        from tagtune.resumable import atomic_path
+
+        found: dict[int, Any] = {}
+        if self.cache_dir is not None:
+            for i, clip in enumerate(clips):
+                path = self.cache_dir / f"{clip.digest}.npy"
+                if path.is_file():
+                    try:
+                        found[i] = np.load(path, allow_pickle=False)
+                    except (OSError, ValueError):
+                        path.unlink(missing_ok=True)  # torn or foreign: embed again
+        todo = [i for i in range(len(clips)) if i not in found]
+        if todo:
+            fresh = self.embedder.embed_audio([(clips[i].audio, clips[i].sample_rate) for i in todo])
+            for i, emb in zip(todo, fresh, strict=True):
+                found[i] = emb
+                if self.cache_dir is not None:
+                    self.cache_dir.mkdir(parents=True, exist_ok=True)
+                    with atomic_path(self.cache_dir / f"{clips[i].digest}.npy") as tmp, open(tmp, "wb") as fh:
+                        np.save(fh, emb, allow_pickle=False)
+        return np.stack([found[i] for i in range(len(clips))])
+
+    def judge(self, clips: list[Clip], tags: list[list[TagToJudge]]) -> list[dict[str, Judgement]]:
+        busy = [i for i, wanted in enumerate(tags) if wanted]
+        out: list[dict[str, Judgement]] = [{} for _ in clips]
+        if not busy:
+            return out
+        audio = self.audio_embeddings([clips[i] for i in busy])
+        for row, i in enumerate(busy):
+            by_category: dict[str, list[str]] = {}
+            for t in tags[i]:
+                by_category.setdefault(str(t.category), []).append(t.tag)
+            for category, wanted in by_category.items():
+                candidates, text = self.text_embeddings(category)
+                out[i].update(decide(audio[row] @ text.T, candidates, wanted, self.settings))
+        return out
+
+
+def decide(cosines: Any, candidates: list[str], wanted: list[str], settings: Any) -> dict[str, Judgement]:
+    """The CLAP decision for the intended tags of one category, from the clip's cosine to every candidate.
+
+    ``rank``: realised when the tag is among the top ``len(wanted) + top_k - 1`` candidates.
+    ``margin``: realised when its cosine exceeds the mean cosine of the non-intended candidates by
+    ``margin``. ``threshold``: realised when its cosine is at least ``threshold``.
+    """
+    import numpy as np
+
+    sims = np.asarray(cosines, dtype=np.float64)
+    index = {t: i for i, t in enumerate(candidates)}
+    others = [i for t, i in index.items() if t not in set(wanted)]
+    baseline = float(sims[others].mean()) if others else 0.0
+    allowed = len(wanted) + int(settings.top_k) - 1
+    verdicts = {}
+    for tag in wanted:
+        if tag not in index:
+            continue
+        cos = float(sims[index[tag]])
+        rank = 1 + int(np.sum(sims > cos))
+        margin = cos - baseline
+        realised = {"rank": rank <= allowed, "margin": margin >= float(settings.margin),
+                    "threshold": cos >= float(settings.threshold)}[str(settings.decision)]
+        verdicts[tag] = Judgement(realised, round(cos, 6), {"rank": rank, "of": len(candidates), "margin": round(margin, 6)})
+    return verdicts
+
+
+def _import_checker(name: str) -> Any:
+    """A checker class from ``package.module:Class`` or the ``tagtune.checkers`` entry points."""
+    import importlib
+    from importlib.metadata import entry_points
+
+    if ":" in name:
+        module, _, attr = name.partition(":")
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"cannot import checker '{name}': {exc}", key="verification.checkers") from exc
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == name:
+            return ep.load()
+    raise ConfigError(f"unknown checker '{name}'", key="verification.checkers",
+                      hint=f"use tempo, clap, a 'package.module:Class' or an entry point of {ENTRY_POINT_GROUP}")
+
+
+def load_checkers(verification: Any, context: CheckerContext) -> list[Any]:
+    """The checkers of ``verification.checkers``, in order of precedence."""
+    checkers: list[Any] = []
+    custom = dict(verification.get("custom") or {})
+    for name in verification.checkers:
+        if name == "tempo":
+            checkers.append(TempoChecker(verification.tempo, context))
+        elif name == "clap":
+            checkers.append(ClapChecker(verification.clap, context))
+        else:
+            cls = _import_checker(str(name))
+            short = str(name).rpartition(":")[2]
+            checker = cls(dict(custom.get(short) or custom.get(str(name)) or {}), context)
+            for method in ("claims", "judge"):
+                if not callable(getattr(checker, method, None)):
+                    raise ConfigError(f"checker '{name}' has no {method}() method", key="verification.checkers")
+            checkers.append(checker)
+    if len({c.name for c in checkers}) != len(checkers):
+        raise ConfigError("two checkers share a name", key="verification.checkers")
+    return checkers
