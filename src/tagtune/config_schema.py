@@ -285,11 +285,12 @@ VAE_TRAINING = S(
            kl_warmup_epochs=Int(min=0)),
     train=S(output=Str(), resume=PATH),
     sample=S(
-        model=PATH, output=PATH, taxonomy_path=PATH, num_samples=Int(min=1), batch_size=Int(min=1),
+        model=PATH, output=PATH, taxonomy_path=PATH, num_samples=Int(min=0), batch_size=Int(min=1),
         temperature=Float(min=0), threshold=Float(min=0, max=1), mode=Str(choices=("sized", "bernoulli", "threshold")),
         prior=Str(choices=("aggregate", "normal")), require=List(Str()), forbid=List(Str()),
         category_min=AnyValue(), category_max=AnyValue(), min_tags=Int(min=0), max_tags=Int(min=0, null=True),
-        dedupe=Bool(), max_attempts=Int(min=1),
+        dedupe=Bool(), max_attempts=Int(min=1), min_per_tag=Int(min=1, null=True), quotas=Dict(Int(min=0)),
+        min_tag_probability=Float(min=0, max=1), counterfactual=Int(min=0), concepts=List(Str()),
     ),
     evaluate=S(
         input=PATH, reference=PATH, train=PATH, taxonomy_path=PATH, model=PATH, tags_column=Str(null=True),

@@ -1,9 +1,15 @@
-"""The tag taxonomy: ``{category: [tags]}`` and the multi-hot codec every stage shares.
+"""The tag taxonomy: ``{category: [tags]}``, its rules, and the multi-hot codec every stage shares.
 
 Order is fixed and documented: categories in the order the file lists them, tags within a
 category in file order. Vector position ``i`` is ``taxonomy.tags[i]``. Tags are normalised
 (lower case, single spaces, stripped) on load and on lookup, so ``"Slow  Tempo"`` matches
 ``"slow tempo"``. A tag may belong to one category only.
+
+A taxonomy may declare rules under the key ``_rules`` (:class:`Rules`): groups of mutually
+exclusive tags and per-category tag counts. Sampling never produces a set that breaks them and
+``vae evaluate`` reports how many sets of a file do; a taxonomy without rules allows every set.
+The rules are not part of the vector layout: two taxonomies with the same categories encode
+alike (same fingerprint) whatever their rules.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,12 +42,88 @@ def normalize_tag(tag: str) -> str:
     return " ".join(str(tag).split()).lower()
 
 
+RULES_KEY = "_rules"
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What a plausible tag set may not do.
+
+    Attributes:
+        exclusive: Groups of tags of which a set holds at most one (``slow tempo`` / ``fast tempo``).
+        counts: ``{category: (min, max)}`` tags of the category per set (max None: no limit).
+    """
+
+    exclusive: tuple[tuple[str, ...], ...] = ()
+    counts: Mapping[str, tuple[int, int | None]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.exclusive or self.counts)
+
+    def violations(self, tags: Iterable[str], category_of: Mapping[str, str]) -> list[str]:
+        """What ``tags`` break, one short phrase per broken rule (empty: the set is fine)."""
+        have = {normalize_tag(t) for t in tags}
+        out = [f"exclusive: {' + '.join(t for t in group if t in have)}"
+               for group in self.exclusive if sum(t in have for t in group) > 1]
+        for cat, (lo, hi) in self.counts.items():
+            n = sum(1 for t in have if category_of.get(t) == cat)
+            if n < lo or (hi is not None and n > hi):
+                out.append(f"{cat}: {n} tags (allowed {lo}..{'' if hi is None else hi})")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.exclusive:
+            out["exclusive"] = [list(g) for g in self.exclusive]
+        if self.counts:
+            out["counts"] = {c: {"min": lo, **({"max": hi} if hi is not None else {})} for c, (lo, hi) in self.counts.items()}
+        return out
+
+
+def _parse_rules(raw: Any, taxonomy: Taxonomy) -> Rules:
+    """``_rules: {exclusive: [[tag, ...], ...], counts: {category: {min: 0, max: 1}}}``, checked."""
+    src = taxonomy.source
+    if raw is None:
+        return Rules()
+    if not isinstance(raw, Mapping) or set(raw) - {"exclusive", "counts"}:
+        raise TaxonomyError("expected a mapping with 'exclusive' and/or 'counts'", src, field=RULES_KEY)
+    groups = []
+    for i, group in enumerate(raw.get("exclusive") or []):
+        where = f"{RULES_KEY}.exclusive[{i}]"
+        if isinstance(group, str) or not isinstance(group, Sequence) or len(group) < 2:
+            raise TaxonomyError("an exclusive group is a list of at least two tags", src, field=where)
+        tags = tuple(normalize_tag(t) for t in group)
+        unknown = [t for t in tags if t not in taxonomy.index]
+        if unknown:
+            raise TaxonomyError(f"unknown tag '{unknown[0]}'", src, field=where)
+        groups.append(tags)
+    counts: dict[str, tuple[int, int | None]] = {}
+    for cat, spec in dict(raw.get("counts") or {}).items():
+        where = f"{RULES_KEY}.counts.{cat}"
+        name = normalize_tag(str(cat)).replace(" ", "_")
+        if name not in taxonomy.categories:
+            raise TaxonomyError(f"unknown category '{cat}'", src, field=where)
+        if not isinstance(spec, Mapping) or set(spec) - {"min", "max"}:
+            raise TaxonomyError("expected {min: N, max: N}", src, field=where)
+        lo, hi = spec.get("min", 0), spec.get("max")
+        if not isinstance(lo, int) or (hi is not None and not isinstance(hi, int)) or lo < 0 or (hi is not None and hi < lo):
+            raise TaxonomyError(f"min and max must be integers with 0 <= min <= max (got {lo}, {hi})", src, field=where)
+        if lo > len(taxonomy.categories[name]):
+            raise TaxonomyError(f"min {lo} is more than the category's {len(taxonomy.categories[name])} tags", src, field=where)
+        counts[name] = (lo, hi)
+    return Rules(tuple(groups), counts)
+
+
 class Taxonomy:
-    """An ordered set of categories, each an ordered list of unique tags."""
+    """An ordered set of categories, each an ordered list of unique tags, and the rules of its sets."""
 
     def __init__(self, categories: Mapping[str, Sequence[str]], source: str = "<taxonomy>"):
         self.source = source
         if not isinstance(categories, Mapping) or not categories:
+            raise TaxonomyError("expected a non-empty mapping {category: [tags]}", source)
+        raw_rules = categories.get(RULES_KEY)
+        categories = {k: v for k, v in categories.items() if k != RULES_KEY}
+        if not categories:
             raise TaxonomyError("expected a non-empty mapping {category: [tags]}", source)
         self.categories: dict[str, list[str]] = {}
         self.category_of: dict[str, str] = {}
@@ -74,6 +157,7 @@ class Taxonomy:
             self.categories[cat] = tags
         self.tags: list[str] = [t for tags in self.categories.values() for t in tags]
         self.index: dict[str, int] = {t: i for i, t in enumerate(self.tags)}
+        self.rules: Rules = _parse_rules(raw_rules, self)
 
     # -- construction -----------------------------------------------------------------------
     @classmethod
@@ -153,13 +237,41 @@ class Taxonomy:
             out[self.category_of[tag]].append(tag)
         return out
 
+    # -- rules ------------------------------------------------------------------------------
+    def violations(self, tags: Iterable[str]) -> list[str]:
+        """The rules ``tags`` break (empty: none, or the taxonomy has no rules)."""
+        return self.rules.violations(tags, self.category_of)
+
+    def rule_mask(self, matrix: Any) -> Any:
+        """Per row of a multi-hot matrix (numpy or torch), whether it keeps every rule."""
+        ok = matrix.sum(1) >= 0  # all True, in the matrix's own library
+        for group in self.rules.exclusive:
+            ok = ok & (matrix[:, [self.index[t] for t in group]].sum(1) <= 1)
+        start = 0
+        for cat, tags in self.categories.items():
+            if cat in self.rules.counts:
+                lo, hi = self.rules.counts[cat]
+                n = matrix[:, start:start + len(tags)].sum(1)
+                ok = ok & (n >= lo) & ((n <= hi) if hi is not None else (n >= 0))
+            start += len(tags)
+        return ok
+
+    def with_rules(self, rules: Rules) -> Taxonomy:
+        """This taxonomy with other rules (a model's taxonomy with the rules of a file naming the same tags)."""
+        copy = Taxonomy(self.to_dict(rules=False), source=self.source)
+        copy.rules = rules
+        return copy
+
     # -- persistence ------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, list[str]]:
-        return {c: list(t) for c, t in self.categories.items()}
+    def to_dict(self, rules: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {c: list(t) for c, t in self.categories.items()}
+        if rules and self.rules:
+            out[RULES_KEY] = self.rules.to_dict()
+        return out
 
     def fingerprint(self) -> str:
-        """sha256 of the canonical content: two taxonomies with equal fingerprints encode alike."""
-        blob = json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+        """sha256 of the categories and tags: two taxonomies with equal fingerprints encode alike."""
+        blob = json.dumps(self.to_dict(rules=False), separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
     def save(self, path: str | Path) -> Path:
@@ -168,7 +280,8 @@ class Taxonomy:
         return atomic_write_json(Path(path), self.to_dict())
 
     def __eq__(self, other: Any) -> bool:
-        return isinstance(other, Taxonomy) and self.to_dict() == other.to_dict()
+        """Same categories and tags in the same order (the vector layout); rules may differ."""
+        return isinstance(other, Taxonomy) and self.to_dict(rules=False) == other.to_dict(rules=False)
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{c}={len(t)}" for c, t in self.categories.items())

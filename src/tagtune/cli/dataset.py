@@ -22,22 +22,29 @@ app = typer.Typer(help="Export a finished dataset folder (Parquet with embedded 
         "tagtune dataset export demo --format audiocraft -o egs/tagtune",
         "tagtune dataset export demo --exclude musiccaps_test.csv -o clean",
         "tagtune dataset export demo --push me/my-music-concepts",
+        "tagtune dataset export demo --format concepts -o concept_sets --random-sets 20",
     ),
 )
 def export_cmd(
     directory: Annotated[Path, typer.Argument(help="A pipeline output folder or its dataset/ folder.")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="parquet | jsonl | audiocraft | webdataset.")] = "parquet",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="parquet | jsonl | audiocraft | webdataset | concepts.")] = "parquet",
     output: Annotated[Optional[Path], typer.Option("--output", "--output-dir", "-o", help="Where to write [default: DIR/export-<format>].", show_default=False)] = None,
     exclude: Annotated[Optional[list[Path]], typer.Option("--exclude", help="Drop rows whose tag set or caption is in this evaluation file (repeatable).", show_default=False)] = None,
     push: Annotated[Optional[str], typer.Option("--push", "--push-to-hub", help="Upload the Parquet export to this Hub dataset repo.", show_default=False)] = None,
     licence_checked: Annotated[bool, typer.Option("--licence-checked", metavar=NO_METAVAR, help="Push although the declared licence is less restrictive than an input's (you checked it).")] = False,
     shard_mb: Annotated[int, typer.Option("--shard-mb", help="Largest Parquet / tar shard, in MB of audio.")] = 500,
+    min_examples: Annotated[int, typer.Option("--min-examples", help="concepts: leave out concepts with fewer positive clips.", min=1)] = 1,
+    random_sets: Annotated[int, typer.Option("--random-sets", help="concepts: random clip sets to write (TCAV's random concepts).", min=0)] = 10,
+    random_size: Annotated[int, typer.Option("--random-size", help="concepts: clips per random set.", min=1)] = 50,
+    seed: Annotated[int, typer.Option("--seed", help="concepts: seed of the negative matching's tie-breaks and the random sets.", min=0)] = 0,
 ) -> None:
     """Write the dataset for a trainer or the Hub: each format into its own folder, read back by its own library."""
     from tagtune.pipeline.export import export_dataset
 
     result = export_dataset(directory, fmt=fmt.lower(), out_dir=output, exclude=[str(p) for p in exclude or []],
-                            push=push, licence_checked=licence_checked, shard_bytes=shard_mb << 20, reporter=reporter())
+                            push=push, licence_checked=licence_checked, shard_bytes=shard_mb << 20, reporter=reporter(),
+                            concept_options={"min_examples": min_examples, "random_sets": random_sets,
+                                             "random_size": random_size, "seed": seed})
     console = out_console()
     for split, files in result.files.items():
         console.print(f"{split:<12} {result.rows[split]:>7} rows  {', '.join(str(f) for f in files[:3])}"

@@ -96,6 +96,8 @@ def train(
         "tagtune vae sample --model runs/vae -n 100 --require jazz --forbid 'male vocals' --min mood=1 --max tempo=1",
         "tagtune vae sample --model runs/vae --mode threshold --threshold 0.3 --dedupe",
         "tagtune vae sample --model runs/vae --temperature 0.8 sample.prior=normal",
+        "tagtune vae sample --model runs/vae -n 5000 --min-per-tag 20 --seed 0",
+        "tagtune vae sample --model runs/vae -n 0 --counterfactual 200 --concept piano --concept 'fast tempo'",
     ),
 )
 def sample(
@@ -112,12 +114,19 @@ def sample(
     min_count: Annotated[Optional[list[str]], typer.Option("--min", help="CATEGORY=K: at least K tags of the category (repeatable).", show_default=False)] = None,
     max_count: Annotated[Optional[list[str]], typer.Option("--max", help="CATEGORY=K: at most K tags of the category (repeatable).", show_default=False)] = None,
     dedupe: Annotated[Optional[bool], typer.Option("--dedupe/--no-dedupe", metavar=NO_METAVAR, help="Keep only distinct sets.", show_default=False)] = None,
-    taxonomy: Annotated[Optional[Path], typer.Option("--taxonomy", help="Refuse the model unless its taxonomy equals this file.", show_default=False)] = None,
+    taxonomy: Annotated[Optional[Path], typer.Option("--taxonomy", help="Refuse the model unless its taxonomy equals this file (its rules apply).", show_default=False)] = None,
+    min_per_tag: Annotated[Optional[str], typer.Option("--min-per-tag", metavar="K", help="Every taxonomy tag in at least K sets (topped up by sets drawn with the tag).", show_default=False)] = None,
+    counterfactual: Annotated[Optional[str], typer.Option("--counterfactual", metavar="N", help="Also write N pairs of sets that differ in exactly one tag.", show_default=False)] = None,
+    concept: Annotated[Optional[list[str]], typer.Option("--concept", help="A tag the counterfactual pairs differ in (repeatable; default: every tag).", show_default=False)] = None,
     preset: Preset = None,
     config_dir: ConfigDirs = None,
     show_config: ShowConfig = False,
 ) -> None:
-    """Sample new tag sets from a trained model to JSONL (one set per line, docs/schema.md)."""
+    """Sample new tag sets from a trained model to JSONL (one set per line, docs/schema.md).
+
+    No set breaks the taxonomy's rules (exclusive tags, category counts). --min-per-tag balances
+    rare tags; --counterfactual adds minimal pairs (pair_id, concept, edit) for concept probing.
+    """
     cfg = compose_or_show(
         "vae_training", overrides, preset, config_dir, show_config,
         flags={
@@ -126,18 +135,29 @@ def sample(
             "seed": ("--seed", seed), "sample.mode": ("--mode", mode), "sample.require": ("--require", listing(require)),
             "sample.forbid": ("--forbid", listing(forbid)), "sample.category_min": ("--min", listing(min_count)),
             "sample.category_max": ("--max", listing(max_count)), "sample.dedupe": ("--dedupe", dedupe),
-            "sample.taxonomy_path": ("--taxonomy", taxonomy),
+            "sample.taxonomy_path": ("--taxonomy", taxonomy), "sample.min_per_tag": ("--min-per-tag", min_per_tag),
+            "sample.counterfactual": ("--counterfactual", counterfactual), "sample.concepts": ("--concept", listing(concept)),
         },
     )
     from tagtune.vae.sample import sample as run
 
     r = run(cfg, reporter())
     p = r.params
-    out_console().print(
+    con = out_console()
+    con.print(
         f"wrote {r.num_samples} tag sets to {r.path} in {r.seconds:.1f} s "
         f"(mode {p['mode']}, prior {p['prior']}, temperature {p['temperature']}, seed {p['seed']}): "
         f"{r.mean_set_size:.2f} tags/set, {r.unique_share:.1%} distinct, {r.draws} draws in {r.rounds} round(s)"
     )
+    if r.balance is not None:
+        b = r.balance
+        rarest = min(b["counts"], key=lambda t: (b["counts"][t], t))
+        con.print(f"quotas: {len(b['quotas'])} tags; the rarest, '{rarest}', is in {b['counts'][rarest]} sets; "
+                  f"{sum(b['topped_up'].values())} sets drawn for {len(b['topped_up'])} tag(s) below quota, "
+                  f"{b['removed']} of the model's own sets removed to keep the count"
+                  + (f" ({b['extra']} extra sets kept)" if b["extra"] else "") + f"; per tag: {r.path}.balance.json")
+    if r.pairs:
+        con.print(f"counterfactual pairs: {r.pairs} (rows with pair_id, concept, edit)")
 
 
 @app.command(
@@ -191,6 +211,8 @@ def _render_evaluation(r: Any) -> None:
     for key, better, what in METRICS:
         if key in m:
             table.add_row(key, _fmt(m[key]), better, what)
+    for rule, count in (m.get("rule_violations_detail") or {}).get("samples", {}).get("by_rule", {}).items():
+        table.add_row(f"  {rule}", str(count), "lower", "generated sets breaking this rule")
     ref_cat = m.get("reference_mean_set_size_by_category") or {}
     for cat, value in (m.get("mean_set_size_by_category") or {}).items():
         table.add_row(f"  {cat} tags/set", _fmt(value), "", f"reference: {_fmt(ref_cat.get(cat))}")

@@ -100,7 +100,7 @@ def _statistics(rows: Sequence[Mapping[str, Any]], taxonomy: Taxonomy) -> str:
     return "\n".join(lines)
 
 
-def _quality(rows: Sequence[Mapping[str, Any]], taxonomy: Taxonomy) -> str:
+def _quality(rows: Sequence[Mapping[str, Any]], taxonomy: Taxonomy, verification: Mapping[str, Any] | None = None) -> str:
     from tagtune.caption.metrics import coverage
 
     cov = coverage([(r["tags"], r.get("caption") or "") for r in rows], taxonomy.category_of)
@@ -108,11 +108,61 @@ def _quality(rows: Sequence[Mapping[str, Any]], taxonomy: Taxonomy) -> str:
              f"{cov['full']:.1%} of captions mention every tag.", "",
              _table(["category", "coverage", "tags"], [[c, f"{v['coverage']:.3f}", v["tags"]]
                                                        for c, v in cov["per_category"].items()])]
-    realised = [r["realisation"] for r in rows if r.get("realisation") is not None]
-    if realised:
-        lines += ["", f"Tag realisation in the audio (verified per clip): mean {sum(realised) / len(realised):.3f} "
-                      f"over {len(realised)} verified clips."]
-    return "\n".join(lines)
+    return "\n".join(lines + _realisation(rows, taxonomy, verification or {}) + _unrendered(rows))
+
+
+def _realisation(rows: Sequence[Mapping[str, Any]], taxonomy: Taxonomy, verification: Mapping[str, Any]) -> list[str]:
+    """Tables of tag realisation in the audio (the verify step), per category and per tag."""
+    verified = [r for r in rows if (r.get("provenance") or {}).get("verify")]
+    if not verified:
+        return ["", "Tag realisation in the audio was not verified (the pipeline's verify step did not run)."]
+    per_tag: dict[str, list[int]] = {}
+    for r in verified:
+        unjudged = set(r["provenance"]["verify"].get("unjudged_tags") or [])
+        realised = set(r.get("realised_tags") or [])
+        for tag in r["tags"]:
+            if tag not in unjudged:
+                counts = per_tag.setdefault(tag, [0, 0])
+                counts[0] += 1
+                counts[1] += tag in realised
+    per_category: dict[str, list[int]] = {}
+    for tag, (judged, realised) in per_tag.items():
+        counts = per_category.setdefault(taxonomy.category_of.get(tag) or "other", [0, 0])
+        counts[0] += judged
+        counts[1] += realised
+    fractions = [r["realisation"] for r in verified if r.get("realisation") is not None]
+    mean = f"{sum(fractions) / len(fractions):.3f}" if fractions else "-"
+    checks = ", ".join(f"{k}" for k in (verification.get("checkers") or [])) or "see provenance.json"
+    lines = ["", "### Tag realisation in the audio", "",
+             f"Each clip's tags were judged from its audio ({checks}; docs/verification.md). Mean realisation per clip "
+             f"(tags judged present / tags judged): **{mean}** over {len(fractions)} clips; tags no checker can judge "
+             "are left out.", ""]
+    policy = verification.get("policy")
+    if policy:
+        lines += [f"Policy `{policy}` (minimum realisation {verification.get('min_realisation')}, at most "
+                  f"{verification.get('max_attempts')} renders): {verification.get('rerendered', 0)} rows re-rendered "
+                  f"({verification.get('improved', 0)} improved), {verification.get('dropped', 0)} dropped, "
+                  f"{verification.get('below_minimum', 0)} below the minimum after the last attempt.", ""]
+    lines += [_table(["category", "judged", "realised", "rate"],
+                     [[c, j, k, f"{k / j:.3f}"] for c, (j, k) in sorted(per_category.items()) if j]), ""]
+    lines += [_table(["tag", "category", "judged", "realised", "rate"],
+                     [[t, taxonomy.category_of.get(t) or "other", j, k, f"{k / j:.3f}"]
+                      for t, (j, k) in sorted(per_tag.items(), key=lambda kv: (kv[1][1] / kv[1][0], kv[0])) if j])]
+    return lines
+
+
+def _unrendered(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What a renderer said it could not render (the synth lists it per clip)."""
+    audio = [(r.get("provenance") or {}).get("audio") or {} for r in rows]
+    if not any("unrendered_tags" in a for a in audio):
+        return []
+    missing = Counter(t for a in audio for t in a.get("unrendered_tags") or [])
+    total = sum(len(r["tags"]) for r in rows)
+    model = next((a.get("model") for a in audio if "unrendered_tags" in a), "the renderer")
+    top = ", ".join(f"{t} ({c})" for t, c in missing.most_common(12))
+    return ["", f"**Not in the audio:** `{model}` renders only the tags its tag map covers; {sum(missing.values())} of "
+                f"{total} tag occurrences ({sum(missing.values()) / max(total, 1):.0%}) were not rendered"
+                + (f", most often: {top}." if top else ".")]
 
 
 def _made(provenance: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> str:
@@ -194,7 +244,7 @@ def write_card(out_dir: Path, rows: Sequence[Mapping[str, Any]], taxonomy: Taxon
                   f"an evaluation set ({', '.join(excluded['files'])}): {excluded['tag_set']} by tag set, "
                   f"{excluded['caption_exact']} by exact caption, {excluded['caption_ngram']} by {excluded['ngram']}-gram "
                   f"overlap >= {excluded['threshold']}.") if excluded else "",
-        statistics=_statistics(rows, taxonomy), quality=_quality(rows, taxonomy), made=_made(provenance, rows),
+        statistics=_statistics(rows, taxonomy), quality=_quality(rows, taxonomy, provenance.get("verification")), made=_made(provenance, rows),
         licences=_licences(dataset_cfg, provenance),
         plots="\n\n".join(f"![{p.stem.replace('_', ' ')}](plots/{p.name})" for p in plots),
     )

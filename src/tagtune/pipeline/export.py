@@ -14,6 +14,8 @@ mistake it for data):
   ``.json`` beside each clip with the fields audiocraft's music dataset reads.
 * ``webdataset``: ``E/<split>-000000.tar`` shards of ``<key>.wav`` + ``<key>.json`` (``prompt`` ...),
   the format stable-audio-tools trains from.
+* ``concepts``: per concept, positive clips and as many matched negatives, its counterfactual pairs,
+  random sets and a manifest, for TCAV-style probing (:mod:`tagtune.pipeline.concepts`).
 
 ``--exclude FILE`` applies the leakage guard here too.
 """
@@ -39,7 +41,7 @@ from tagtune.resumable import (
     ensure_dir,
 )
 
-FORMATS = ("parquet", "jsonl", "audiocraft", "webdataset")
+FORMATS = ("parquet", "jsonl", "audiocraft", "webdataset", "concepts")
 SHARD_BYTES = 500 << 20
 
 
@@ -83,8 +85,10 @@ def iter_dataset(ds_dir: Path, exclude: Any = None) -> Iterator[tuple[str, dict[
 
 def export_dataset(path: Path, fmt: str = "parquet", out_dir: Path | None = None, exclude: list[str] | None = None,
                    push: str | None = None, licence_checked: bool = False, shard_bytes: int = SHARD_BYTES,
-                   reporter: Reporter = SILENT) -> ExportResult:
+                   reporter: Reporter = SILENT, concept_options: Mapping[str, Any] | None = None) -> ExportResult:
     """Export the dataset folder at ``path`` (or ``path/dataset``) as ``fmt`` into ``out_dir``.
+
+    ``concept_options`` (``concepts`` only): ``min_examples``, ``random_sets``, ``random_size``, ``seed``.
 
     Raises:
         InputError: No dataset, a missing audio file. ConfigError: An unknown format, ``--push``
@@ -105,8 +109,13 @@ def export_dataset(path: Path, fmt: str = "parquet", out_dir: Path | None = None
         from tagtune.pipeline.exclude import load_excluder
 
         ex = load_excluder(exclude)
-    writer = {"parquet": _parquet, "jsonl": _jsonl, "audiocraft": _audiocraft, "webdataset": _webdataset}[fmt]
-    result = writer(ds_dir, out, iter_dataset(ds_dir, ex), shard_bytes, reporter)
+    if fmt == "concepts":
+        from tagtune.pipeline.concepts import export_concepts
+
+        result = export_concepts(ds_dir, out, iter_dataset(ds_dir, ex), reporter, **dict(concept_options or {}))
+    else:
+        writer = {"parquet": _parquet, "jsonl": _jsonl, "audiocraft": _audiocraft, "webdataset": _webdataset}[fmt]
+        result = writer(ds_dir, out, iter_dataset(ds_dir, ex), shard_bytes, reporter)
     result.excluded = ex.total_dropped if ex else 0
     if fmt == "parquet":  # the card of exactly this folder (loaded from the Hub repo when pushed)
         _export_card(ds_dir, out, result.split_bytes, {s: [f"data/{s}-*.parquet"] for s in result.files}, push or str(out))

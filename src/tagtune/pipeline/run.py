@@ -200,8 +200,12 @@ def _dataset(cfg: Any, plan: _Plan, reporter: Reporter) -> Any:
     manifest = _manifest(source) if source is not None else None
     if manifest is None or manifest.get("status") != "complete":
         return None
-    summary = build_dataset(source, plan.out / "dataset", _taxonomy(cfg, plan), cfg.dataset,
-                            _run_info(cfg, plan), reporter)
+    run = _run_info(cfg, plan)
+    if source.name == "verify":
+        step = json.loads((source / "summary.json").read_text(encoding="utf-8"))
+        checkers = plan.configs["verify"]["verify"].verification.checkers
+        run["verification"] = {**{k: v for k, v in step.items() if k != "report"}, "checkers": list(checkers)}
+    summary = build_dataset(source, plan.out / "dataset", _taxonomy(cfg, plan), cfg.dataset, run, reporter)
     reporter.note(f"[dataset] {summary.items} items in {summary.path}")
     return summary
 

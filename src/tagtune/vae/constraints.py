@@ -1,4 +1,5 @@
-"""What every sampled tag set must satisfy: required and forbidden tags, per-category counts.
+"""What every sampled tag set must satisfy: required and forbidden tags, per-category counts, and
+the taxonomy's own rules (:class:`tagtune.taxonomy.Rules`).
 
 ``--require`` / ``--forbid`` / ``--min CATEGORY=K`` / ``--max CATEGORY=K`` (and ``sample.min_tags`` /
 ``sample.max_tags``) are checked against the model's taxonomy and turned into taxonomy indices
@@ -112,15 +113,33 @@ def parse_constraints(spec: Mapping[str, Any], taxonomy: Taxonomy) -> Constraint
         forced = sum(1 for i in c.require if taxonomy.category_of[taxonomy.tags[i]] == cat)
         if forced > hi:
             raise ConstraintError(f"category '{cat}': {forced} required tags but sample.category_max {hi}")
+    broken = _required_break_rules([taxonomy.tags[i] for i in c.require], taxonomy)
+    if broken:
+        raise ConstraintError(f"the required tags break the taxonomy's rules ({'; '.join(broken)})")
     if c.max_tags is not None and (len(c.require) > c.max_tags or c.min_tags > c.max_tags):
         raise ConstraintError(f"sample.max_tags={c.max_tags} is below sample.min_tags or the number of required tags")
     return c
 
 
+def _required_break_rules(required: list[str], taxonomy: Taxonomy) -> list[str]:
+    """The taxonomy rules the required tags alone already break (exclusive groups, category maximums)."""
+    out = []
+    for group in taxonomy.rules.exclusive:
+        both = [t for t in group if t in required]
+        if len(both) > 1:
+            out.append(f"{' and '.join(both)} exclude each other")
+    for cat, (_, hi) in taxonomy.rules.counts.items():
+        n = sum(taxonomy.category_of[t] == cat for t in required)
+        if hi is not None and n > hi:
+            out.append(f"{n} required {cat} tags, at most {hi} allowed")
+    return out
+
+
 def meets_counts(sets: torch.Tensor, cons: Constraints, taxonomy: Taxonomy) -> torch.Tensor:
+    """Which drawn sets satisfy the constraints and the taxonomy's rules (exclusive groups, counts)."""
     import torch
 
-    ok = torch.ones(len(sets), dtype=torch.bool)
+    ok = taxonomy.rule_mask(sets) if taxonomy.rules else torch.ones(len(sets), dtype=torch.bool)
     sizes = sets.sum(dim=1)
     ok &= sizes >= cons.min_tags  # min_tags 0 lets empty sets through (the reference recipe)
     if cons.max_tags is not None:

@@ -46,6 +46,8 @@ class VAEData:
             "num_tags": len(self.taxonomy),
             "train_mean_set_size": float(sizes.mean()) if len(sizes) else 0.0,
             "train_max_set_size": int(sizes.max()) if len(sizes) else 0,
+            "train_tag_counts": {t: int(c) for t, c in zip(self.taxonomy.tags, self.train.sum(axis=0), strict=True)},
+            "train_rule_violations": int((~self.taxonomy.rule_mask(self.train)).sum()) if self.taxonomy.rules else 0,
             "report": list(self.report),
         }
 

@@ -32,6 +32,8 @@ METRICS: list[tuple[str, str, str]] = [
     ("density", "higher", "density (Naeem 2020), ~1 for matching distributions"),
     ("coverage", "higher", "coverage (Naeem 2020): real modes reached"),
     ("mmd2", "lower", "squared MMD, Tanimoto kernel (unbiased)"),
+    ("rule_violations", "lower", "share of generated sets that break the taxonomy's rules (exclusive tags, counts)"),
+    ("reference_rule_violations", "", "the same share among the reference sets"),
 ]
 
 
@@ -105,6 +107,9 @@ def evaluate(cfg: Any, reporter: Reporter = SILENT) -> EvaluationResult:
         )
     metrics = M.all_metrics(gen, ref, data.get("train"), k=ev.k, subsample=ev.subsample, repeats=ev.repeats,
                             seed=cfg.seed, category_slices=_category_slices(taxonomy))
+    gen_rules, ref_rules = M.rule_violations(gen, taxonomy), M.rule_violations(ref, taxonomy)
+    metrics["rule_violations"], metrics["reference_rule_violations"] = gen_rules["rate"], ref_rules["rate"]
+    metrics["rule_violations_detail"] = {"samples": gen_rules, "reference": ref_rules}
     metrics["taxonomy"] = tax_source
     metrics["files"] = {"samples": str(ev.input), "reference": str(ev.reference), "train": str(ev.train) if ev.train else None}
     out = Path(ev.output).expanduser() if ev.output else Path(str(ev.input) + ".metrics.json")

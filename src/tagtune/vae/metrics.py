@@ -260,3 +260,26 @@ def all_metrics(
         out["mean_set_size_by_category"] = category_mean_sizes(gen, category_slices)
         out["reference_mean_set_size_by_category"] = category_mean_sizes(ref, category_slices)
     return out
+
+
+def rule_violations(matrix: Any, taxonomy: Any) -> dict[str, Any]:
+    """How many sets break the taxonomy's rules: the share of sets, and the count per rule."""
+    import numpy as np
+
+    m = np.asarray(matrix)
+    if not taxonomy.rules or not len(m):
+        return {"rate": 0.0 if len(m) else float("nan"), "sets": 0, "by_rule": {}, "rules": taxonomy.rules.to_dict()}
+    by_rule: dict[str, int] = {}
+    for group in taxonomy.rules.exclusive:
+        hits = m[:, [taxonomy.index[t] for t in group]].sum(axis=1) > 1
+        by_rule["exclusive: " + " / ".join(group)] = int(hits.sum())
+    start = 0
+    for cat, tags in taxonomy.categories.items():
+        if cat in taxonomy.rules.counts:
+            lo, hi = taxonomy.rules.counts[cat]
+            n = m[:, start:start + len(tags)].sum(axis=1)
+            by_rule[f"{cat}: {lo}..{'' if hi is None else hi} tags"] = int(((n < lo) | ((n > hi) if hi is not None else False)).sum())
+        start += len(tags)
+    bad = ~np.asarray(taxonomy.rule_mask(m))
+    return {"rate": float(bad.mean()), "sets": int(bad.sum()), "by_rule": by_rule, "rules": taxonomy.rules.to_dict()}
+

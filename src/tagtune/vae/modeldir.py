@@ -115,7 +115,8 @@ def load_model_dir(path: str | Path, taxonomy: Taxonomy | None = None) -> Loaded
 
     Args:
         path: The directory.
-        taxonomy: When given, it must encode exactly like the directory's taxonomy.
+        taxonomy: When given, it must encode exactly like the directory's taxonomy; its rules
+            (exclusive groups, category counts) replace the directory's.
 
     Raises:
         ModelNotFoundError: Missing/incomplete/corrupt directory or taxonomy mismatch.
@@ -154,6 +155,7 @@ def load_model_dir(path: str | Path, taxonomy: Taxonomy | None = None) -> Loaded
         raise ModelNotFoundError(f"{weights} has {arch.num_tags} tag outputs but {path / TAXONOMY} lists {len(tax)} tags")
     if taxonomy is not None:
         check_taxonomy(tax, taxonomy, path, taxonomy.source)
+        tax = tax.with_rules(taxonomy.rules)  # the given file's rules (same tags) apply to this run
     model.eval()
     from tagtune.runs import file_sha256
 

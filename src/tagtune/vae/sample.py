@@ -1,24 +1,33 @@
 """``tagtune vae sample``: draw new tag sets from a trained model into a JSONL file.
 
-The sets come from :func:`tagtune.vae.sampler.generate_sets` (modes, priors, constraints) and are
-written as they are drawn, so any number of sets fits in bounded memory. The output is the tag-set
-file of ``docs/schema.md`` (:class:`tagtune.schema.TagSetRow`, with the sampling settings and the
-model's fingerprint under ``provenance.tags``), written to a temporary name and renamed; the same
-model, settings and seed give the same bytes. When the constraints are too strict for the draw
-budget, the sets drawn so far are kept and the error says how many.
+The sets come from :func:`tagtune.vae.sampler.generate_sets` (modes, priors, constraints, and the
+taxonomy's rules, which no set breaks). The output is the tag-set file of ``docs/schema.md``
+(:class:`tagtune.schema.TagSetRow`, with the sampling settings and the model's fingerprint under
+``provenance.tags``), written to a temporary name and renamed; the same model, settings and seed
+give the same bytes.
+
+Plain sampling streams (any number of sets in bounded memory) and, when the constraints are too
+strict for the draw budget, keeps the sets drawn so far. Two options hold the sets in memory and
+write nothing unless they succeed: balanced sampling (``--min-per-tag K``, ``sample.quotas``, see
+:mod:`tagtune.vae.balance`), whose top-up sets carry ``provenance.tags.quota``, and
+counterfactual pairs (``--counterfactual N``, see :mod:`tagtune.vae.pairs`), written after the
+other sets with ``pair_id``, ``concept`` and ``edit``.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tagtune.errors import ConfigError
 from tagtune.report import SILENT, Reporter
+from tagtune.sampling import row_seed
+from tagtune.schema import TagSetRow
 from tagtune.taxonomy import Taxonomy
-from tagtune.vae.constraints import ConstraintError, parse_constraints
+from tagtune.vae.constraints import ConstraintError, Constraints, parse_constraints
 from tagtune.vae.sampler import DrawStats, generate_sets
 
 
@@ -34,6 +43,9 @@ class SampleResult:
     mean_set_size: float
     unique_share: float
     params: dict[str, Any]
+    balance: dict[str, Any] | None = None
+    pairs: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def sampling_provenance(cfg: Any, loaded: Any) -> dict[str, Any]:
@@ -45,60 +57,160 @@ def sampling_provenance(cfg: Any, loaded: Any) -> dict[str, Any]:
             "temperature": s.temperature, "threshold": s.threshold, "seed": cfg.seed, "tagtune_version": __version__}
 
 
+class _Drawer:
+    """Draws sets with the run's settings; top-ups and pairs get their own seeds (by tag and round)."""
+
+    def __init__(self, loaded: Any, cfg: Any, cons: Constraints):
+        self.loaded, self.cfg, self.cons, self.stats = loaded, cfg, cons, DrawStats()
+
+    def sets(self, n: int, seed: int, cons: Constraints | None = None) -> Iterator[list[list[int]]]:
+        """Batches of ``n`` accepted sets (each call has its own draw budget; totals add up in ``stats``)."""
+        s, stats = self.cfg.sample, DrawStats()
+        try:
+            yield from generate_sets(self.loaded, n, mode=s.mode, prior=s.prior, temperature=s.temperature,
+                                     threshold=s.threshold, seed=seed, constraints=cons or self.cons, dedupe=s.dedupe,
+                                     batch_size=s.batch_size, max_attempts=s.max_attempts, stats=stats)
+        finally:
+            self.stats.draws += stats.draws
+            self.stats.rounds += stats.rounds
+            self.stats.accepted += stats.accepted
+
+    def holding(self, tag: int, n: int, round_: int = 0) -> list[list[int]]:
+        """``n`` sets that hold taxonomy tag ``tag`` (one ConstraintError naming it when out of budget)."""
+        from dataclasses import replace
+
+        name = self.loaded.taxonomy.tags[tag]
+        if tag in self.cons.forbid:
+            raise ConstraintError(f"'{name}' is forbidden (--forbid) but has a quota or is a concept")
+        cons = replace(self.cons, require=sorted({*self.cons.require, tag}))
+        seed = row_seed(self.cfg.seed, f"tag:{name}:{round_}", bits=32)
+        try:
+            return [idx for batch in self.sets(n, seed, cons) for idx in batch]
+        except ConstraintError as exc:
+            raise ConstraintError(f"cannot draw enough sets holding '{name}': {exc.message}", hint=exc.hint) from exc
+
+
 def sample(cfg: Any, reporter: Reporter = SILENT) -> SampleResult:
-    """Sample ``sample.num_samples`` sets from ``sample.model`` into ``sample.output``.
+    """Sample ``sample.num_samples`` sets (and ``sample.counterfactual`` pairs) from ``sample.model``.
 
     Raises:
-        ConfigError: No model directory; an unknown tag or category in the constraints.
+        ConfigError: No model directory; an unknown tag or category in the constraints or quotas.
         ModelNotFoundError: Missing/corrupt model directory or a taxonomy that does not match it.
-        ConstraintError: The constraints could not be met often enough (what was drawn is kept).
+        ConstraintError: The constraints could not be met often enough (what plain sampling drew is
+            kept); a quota or a concept that cannot be met (nothing is written).
     """
     from tagtune.device import torch_threads
     from tagtune.runs import sidecar_config
+    from tagtune.vae.balance import check_reachable, parse_quotas
     from tagtune.vae.modeldir import load_model_dir
 
     s = cfg.sample
     if not s.model:
         raise ConfigError("no model directory", key="sample.model", hint="pass a directory written by `tagtune vae train`")
+    if s.num_samples == 0 and not s.counterfactual:
+        raise ConfigError("nothing to sample: sample.num_samples is 0 and no counterfactual pairs are asked for",
+                          key="sample.num_samples")
     loaded = load_model_dir(s.model, taxonomy=Taxonomy.load(s.taxonomy_path) if s.taxonomy_path else None)
     cons = parse_constraints(s, loaded.taxonomy)
+    quotas = parse_quotas(s.min_per_tag, s.quotas, loaded.taxonomy)
+    if quotas:
+        check_reachable(loaded, quotas, s.min_tag_probability)
     out = Path(s.output or Path(s.model) / "samples.jsonl").expanduser()
     params = sampling_provenance(cfg, loaded)
     started = time.perf_counter()
+    drawer = _Drawer(loaded, cfg, cons)
     with torch_threads(1):  # one thread: the same float sums on every machine size, so the same bytes
-        stats, sizes, unique = _write(out, loaded, cfg, cons, params, reporter)
+        if quotas or s.counterfactual:
+            result = _held(out, drawer, quotas, params, reporter)
+        else:
+            result = _streamed(out, drawer, params, reporter)
     sidecar_config(cfg, out)
-    return SampleResult(path=out, num_samples=stats.accepted, draws=stats.draws, rounds=stats.rounds,
-                        seconds=round(time.perf_counter() - started, 3), mean_set_size=sizes / max(stats.accepted, 1),
-                        unique_share=unique / max(stats.accepted, 1), params=params)
+    result.seconds = round(time.perf_counter() - started, 3)
+    return result
 
 
-def _write(out: Path, loaded: Any, cfg: Any, cons: Any, params: dict[str, Any],
-           reporter: Reporter) -> tuple[DrawStats, int, int]:
-    """Stream the sets into ``out``; a budget failure keeps the sets drawn so far, then re-raises."""
+def _rows(indices: Iterable[tuple[list[int], dict[str, Any]]], taxonomy: Taxonomy, seed: int,
+          params: dict[str, Any]) -> Iterator[TagSetRow]:
+    """Rows for (indices, extra fields) in order; ``quota`` goes into ``provenance.tags``."""
+    for n, (idx, extra) in enumerate(indices):
+        quota = extra.pop("quota", None)
+        ident = extra.pop("id", None) or f"s{seed}-{n:06d}"
+        yield TagSetRow(id=ident, tags=[taxonomy.tags[i] for i in idx],
+                        provenance={"tags": {**params, **({"quota": quota} if quota else {})}}, **extra)
+
+
+def _write(out: Path, rows: Iterable[TagSetRow], taxonomy: Taxonomy, task: Any) -> tuple[int, int, int]:
+    """Write rows to ``out`` atomically; returns (rows, total tags, distinct sets)."""
     from tagtune.resumable import atomic_path, dumps_line
-    from tagtune.schema import TagSetRow
 
-    s, stats = cfg.sample, DrawStats()
-    sizes, dupes, distinct, failure = 0, 0, set(), None
-    batches = generate_sets(loaded, s.num_samples, mode=s.mode, prior=s.prior, temperature=s.temperature,
-                            threshold=s.threshold, seed=cfg.seed, constraints=cons, dedupe=s.dedupe,
-                            batch_size=s.batch_size, max_attempts=s.max_attempts, stats=stats)
-    with reporter.progress("sampling", total=s.num_samples, unit="sets") as task, atomic_path(out) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-            try:
-                for batch in batches:
-                    for idx in batch:
-                        row = TagSetRow(id=f"s{cfg.seed}-{len(distinct) + dupes:06d}",
-                                        tags=[loaded.taxonomy.tags[i] for i in idx], provenance={"tags": params})
-                        fh.write(dumps_line(row.to_record(loaded.taxonomy)))
-                        sizes += len(idx)
-                        key = hash(tuple(idx))
-                        dupes += key in distinct
-                        distinct.add(key)
-                    task.advance(len(batch))
-            except ConstraintError as exc:
-                failure = exc
+    count = sizes = 0
+    distinct: set[tuple[str, ...]] = set()
+    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+        for row in rows:
+            fh.write(dumps_line(row.to_record(taxonomy)))
+            count, sizes = count + 1, sizes + len(row.tags)
+            distinct.add(tuple(row.tags))
+            task.advance(1)
+    return count, sizes, len(distinct)
+
+
+def _result(out: Path, drawer: _Drawer, params: dict[str, Any], written: tuple[int, int, int]) -> SampleResult:
+    count, sizes, distinct = written
+    return SampleResult(path=out, num_samples=count, draws=drawer.stats.draws, rounds=drawer.stats.rounds, seconds=0.0,
+                        mean_set_size=sizes / max(count, 1), unique_share=distinct / max(count, 1), params=params)
+
+
+def _streamed(out: Path, drawer: _Drawer, params: dict[str, Any], reporter: Reporter) -> SampleResult:
+    """Plain sampling: sets written as drawn; a budget failure keeps them, then re-raises."""
+    n, seed, taxonomy = drawer.cfg.sample.num_samples, drawer.cfg.seed, drawer.loaded.taxonomy
+    failure: ConstraintError | None = None
+
+    def indices() -> Iterator[tuple[list[int], dict[str, Any]]]:
+        nonlocal failure
+        try:
+            for batch in drawer.sets(n, seed):
+                yield from ((idx, {}) for idx in batch)
+        except ConstraintError as exc:
+            failure = exc
+
+    with reporter.progress("sampling", total=n, unit="sets") as task:
+        written = _write(out, _rows(indices(), taxonomy, seed, params), taxonomy, task)
     if failure is not None:
-        raise ConstraintError(f"{failure.message}; the {stats.accepted} sets drawn are in {out}", hint=failure.hint)
-    return stats, sizes, len(distinct)
+        raise ConstraintError(f"{failure.message}; the {written[0]} sets drawn are in {out}", hint=failure.hint)
+    return _result(out, drawer, params, written)
+
+
+def _held(out: Path, drawer: _Drawer, quotas: dict[str, int], params: dict[str, Any], reporter: Reporter) -> SampleResult:
+    """Balanced sets and/or counterfactual pairs: everything drawn first, written only on success."""
+    from tagtune.resumable import atomic_write_json
+    from tagtune.vae.balance import _training_counts, balance
+    from tagtune.vae.pairs import draw_pairs, parse_concepts
+
+    s, seed, taxonomy = drawer.cfg.sample, drawer.cfg.seed, drawer.loaded.taxonomy
+    with reporter.progress("drawing", total=s.num_samples + s.counterfactual, unit="sets") as task:
+        own = [idx for batch in drawer.sets(s.num_samples, seed) for idx in batch] if s.num_samples else []
+        task.advance(len(own))
+        extra: list[tuple[str, list[int]]] = []
+        report = None
+        if quotas:
+            own, extra, report = balance(own, quotas, taxonomy, drawer.holding)
+        pairs = []
+        if s.counterfactual:
+            concepts = parse_concepts(s.concepts, taxonomy, _training_counts(drawer.loaded))
+            pairs = draw_pairs(s.counterfactual, concepts, taxonomy, drawer.cons.min_tags, drawer.holding)
+        task.advance(s.counterfactual)
+    items: list[tuple[list[int], dict[str, Any]]] = [(idx, {}) for idx in own]
+    items += [(idx, {"quota": tag}) for tag, idx in extra]
+    for p in pairs:
+        pair_id = f"s{seed}-pair{p.number:06d}"
+        items.append((p.base, {"id": f"{pair_id}-base", "pair_id": pair_id, "concept": p.concept, "edit": "base"}))
+        items.append((p.partner, {"id": f"{pair_id}-{p.edit}", "pair_id": pair_id, "concept": p.concept, "edit": p.edit}))
+    with reporter.progress("writing", total=len(items), unit="sets") as task:
+        written = _write(out, _rows(items, taxonomy, seed, params), taxonomy, task)
+    result = _result(out, drawer, params, written)
+    result.pairs = len(pairs)
+    if report is not None:
+        report.draws = drawer.stats.draws
+        result.balance = report.to_dict()
+        atomic_write_json(out.with_name(out.name + ".balance.json"), result.balance)
+    return result

@@ -209,7 +209,8 @@ def generate_sets(
                 hint="loosen the required/forbidden tags or category counts, raise sample.max_attempts, or sample fewer",
             )
         stats.rounds += 1
-        want = batch_size if cons.active() or dedupe else min(batch_size, num_samples - stats.accepted)
+        filtered = cons.active() or dedupe or bool(loaded.taxonomy.rules)
+        want = batch_size if filtered else min(batch_size, num_samples - stats.accepted)
         sets = _draw(loaded, want, mode, prior, temperature, threshold, cons, gen)
         stats.draws += len(sets)
         batch = _accept(sets[meets_counts(sets, cons, loaded.taxonomy)], seen if dedupe else None,

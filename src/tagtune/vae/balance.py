@@ -1,0 +1,137 @@
+"""Balanced sampling: every tag in at least K sets (``--min-per-tag K``, ``sample.quotas``).
+
+The model's own sets come first: the requested number is drawn as usual and every tag counted.
+Each tag below its quota is then topped up with sets drawn *conditioned on that tag* (the
+``require`` machinery of :mod:`tagtune.vae.sampler`: latents resampled towards the tag, the rest
+of the set drawn from the decoder, so the sets stay plausible), the rarest tag first, counting
+again after each. To keep the requested number of sets, as many of the model's own sets are then
+removed, last first, skipping any set whose removal would take one of its tags below its quota.
+
+A quota that cannot be met is refused by name before anything is written: a tag the training
+data never holds (``train_tag_counts`` in the model's ``metrics.json``; for older models, a tag
+the decoder gives less than ``sample.min_tag_probability`` under every training posterior), or
+one whose top-up runs out of draw budget.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tagtune.errors import ConfigError
+from tagtune.taxonomy import Taxonomy, normalize_tag
+from tagtune.vae.constraints import ConstraintError
+
+
+@dataclass
+class BalanceReport:
+    """What balancing did: the quota of each tag, the count reached, the sets drawn for it."""
+
+    quotas: dict[str, int]
+    counts: dict[str, int] = field(default_factory=dict)
+    topped_up: dict[str, int] = field(default_factory=dict)  # tag -> sets drawn conditioned on it
+    removed: int = 0  # the model's own sets taken out to keep the requested number
+    extra: int = 0  # sets beyond the requested number (own sets that could not be removed)
+    draws: int = 0  # candidate sets drawn for the top-ups
+
+    def to_dict(self) -> dict[str, Any]:
+        below = {t: c for t, c in self.counts.items() if c < self.quotas.get(t, 0)}
+        return {"quotas": self.quotas, "counts": self.counts, "topped_up": self.topped_up, "removed": self.removed,
+                "extra": self.extra, "draws": self.draws, "below_quota": below,
+                "min_count": min(self.counts.values(), default=0)}
+
+
+def parse_quotas(min_per_tag: int | None, quotas: Mapping[str, Any] | None, taxonomy: Taxonomy) -> dict[str, int]:
+    """``{tag: K}`` from ``sample.min_per_tag`` (every tag) and ``sample.quotas`` ({tag or category: K})."""
+    out = {t: int(min_per_tag) for t in taxonomy.tags} if min_per_tag else {}
+    for key, value in dict(quotas or {}).items():
+        name = normalize_tag(str(key))
+        try:
+            k = int(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"sample.quotas.{key}: expected an integer, got {value!r}", key="sample.quotas") from exc
+        if k < 0:
+            raise ConfigError(f"sample.quotas.{key}: must be >= 0", key="sample.quotas")
+        if name.replace(" ", "_") in taxonomy.categories:
+            out.update({t: max(out.get(t, 0), k) for t in taxonomy.categories[name.replace(" ", "_")]})
+        elif name in taxonomy.index:
+            out[name] = max(out.get(name, 0), k)
+        else:
+            raise ConfigError(f"sample.quotas: '{key}' is neither a tag nor a category of the model's taxonomy",
+                              key="sample.quotas")
+    return {t: k for t, k in out.items() if k > 0}
+
+
+def check_reachable(loaded: Any, quotas: Mapping[str, int], min_probability: float) -> None:
+    """Refuse, by name, the tags the model cannot produce (before anything is drawn or written)."""
+    counts = _training_counts(loaded)
+    if counts is not None:
+        absent = [t for t in quotas if counts.get(t, 0) == 0]
+        why = "never occurs in the model's training data"
+    else:
+        absent = [t for t, p in _max_probabilities(loaded, list(quotas)).items() if p < min_probability]
+        why = f"has probability below {min_probability:g} under every training set's posterior"
+    if absent:
+        more = f" (and {len(absent) - 1} more: {', '.join(absent[1:6])})" if len(absent) > 1 else ""
+        raise ConstraintError(f"quota for '{absent[0]}' cannot be met: the tag {why}{more}",
+                              hint="lower its quota (sample.quotas) or train on data that holds it")
+
+
+def _training_counts(loaded: Any) -> dict[str, int] | None:
+    try:
+        data = json.loads((loaded.path / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    counts = (data.get("dataset") or {}).get("train_tag_counts")
+    return counts if isinstance(counts, dict) else None
+
+
+def _max_probabilities(loaded: Any, tags: list[str]) -> dict[str, float]:
+    import torch
+
+    with torch.no_grad():
+        logits, _ = loaded.model.decode(loaded.prior_mu)
+    idx = [loaded.taxonomy.index[t] for t in tags]
+    top = torch.sigmoid(logits[:, idx]).max(dim=0).values
+    return {t: float(p) for t, p in zip(tags, top, strict=True)}
+
+
+def balance(own: list[list[int]], quotas: Mapping[str, int], taxonomy: Taxonomy,
+            draw: Callable[[int, int], list[list[int]]]) -> tuple[list[list[int]], list[tuple[str, list[int]]], BalanceReport]:
+    """Top up every tag below its quota, then trim the model's own sets back to their number.
+
+    Args:
+        own: The model's own sets (taxonomy indices).
+        quotas: ``{tag: K}``.
+        draw: ``(tag index, count) -> sets containing that tag`` (raises ConstraintError by name).
+
+    Returns:
+        The own sets kept, the top-up sets with the tag each was drawn for, and the report.
+    """
+    counts = Counter(i for s in own for i in s)
+    want = {taxonomy.index[t]: k for t, k in quotas.items()}
+    report = BalanceReport(quotas=dict(quotas))
+    extra: list[tuple[str, list[int]]] = []
+    for i in sorted(want, key=lambda i: (counts[i], i)):
+        need = want[i] - counts[i]
+        if need <= 0:
+            continue
+        sets = draw(i, need)
+        report.topped_up[taxonomy.tags[i]] = len(sets)
+        for s in sets:
+            counts.update(s)
+            extra.append((taxonomy.tags[i], s))
+    kept, to_remove = list(own), len(extra)
+    for pos in range(len(kept) - 1, -1, -1):
+        if to_remove == 0:
+            break
+        if all(counts[i] - 1 >= want.get(i, 0) for i in kept[pos]):
+            counts.subtract(kept[pos])
+            del kept[pos]
+            to_remove -= 1
+    report.removed, report.extra = len(extra) - to_remove, to_remove
+    report.counts = {taxonomy.tags[i]: int(counts[i]) for i in range(len(taxonomy))}
+    return kept, extra, report
