@@ -159,7 +159,11 @@ def _one_line(exc: BaseException, overrides: Sequence[str], dirs: Sequence[Path]
         from tagtune.config_schema import describe
 
         key = unknown.group(1)
-        close = difflib.get_close_matches(key, [k for k, _ in describe(name)], n=1, cutoff=0.6)
+        known = [k for k, _ in describe(name)]
+        if key in known:  # a mapping that starts empty (sample.quotas, dataset.input_licenses): its entries are new keys
+            return ConfigError(f"cannot set '{key}' to a mapping with new entries this way", key=key,
+                               hint=f"add each entry with +{key}.NAME=VALUE")
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
         return ConfigError(f"unknown config key '{key}': nothing reads it", key=key,
                            hint=f"did you mean '{close[0]}'?" if close else "see `tagtune config show NAME` for the valid keys")
     if "Could not override" in text or "Could not append" in text or "Could not delete" in text:

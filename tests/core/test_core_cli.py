@@ -127,8 +127,8 @@ def test_generated_reference_docs_are_up_to_date():
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["vae", "sample", "-n", "abc"], "error: sample.num_samples: expected an integer >= 1, got 'abc' (set by -n)"),
-        (["vae", "sample", "-n", "-5"], "error: sample.num_samples: expected an integer >= 1, got -5 (set by -n)"),
+        (["vae", "sample", "-n", "abc"], "error: sample.num_samples: expected an integer >= 0, got 'abc' (set by -n)"),
+        (["vae", "sample", "-n", "-5"], "error: sample.num_samples: expected an integer >= 0, got -5 (set by -n)"),
         (["pipeline", "run", "--preset", "quick_test", "-n", "abc"], "error: num_items: expected an integer >= 1, got 'abc' (set by -n)"),
         (["pipeline", "run", "--preset", "quick_test", "-n", "-5"], "error: num_items: expected an integer >= 1, got -5 (set by -n)"),
         (["tta", "generate", "p.jsonl", "--batch-size", "0"], "error: generation.batch_size: expected an integer >= 1, got 0 (set by --batch-size)"),
@@ -214,7 +214,7 @@ def test_config_validate_accepts_a_good_preset_and_names_the_bad_key(tmp_path):
     bad.write_text("# @package _global_\ntrainer:\n  max_epochs: 4\nsample:\n  num_samples: -1\n")
     code, out, err = run_cli("config", "validate", bad)
     assert code == 2 and out == ""
-    assert "sample.num_samples: expected an integer >= 1, got -1" in error_line(err)
+    assert "sample.num_samples: expected an integer >= 0, got -1" in error_line(err)
     typo = tmp_path / "typo.yaml"
     typo.write_text("generation:\n  temprature: 0.5\n")
     code, _, err = run_cli("config", "validate", typo, "--stage", "caption")

@@ -53,7 +53,7 @@ def test_quick_test_pipeline_builds_a_dataset_reruns_as_a_no_op_and_exports(tagt
         assert info.frames > 0
     assert sum(len(list((out / "dataset" / s / "audio").iterdir())) for s in split_counts(out / "dataset")) == 6
     assert (out / "dataset" / "README.md").is_file() and len(list((out / "dataset" / "plots").glob("*.png"))) == 3
-    for stage in ("vae", "caption", "tta"):
+    for stage in ("vae", "caption", "tta", "verify"):
         manifest = json.loads((out / stage / "manifest.json").read_text())
         assert manifest["status"] == "complete" and manifest["config_hash"]
     assert (out / "config.yaml").is_file() and (out / "tta" / "config.yaml").is_file()
@@ -63,7 +63,7 @@ def test_quick_test_pipeline_builds_a_dataset_reruns_as_a_no_op_and_exports(tagt
     before = _snapshot(out / "vae") | _snapshot(out / "caption") | _snapshot(out / "tta")
     again = tagtune_cli("pipeline", "run", "--preset", "quick_test", "-o", out)
     assert again.returncode == 0, again.stderr
-    assert again.stderr.count("already complete: skipped") == 3  # stage notes go to stderr
+    assert again.stderr.count("already complete: skipped") == 4  # stage notes go to stderr
     assert (_snapshot(out / "vae") | _snapshot(out / "caption") | _snapshot(out / "tta")) == before
 
     exported = tagtune_cli("dataset", "export", out, "--format", "parquet")
@@ -122,7 +122,7 @@ def test_start_from_your_own_captions_keeps_your_columns(tmp_path):
     assert sorted(rows) == ["m0", "m1", "m2", "m3"]
     assert rows["m1"]["caption"] == "a jazz and calm piece" and list(rows["m1"]["mood"]) == ["calm"]
     assert (rows["m2"]["source"], rows["m2"]["take"]) == ("mine", 2)  # user columns ride along into the dataset
-    assert set(rows["m0"]["provenance"]) == {"audio"}
+    assert set(rows["m0"]["provenance"]) == {"audio", "verify"}  # the stages that ran say how they made the row
     provenance = json.loads((out / "dataset" / "provenance.json").read_text())
     assert provenance["started_from"] == {"vae": str(captions), "caption": str(captions)}
 

@@ -74,12 +74,14 @@ def test_evaluate_cli_prints_clap_and_fad_and_writes_csv(generated):
     assert proc.returncode == 0, proc.stderr
     assert "CLAP score" in proc.stdout and "FAD" in proc.stdout
     rows = (work / "out" / "scores" / "clap_scores.csv").read_text(encoding="utf-8").splitlines()
-    assert rows[0] == "id,file_name,clap" and len(rows) == 1 + len(PROMPTS)
+    assert rows[0] == "id,file_name,clap,fad_tiny" and len(rows) == 1 + len(PROMPTS)
+    assert "FAD (CLAP)" in proc.stdout and "eval_manifest.json" in " ".join(proc.stdout.split())
     assert json.loads((work / "out" / "scores" / "summary.json").read_text())["clips"] == len(PROMPTS)
     proc = tagtune("tta", "evaluate", "out", "--preset", "quick_test", "--reference", "out/audio", "-o", "ev", cwd=work)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((work / "ev" / "summary.json").read_text())
-    assert summary["reference_clips"] == len(PROMPTS) and summary["fad"] == pytest.approx(0.0, abs=1e-6)
+    assert summary["reference_clips"] == len(PROMPTS)
+    assert summary["fad"]["clap"]["value"] == pytest.approx(0.0, abs=1e-6) and summary["fad"]["tiny"]["value"] == pytest.approx(0.0, abs=1e-6)
 
 
 @pytest.mark.slow

@@ -61,7 +61,7 @@ def test_generated_length_matches_steps(tiny_backend):
 
     params = SamplingParams(True, 1.0, 50, 0.0, 3.0)
     steps = tiny_backend.steps_for(0.7)  # 35 frames + 3
-    audio = tiny_backend.generate([CaptionRow(id="a", caption="calm piano")], [1], steps, params)
+    audio = tiny_backend.generate([CaptionRow(id="a", tags=[], caption="calm piano")], [1], steps, params)
     assert audio.shape == (1, 1, tiny_backend.samples_for_steps(steps))
     assert audio.shape[-1] == 35 * 320
 

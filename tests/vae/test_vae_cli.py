@@ -286,9 +286,9 @@ def test_flags_land_in_the_config(tagtune_main, tmp_path):
 @pytest.mark.parametrize(
     ("args", "key"),
     [
-        (["-n", "abc"], "sample.num_samples: expected an integer >= 1, got 'abc' (set by -n)"),
-        (["-n", "-5"], "sample.num_samples: expected an integer >= 1, got -5 (set by -n)"),
-        (["-n", "0"], "sample.num_samples: expected an integer >= 1, got 0 (set by -n)"),
+        (["-n", "abc"], "sample.num_samples: expected an integer >= 0, got 'abc' (set by -n)"),
+        (["-n", "-5"], "sample.num_samples: expected an integer >= 0, got -5 (set by -n)"),
+        (["-n", "0"], "sample.num_samples is 0 and no counterfactual pairs are asked for"),
         (["--temperature", "warm"], "sample.temperature"),
         (["--threshold", "1.5"], "sample.threshold"),
         (["--seed", "x"], "seed"),

@@ -177,9 +177,13 @@ def evaluate(
             table.add_row(label, "skipped", fad.get("note", ""))
             continue
         table.add_row(label, f"{fad['value']:.4g}", f"n={fad['n']} vs {fad['n_reference']}; {fad.get('note', '')}")
-        table.add_row(f"{label} inf", f"{fad['fad_inf']:.4g}", "extrapolated to infinitely many " + fad.get("unit", "clips"))
-        if fad.get("fixed_n"):
-            table.add_row(f"{label} n={fad['fixed_n']['n']}", f"{fad['fixed_n']['value']:.4g}", f"mean of {fad['fixed_n']['repeats']} draws")
+        inf = fad.get("fad_inf") or {}
+        table.add_row(f"{label} inf", "-" if inf.get("value") is None else f"{inf['value']:.4g}",
+                      inf.get("note") or f"extrapolated to infinitely many {fad.get('unit', 'clips')} (fit R^2 {inf.get('r2', 0):.2f})")
+        fixed = fad.get("fixed_n") or {}
+        if fixed:
+            table.add_row(f"{label} fixed n", "-" if fixed.get("value") is None else f"{fixed['value']:.4g}",
+                          fixed.get("note") or f"n={fixed['n']} per side, mean of {fixed['repeats']} draws")
     console = out_console()
     console.print(table)
     console.print(f"per-clip scores: {result.scores_csv}   summary: {result.summary_json}   manifest: {result.output_dir / 'eval_manifest.json'}")

@@ -108,9 +108,13 @@ def sample(cfg: Any, reporter: Reporter = SILENT) -> SampleResult:
     if not s.model:
         raise ConfigError("no model directory", key="sample.model", hint="pass a directory written by `tagtune vae train`")
     if s.num_samples == 0 and not s.counterfactual:
-        raise ConfigError("nothing to sample: sample.num_samples is 0 and no counterfactual pairs are asked for",
-                          key="sample.num_samples")
+        raise ConfigError("sample.num_samples is 0 and no counterfactual pairs are asked for: nothing to sample",
+                          key="sample.num_samples", hint="-n N for N sets, --counterfactual N for N pairs")
     loaded = load_model_dir(s.model, taxonomy=Taxonomy.load(s.taxonomy_path) if s.taxonomy_path else None)
+    if not s.rules:
+        from tagtune.taxonomy import Rules
+
+        loaded.taxonomy = loaded.taxonomy.with_rules(Rules())
     cons = parse_constraints(s, loaded.taxonomy)
     quotas = parse_quotas(s.min_per_tag, s.quotas, loaded.taxonomy)
     if quotas:

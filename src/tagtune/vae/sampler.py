@@ -206,7 +206,8 @@ def generate_sets(
             what = "distinct sets" if dedupe else "sets"
             raise ConstraintError(
                 f"only {stats.accepted} of {num_samples} {what} met the constraints after {stats.draws} draws",
-                hint="loosen the required/forbidden tags or category counts, raise sample.max_attempts, or sample fewer",
+                hint="loosen the required/forbidden tags or category counts, raise sample.max_attempts, or sample fewer"
+                + ("; the taxonomy's rules apply too (sample.rules=false turns them off)" if loaded.taxonomy.rules else ""),
             )
         stats.rounds += 1
         filtered = cons.active() or dedupe or bool(loaded.taxonomy.rules)
