@@ -104,7 +104,7 @@ def test_sigkill_during_captions_resumes_without_redoing_or_duplicating(tmp_path
     caption_before = _snapshot(out / "caption")
     forced = run_tagtune(*args, "--force", "tta")
     assert forced.returncode == 0, forced.stderr
-    assert "[caption] already complete" in forced.stderr and "[tta] --force: removing" in forced.stderr
+    assert "[caption] already complete" in forced.stderr and "[tta] --force: removed" in forced.stderr
     assert "[tta] running" in forced.stderr
     assert _snapshot(out / "caption") == caption_before
     assert len(read_jsonl(out / "tta" / "metadata.jsonl")) == 16

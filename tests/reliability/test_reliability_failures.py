@@ -180,3 +180,52 @@ def test_unwritable_output_directory_writes_nothing(tmp_path):
         ro.chmod(0o500)
         code, _, err = run_cli("tta", "generate", _prompts(tmp_path / "p.jsonl", 2), "--preset", "quick_test", "-o", ro / "out")
         assert code == 2 and "writable" in err
+
+
+@pytest.mark.parametrize("command", ["vae", "finetune"])
+def test_ctrl_c_during_training_resumes_from_its_own_checkpoint(tmp_path, command):
+    """SIGINT mid-training: exit 130 with one line; the same command resumes from that run's last.ckpt and
+    the checkpoint names stay unambiguous (no last-v1.ckpt)."""
+    out = tmp_path / "run"
+    keep_last = ("callbacks=default", "callbacks.early_stopping.enabled=false")  # quick_test saves no checkpoints
+    if command == "vae":  # (more epochs than anyone waits for: the signal lands mid-training)
+        args = ("vae", "train", "--preset", "quick_test", "-o", out, "trainer.max_epochs=5000", *keep_last)
+    else:
+        args = ("caption", "finetune", "--preset", "quick_test", "-o", out, "trainer.max_epochs=500", *keep_last)
+    last = out / "checkpoints" / "last.ckpt"
+    log = tmp_path / "log.txt"
+    code = signal_when(tagtune_argv(*args), last.is_file, sig=signal.SIGINT, log=log)
+    text = log.read_text()
+    assert code == 130, text
+    assert "Traceback" not in text and len([ln for ln in text.splitlines() if ln.startswith("interrupted")]) == 1, text
+    shorter = [a for a in args if not str(a).startswith("trainer.max_epochs")]  # resume, then stop soon
+    epochs = torch_load_epoch(last) + 3
+    resumed = run_tagtune(*shorter, f"trainer.max_epochs={epochs}")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from {last}" in " ".join(resumed.stderr.split())
+    assert not list((out / "checkpoints").glob("last-v*.ckpt")) if (out / "checkpoints").is_dir() else True
+    weights = "model.safetensors" if command == "vae" else "adapter_model.safetensors"
+    assert (out / weights).is_file()
+
+
+def test_ctrl_c_during_a_pipeline_run_resumes_to_the_same_dataset(tmp_path):
+    out = tmp_path / "run"
+    args = ("pipeline", "run", "--preset", "quick_test", "-o", out, "-n", "12", "tta:generation.batch_size=1")
+    log = tmp_path / "log.txt"
+    code = signal_when(tagtune_argv(*args), lambda: count_lines(out / "tta" / "metadata.jsonl") >= 2,
+                       sig=signal.SIGINT, log=log)
+    text = log.read_text()
+    assert code == 130 and "Traceback" not in text, text
+    assert len([ln for ln in text.splitlines() if ln.startswith("interrupted")]) == 1, text
+    kept = {r["id"] for r in read_jsonl(out / "tta" / "metadata.jsonl", skip_torn=True)}
+    rerun = run_tagtune(*args)
+    assert rerun.returncode == 0, rerun.stderr
+    rows = read_jsonl(out / "tta" / "metadata.jsonl", complete=True)
+    assert len(rows) == 12 == len({r["id"] for r in rows}) and kept <= {r["id"] for r in rows}
+    assert (out / "dataset" / "README.md").is_file()
+
+
+def torch_load_epoch(ckpt: Path) -> int:
+    import torch
+
+    return int(torch.load(ckpt, map_location="cpu", weights_only=False)["epoch"])

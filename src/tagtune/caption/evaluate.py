@@ -123,6 +123,9 @@ def evaluate(cfg: Any, reporter: Reporter = SILENT) -> EvalResult:
     record = {"predictions": str(ev.input), "columns": cols, "taxonomy": str(ev.taxonomy_path) if ev.taxonomy_path else None,
               **metrics, "seconds": round(time.perf_counter() - start, 3)}
     out = Path(str(ev.output)).expanduser() if ev.output else prepare_run_dir(cfg) / "metrics.json"
+    from tagtune.runs import check_ours, json_has
+
+    check_ours(out, "caption evaluate", json_has("predictions", "columns"))
     atomic_write_json(out, record)
     _manifest(out.parent, ev, len(rows), metrics)
     return EvalResult(record, str(out))

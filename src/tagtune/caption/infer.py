@@ -150,6 +150,9 @@ def _check_output(out: Path, source: str) -> None:
     if out.exists() and out.resolve() == resolve_path(source).resolve():
         raise ConfigError(f"output {out} is the input file", key="infer.output",
                           hint="write the captions to another file; the input is read, never overwritten")
+    from tagtune.runs import check_ours, first_line_has
+
+    check_ours(out, "caption infer", first_line_has("provenance", "caption"))  # resume ours, never touch yours
 
 
 def provenance(cfg: Any, loaded: Any) -> dict[str, Any]:

@@ -101,9 +101,12 @@ def export_dataset(path: Path, fmt: str = "parquet", out_dir: Path | None = None
     ds_dir = find_dataset_dir(path)
     if push:
         check_licence(ds_dir, licence_checked)
-    out = ensure_dir(Path(out_dir) if out_dir else ds_dir.parent / f"export-{fmt}")
+    out = Path(out_dir) if out_dir else ds_dir.parent / f"export-{fmt}"
     if out.resolve().is_relative_to(ds_dir.resolve()):
         raise ConfigError(f"export folder {out} is inside the dataset folder", hint="export next to it, e.g. -o export")
+    from tagtune.runs import claim_dir
+
+    claim_dir(out, f"dataset export --format {fmt}")  # a folder of yours is refused, an earlier export is updated
     ex = None
     if exclude:
         from tagtune.pipeline.exclude import load_excluder

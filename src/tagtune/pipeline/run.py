@@ -21,7 +21,6 @@ reported, not silently redone: ``--force STAGE`` reruns it and every later stage
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,8 +31,16 @@ from tagtune.config import save_config
 from tagtune.errors import ConfigError
 from tagtune.pipeline.stages import STAGE_NAMES, STAGES, Stage, free_memory
 from tagtune.report import SILENT, Reporter
-from tagtune.resumable import ensure_dir, locked
-from tagtune.runs import config_hash, file_sha256, write_manifest
+from tagtune.resumable import locked
+from tagtune.runs import (
+    MARKER,
+    claim_dir,
+    config_hash,
+    file_sha256,
+    files_under,
+    remove_written,
+    write_manifest,
+)
 
 
 @dataclass
@@ -130,7 +137,7 @@ def run_pipeline(cfg: Any, force: Sequence[str] = (), reporter: Reporter = SILEN
         raise ConfigError(f"unknown stage(s) {', '.join(unknown)}; stages are {', '.join(STAGE_NAMES)}")
     forced = {name for s in force for name in STAGE_NAMES[STAGE_NAMES.index(s):]}
     plan = _plan(cfg, out)
-    ensure_dir(out)
+    claim_dir(out, "pipeline run")
     with locked(out / ".tagtune-pipeline.lock", hint="another `tagtune pipeline run` is writing this folder; wait for it"):
         save_config(cfg, out / "config.yaml")
         result = PipelineResult(out)
@@ -154,8 +161,7 @@ def _stage(plan: _Plan, stage: Stage, forced: bool, reporter: Reporter) -> Stage
     inputs = {str(source): file_sha256(source)} if source is not None and source.is_file() else {}
     manifest = _manifest(folder)
     if forced and folder.exists():
-        reporter.note(f"[{stage.name}] --force: removing {folder}")
-        shutil.rmtree(folder)
+        _remove_stage(folder, manifest, stage.name, reporter)
         manifest = None
     if manifest is not None and manifest.get("config_hash") != digest:
         state = "finished" if manifest.get("status") == "complete" else "started"
@@ -167,17 +173,36 @@ def _stage(plan: _Plan, stage: Stage, forced: bool, reporter: Reporter) -> Stage
             raise ConfigError(f"the {stage.name} stage's input changed since it ran", hint=f"rerun it with --force {stage.name}")
         reporter.note(f"[{stage.name}] already complete: skipped ({manifest.get('detail', '')})")
         return StageOutcome(stage.name, "skipped", 0.0, manifest.get("detail", ""))
-    ensure_dir(folder)
-    write_manifest(folder / "manifest.json", stage=stage.name, status="running", config_hash=digest, inputs=inputs)
+    preexisting = sorted(manifest.get("preexisting", [])) if manifest else sorted(files_under(folder) - {MARKER})
+    claim_dir(folder, f"pipeline run ({stage.name})")
+    write_manifest(folder / "manifest.json", stage=stage.name, status="running", config_hash=digest, inputs=inputs,
+                   preexisting=preexisting)
     reporter.note(f"[{stage.name}] running" + (" (resuming earlier work)" if manifest is not None else ""))
     start = time.perf_counter()
     run = stage.run(cfgs, folder, reporter.child(stage.name))
     seconds = time.perf_counter() - start
     write_manifest(folder / "manifest.json", stage=stage.name, status="complete", config_hash=digest, inputs=inputs,
-                   detail=run.detail, rows=run.rows, output=str(run.output.relative_to(plan.out)), seconds=round(seconds, 2))
+                   detail=run.detail, rows=run.rows, output=str(run.output.relative_to(plan.out)), seconds=round(seconds, 2),
+                   preexisting=preexisting, written=sorted(files_under(folder) - set(preexisting) - {MARKER}))
     reporter.note(f"[{stage.name}] done in {seconds:.1f} s: {run.detail}")
     free_memory()
     return StageOutcome(stage.name, "ran", seconds, run.detail)
+
+
+def _remove_stage(folder: Path, manifest: dict[str, Any] | None, name: str, reporter: Reporter) -> None:
+    """``--force STAGE``: remove what the stage wrote; files that were there before it ran stay."""
+    here = files_under(folder)
+    if manifest is None:  # no manifest: nothing here is known to be the stage's
+        keep = here
+    elif manifest.get("status") == "complete" and "written" in manifest:
+        keep = here - set(manifest["written"]) - {"manifest.json"}  # what it wrote goes; what you added since stays
+    else:  # interrupted: everything but what was there before it started
+        keep = set(manifest.get("preexisting", []))
+    keep |= {MARKER}
+    removed, kept = remove_written(folder, keep)
+    kept = [k for k in kept if not any(part.startswith(".") for part in k.split("/"))]  # not tagtune's own caches
+    reporter.note(f"[{name}] --force: removed {removed} file(s) it wrote in {folder}"
+                  + (f"; kept {len(kept)} file(s) it did not write ({', '.join(kept[:3])})" if kept else ""))
 
 
 def _taxonomy(cfg: Any, plan: _Plan) -> Any:

@@ -101,7 +101,9 @@ def _rerender(cfg: Any, out: Path, number: int, rows: list[ClipRow], reporter: R
     """Render ``rows`` again into ``attempts/<number>`` with that attempt's seed, then judge them."""
     from tagtune.tta.generate import generate
 
-    folder = ensure_dir(out / "attempts" / str(number))
+    from tagtune.runs import claim_dir
+
+    folder = claim_dir(out / "attempts" / str(number), f"pipeline verify (attempt {number})")
     prompts = folder / "prompts.jsonl"
     with atomic_path(prompts) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         for row in rows:

@@ -20,7 +20,7 @@ from typing import Any
 
 from tagtune.errors import ConfigError, InputError
 from tagtune.report import SILENT, Reporter
-from tagtune.resumable import atomic_write_json, atomic_write_text, ensure_dir, iter_jsonl
+from tagtune.resumable import atomic_write_json, atomic_write_text, iter_jsonl
 from tagtune.tta.merge import METADATA, clip_path, metadata_parts
 
 
@@ -184,7 +184,9 @@ def evaluate(cfg: Any, reporter: Reporter = SILENT) -> EvalResult:
     meta = metadata_of(folder)
     reference = Path(ev.reference).expanduser() if ev.reference else None
     ref_files = _reference_files(reference)
-    out = ensure_dir(Path(ev.output).expanduser() if ev.output else folder / "scores")
+    from tagtune.runs import claim_dir
+
+    out = claim_dir(Path(ev.output).expanduser() if ev.output else folder / "scores", "tta evaluate")
     embedder = ClapEmbedder(ev, cfg.device)
     checks = self_test(embedder, ev)
     started = time.perf_counter()

@@ -204,12 +204,13 @@ def generate(cfg: Any, reporter: Reporter = SILENT, backend: Any = None) -> Gene
         ModelNotFoundError: The model is not available offline.
     """
     from tagtune.device import torch_threads
-    from tagtune.runs import prepare_run_dir
+    from tagtune.runs import claim_dir, prepare_run_dir
     from tagtune.tta.model import load_backend
 
     source, out, shard = _resolve(cfg)
     scan = scan_prompts(source, cfg.data, cfg.generate.limit)  # pass 1: fail on bad input before anything is written
     owned = {i for i in scan.ids if shard.owns(i)}
+    claim_dir(out, "tta generate")  # a non-empty folder tagtune did not make is refused: no user file is touched
     ensure_dir(out / AUDIO_DIR)
     backend = backend or load_backend(cfg.model, cfg.device, cfg.get("tagmap"))  # before anything in DIR changes: a missing model loses nothing
     prepare_run_dir(cfg, out)

@@ -258,6 +258,10 @@ def verify(cfg: Any, reporter: Reporter = SILENT, checkers: list[Any] | None = N
     checkers = checkers if checkers is not None else load_checkers(v, context)
     result = VerifyResult(folder=folder, rows_file=folder / VERIFICATION,
                           report_path=Path(v.output).expanduser() if v.output else folder / REPORT, clips=len(items))
+    from tagtune.runs import check_ours, first_line_has, json_has
+
+    check_ours(result.report_path, "tta verify", json_has("by_tag", "overall"))
+    check_ours(result.rows_file, "tta verify", first_line_has("input_hash"))
     expected = {it.id: it.input_hash for it in items}
     before = sum(1 for _ in iter_jsonl(result.rows_file)) if result.rows_file.exists() and not v.force else 0
     with JsonlAppender(result.rows_file, key="id", overwrite=bool(v.force),

@@ -113,10 +113,26 @@ def evaluate(cfg: Any, reporter: Reporter = SILENT) -> EvaluationResult:
     metrics["taxonomy"] = tax_source
     metrics["files"] = {"samples": str(ev.input), "reference": str(ev.reference), "train": str(ev.train) if ev.train else None}
     out = Path(ev.output).expanduser() if ev.output else Path(str(ev.input) + ".metrics.json")
+    from tagtune.runs import check_ours, json_has
+
+    check_ours(out, "vae evaluate", json_has("n_generated", "files"))
     json_path = atomic_write_json(out, metrics)
+    _manifest(json_path.parent, ev, metrics, taxonomy)
     plots: list[Path] = []
     if ev.plots and ev.plots_dir:
         from tagtune.vae.plots import write_plots
 
         plots = write_plots(Path(ev.plots_dir).expanduser(), gen, ref, taxonomy)
     return EvaluationResult(metrics, json_path, plots)
+
+
+def _manifest(folder: Path, ev: Any, metrics: dict[str, Any], taxonomy: Taxonomy) -> None:
+    """``eval_manifest.json`` beside the metrics: what each number is, on which sets, with which code."""
+    from tagtune.evalmeta import write_manifest
+
+    defs = {key: f"{what} ({better} is better)" if better else what for key, better, what in METRICS}
+    write_manifest(folder, "tagtune-tags", {"generated": metrics["n_generated"], "reference": metrics["n_reference"]},
+                   defs, [{"role": "taxonomy", "id": metrics["taxonomy"], "revision": taxonomy.fingerprint()[:16]}],
+                   ["numpy", "scipy"], knn={"k": ev.k, "subsample": metrics.get("knn_subsample"), "repeats": ev.repeats},
+                   files=metrics["files"])
+

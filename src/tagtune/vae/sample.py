@@ -120,6 +120,9 @@ def sample(cfg: Any, reporter: Reporter = SILENT) -> SampleResult:
     if quotas:
         check_reachable(loaded, quotas, s.min_tag_probability)
     out = Path(s.output or Path(s.model) / "samples.jsonl").expanduser()
+    from tagtune.runs import check_ours, first_line_has
+
+    check_ours(out, "vae sample", first_line_has("provenance", "tags"))  # an earlier sample is replaced; your file is not
     params = sampling_provenance(cfg, loaded)
     started = time.perf_counter()
     drawer = _Drawer(loaded, cfg, cons)
