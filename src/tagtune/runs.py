@@ -39,12 +39,8 @@ def _made_by_tagtune(folder: Path) -> bool:
     return any(line.startswith("task_name:") for line in head.splitlines())
 
 
-def claim_dir(path: str | Path, command: str) -> Path:
-    """Make ``path`` this command's output directory, or refuse a non-empty one tagtune did not make.
-
-    Raises:
-        OutputError: ``path`` is a file, or a non-empty directory without tagtune's marker.
-    """
+def check_claimable(path: str | Path) -> None:
+    """Refuse, before any work, an output directory :func:`claim_dir` would refuse (writes nothing)."""
     from tagtune.errors import OutputError
 
     folder = Path(path).expanduser()
@@ -56,6 +52,16 @@ def claim_dir(path: str | Path, command: str) -> Path:
             shown = ", ".join(others[:4]) + (f" and {len(others) - 4} more" if len(others) > 4 else "")
             raise OutputError(f"{folder} is not empty ({shown}) and was not made by tagtune: nothing was written",
                               hint="choose a new or empty output directory (-o)")
+
+
+def claim_dir(path: str | Path, command: str) -> Path:
+    """Make ``path`` this command's output directory, or refuse a non-empty one tagtune did not make.
+
+    Raises:
+        OutputError: ``path`` is a file, or a non-empty directory without tagtune's marker.
+    """
+    folder = Path(path).expanduser()
+    check_claimable(folder)
     ensure_dir(folder)
     if not (folder / MARKER).is_file():
         atomic_write_json(folder / MARKER, {"command": command, "tagtune_version": __version__,

@@ -55,7 +55,9 @@ def _vae_model(d: Path) -> Path:
 
 
 def _existing_output(d: Path) -> Path:
-    return _jsonl(d / "out.jsonl", [{"id": "kept", "tags": ["rock"], "caption": "an earlier, finished line"}])
+    """An earlier `caption infer` output (its lines carry provenance.caption): a failed run must leave it as it is."""
+    return _jsonl(d / "out.jsonl", [{"id": "kept", "tags": ["rock"], "caption": "an earlier, finished line",
+                                     "provenance": {"caption": {"model": "tiny"}}}])
 
 
 def _finished_model(d: Path) -> Path:
@@ -183,7 +185,145 @@ CASES: list[Case] = [
     Case("missing start file", "pipeline run --captions naming no file",
          lambda d: ["pipeline", "run", "--preset", "quick_test", "--captions", str(d / "none.jsonl"), "-o", str(d / "ds")],
          "none.jsonl does not exist"),
+    # -- numbers that are not numbers (each used to print a traceback) -------------------------------
+    Case("nan temperature", "vae sample --temperature nan",
+         lambda d: ["vae", "sample", "--model", str(_vae_model(d)), "--temperature", "nan", "-o", str(d / "s.jsonl")],
+         "sample.temperature: expected a finite number, got nan"),
+    Case("infinite temperature", "vae sample --temperature inf",
+         lambda d: ["vae", "sample", "--model", str(_vae_model(d)), "--temperature", "inf", "-o", str(d / "s.jsonl")],
+         "sample.temperature: expected a finite number, got inf"),
+    Case("threshold above 1", "vae sample --threshold 2",
+         lambda d: ["vae", "sample", "--model", str(_vae_model(d)), "--threshold", "2", "-o", str(d / "s.jsonl")],
+         "sample.threshold: expected a number in [0, 1], got 2 (set by --threshold)"),
+    Case("nan epochs", "vae train trainer.max_epochs=nan",
+         lambda d: ["vae", "train", "trainer.max_epochs=nan", "-o", str(d / "run")], "trainer.max_epochs: expected an integer"),
+    Case("zero data batch", "vae train data.batch_size=0",
+         lambda d: ["vae", "train", "data.batch_size=0", "-o", str(d / "run")], "data.batch_size: expected an integer >= 1, got 0"),
+    Case("huge seed", "vae train --seed 1e20",
+         lambda d: ["vae", "train", "--seed", "1e20", "-o", str(d / "run")], "seed: expected an integer >= 0, below 2^32, got '1e20'"),
+    Case("zero min per tag", "vae sample --min-per-tag 0",
+         lambda d: ["vae", "sample", "--model", str(_vae_model(d)), "--min-per-tag", "0", "-o", str(d / "s.jsonl")],
+         "sample.min_per_tag: expected an integer >= 1, got 0 (set by --min-per-tag)"),
+    Case("negative quota", "+sample.quotas.rock=-1",
+         lambda d: ["vae", "sample", "--model", str(_vae_model(d)), "+sample.quotas.rock=-1", "-o", str(d / "s.jsonl")],
+         "sample.quotas"),
+    Case("realisation above 1", "pipeline run verify.min_realisation=2",
+         lambda d: ["pipeline", "run", "--preset", "quick_test", "verify.min_realisation=2", "-o", str(d / "ds")],
+         "verify.min_realisation: expected a number in [0, 1], got 2"),
+    Case("fixed n of 1", "tta evaluate evaluate.fad.fixed_n=1",
+         lambda d: ["tta", "evaluate", str(_clip_dir(d)), "evaluate.fad.fixed_n=1"], "evaluate.fad.fixed_n: expected an integer >= 2, got 1"),
+    # -- config files and keys -------------------------------------------------------------------------
+    Case("typo fixed with plus", "+trainer.max_epoch=5 (Hydra's own advice for a typo)",
+         lambda d: ["vae", "train", "+trainer.max_epoch=5", "-o", str(d / "run")], "did you mean 'trainer.max_epochs'"),
+    Case("unread new key", "+model.foo=1 (a key nothing reads)",
+         lambda d: ["vae", "train", "+model.foo=1", "-o", str(d / "run")], "unknown config key 'model.foo'"),
+    Case("preset YAML syntax error", "--preset file that is not valid YAML",
+         lambda d: ["vae", "train", "--preset", str(_w(d / "bad.yaml", "trainer: [1, 2\n")), "-o", str(d / "run")], "not valid YAML"),
+    Case("alias bomb preset", "a --config-dir preset whose YAML aliases expand to billions of values",
+         lambda d: ["vae", "train", "--config-dir", str(_alias_bomb(d)), "-o", str(d / "run")], "YAML aliases expand to more than"),
+    Case("empty mapping override", "sample.quotas={rock: 5} (a mapping that starts empty)",
+         lambda d: ["vae", "sample", "--model", str(_vae_model(d)), "sample.quotas={rock: 5}", "-o", str(d / "s.jsonl")],
+         "add each entry with +sample.quotas.NAME=VALUE"),
+    Case("policy typo", "pipeline run verify.policy=redo",
+         lambda d: ["pipeline", "run", "--preset", "quick_test", "verify.policy=redo", "-o", str(d / "ds")],
+         "verify.policy: expected one of keep, rerender, drop, got 'redo'"),
+    Case("config cp below a file", "config cp to a path below a regular file",
+         lambda d: ["config", "cp", "preset/vae/quick_test", str(_w(d / "blocker", "x") / "mine.yaml")], "blocker"),
+    # -- taxonomy rules ------------------------------------------------------------------------------------
+    Case("rule names an unknown tag", "a taxonomy whose _rules.exclusive lists a tag it does not have",
+         lambda d: ["vae", "train", f"data.taxonomy_path={_w(d / 'tax.yaml', _RULES.format(group='[slow tempo, presto]', counts='{}'))}",
+                    "-o", str(d / "run")], "_rules.exclusive[0]"),
+    Case("rule min above max", "a taxonomy whose _rules.counts has min > max",
+         lambda d: ["vae", "train", f"data.taxonomy_path={_w(d / 'tax.yaml', _RULES.format(group='[slow tempo, fast tempo]', counts='{genre: {min: 2, max: 1}}'))}",
+                    "-o", str(d / "run")], "_rules.counts.genre"),
+    Case("required tags exclude each other", "vae sample --require slow tempo --require fast tempo",
+         lambda d: ["vae", "sample", "--model", str(_vae_model(d)), "--require", "slow tempo", "--require", "fast tempo", "-o", str(d / "s.jsonl")],
+         "exclude each other"),
+    Case("quota for a non-tag", "+sample.quotas.zydeco=3",
+         lambda d: ["vae", "sample", "--model", str(_vae_model(d)), "+sample.quotas.zydeco=3", "-o", str(d / "s.jsonl")],
+         "'zydeco' is neither a tag nor a category"),
+    Case("unknown concept", "vae sample --counterfactual 2 --concept zydeco",
+         lambda d: ["vae", "sample", "--model", str(_vae_model(d)), "--counterfactual", "2", "--concept", "zydeco", "-o", str(d / "s.jsonl")],
+         "sample.concepts: 'zydeco' is not a tag"),
+    Case("forbidden concept", "vae sample --forbid piano --counterfactual 2 --concept piano",
+         lambda d: ["vae", "sample", "--model", str(_vae_model(d)), "--forbid", "piano", "--counterfactual", "2", "--concept", "piano",
+                    "-o", str(d / "s.jsonl")], "'piano' is forbidden"),
+    # -- verification -----------------------------------------------------------------------------------------
+    Case("verify a missing clip", "tta verify on a folder whose metadata lists a clip that is gone",
+         lambda d: ["tta", "verify", str(_clip_dir(d, missing=True)), "verification.checkers=[tempo]"], "clip audio/b.wav does not exist"),
+    Case("verify an unreadable clip", "tta verify on a folder with a clip that is not audio",
+         lambda d: ["tta", "verify", str(_clip_dir(d, garbage=True)), "verification.checkers=[tempo]"], "cannot read audio"),
+    Case("verify without metadata", "tta verify on an empty folder",
+         lambda d: ["tta", "verify", str(_w(d / "empty" / "x.txt", "").parent)], "no metadata.jsonl"),
+    Case("unknown checker", "verification.checkers=[nope]",
+         lambda d: ["tta", "verify", str(_clip_dir(d)), "verification.checkers=[nope]"], "unknown checker 'nope'"),
+    Case("checker import fails", "verification.checkers=[no_such_module:Checker]",
+         lambda d: ["tta", "verify", str(_clip_dir(d)), "verification.checkers=[no_such_module:Checker]"],
+         "cannot import checker 'no_such_module:Checker'"),
+    Case("synth voice unknown", "a tagmap mapping an instrument to a voice the synth lacks",
+         lambda d: ["tta", "generate", str(_w(d / "p.txt", "a prompt\n")), "model=tta/synth", "+tagmap.instruments.kazoo=banjo",
+                    "-o", str(d / "out")], "maps to unknown voice 'banjo'"),
+    Case("verify report over your file", "tta verify -o naming a file tagtune did not write",
+         lambda d: ["tta", "verify", str(_clip_dir(d)), "verification.checkers=[tempo]", "-o", str(_w(d / "notes.json", '{"mine": 1}'))],
+         "was not written by tta verify"),
+    # -- evaluation ----------------------------------------------------------------------------------------------
+    Case("unknown FAD backbone", "evaluate.fad.backbones=[openl3]",
+         lambda d: ["tta", "evaluate", str(_clip_dir(d)), "evaluate.fad.backbones=[openl3]"], "evaluate.fad.backbones"),
+    Case("one reference clip", "tta evaluate --reference with a single clip",
+         lambda d: ["tta", "evaluate", str(_clip_dir(d)), "--preset", "quick_test", "--reference", str(_clip_dir(d / "ref", n=1) / "audio")],
+         "FAD needs at least 2 reference clips"),
+    Case("unparseable tags cell", "caption evaluate on a CSV whose tags cell is {rock}",
+         lambda d: ["caption", "evaluate", str(_w(d / "p.csv", 'id,tags,caption\na,"[rock",a rock song\n')), "-o", str(d / "m.json")],
+         "p.csv:2"),
+    Case("missing train file", "caption evaluate --train naming no file",
+         lambda d: ["caption", "evaluate", str(_jsonl(d / "p.jsonl", [{"id": "a", "tags": ["rock"], "caption": "a rock song"}])),
+                    "--train", str(d / "none.csv"), "-o", str(d / "m.json")], "none.csv"),
+    # -- outputs that are yours, not tagtune's ----------------------------------------------------------------------
+    Case("output folder not ours", "vae train -o a folder holding your own files",
+         lambda d: ["vae", "train", "--preset", "quick_test", "-o", str(_w(d / "mine" / "notes.txt", "mine").parent)],
+         "was not made by tagtune: nothing was written"),
+    Case("output file not ours", "vae sample -o naming your own data file",
+         lambda d: ["vae", "sample", "--model", str(_vae_model(d)), "-n", "5", "-o", str(_jsonl(d / "mine.jsonl", [{"id": "x", "tags": ["rock"]}]))],
+         "was not written by vae sample"),
+    Case("caption output is a folder", "caption infer -o an existing directory",
+         lambda d: ["caption", "infer", "--preset", "quick_test", "-o", str(_w(d / "dir" / "x.txt", "").parent)], "is a directory"),
+    Case("export format unknown", "dataset export --format csv",
+         lambda d: ["dataset", "export", str(d), "--format", "csv"], "unknown export format 'csv'"),
+    Case("export of no dataset", "dataset export of a folder without a dataset",
+         lambda d: ["dataset", "export", str(_w(d / "nothing" / "x.txt", "").parent), "--format", "jsonl"], "no dataset here"),
 ]
+
+_RULES = "genre: [rock, jazz]\ntempo: [slow tempo, fast tempo]\n_rules:\n  exclusive: [{group}]\n  counts: {counts}\n"
+
+
+def _alias_bomb(d: Path) -> Path:
+    lines = ["# @package _global_", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}]"
+              for i in range(1, 9)]
+    _w(d / "cfg" / "preset" / "vae" / "bomb.yaml", "\n".join(lines) + "\n")
+    return d / "cfg"
+
+
+def _clip_dir(d: Path, n: int = 2, missing: bool = False, garbage: bool = False) -> Path:
+    """A small `tta generate`-style folder of synth clips (no model needed)."""
+    import numpy as np
+    import soundfile as sf
+
+    out = d / "clips"
+    rows = []
+    for i, name in enumerate("abcdefgh"[:n]):
+        path = out / "audio" / f"{name}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        t = np.arange(16000 * 2) / 16000
+        sf.write(path, (0.3 * np.sin(2 * np.pi * 220 * (i + 1) * t) * (t % 0.5 < 0.1)).astype(np.float32), 16000)
+        rows.append({"file_name": f"audio/{name}.wav", "id": name, "tags": ["fast tempo", "piano"], "caption": f"clip {name}",
+                     "duration": 2.0, "sample_rate": 16000})
+    if missing:
+        (out / "audio" / "b.wav").unlink()
+    if garbage:
+        (out / "audio" / "b.wav").write_bytes(b"RIFF not audio")
+    _jsonl(out / "metadata.jsonl", rows)
+    return out
 
 
 def _corrupt_model(d: Path) -> Path:
@@ -197,8 +337,10 @@ def _corrupt_model(d: Path) -> Path:
 
 
 def _tta_out(d: Path) -> Path:
+    """An earlier `tta generate` folder (tagtune's marker in it): a failed run must leave it as it is."""
     out = d / "audio_out"
     _jsonl(out / "metadata.jsonl", [{"file_name": "audio/kept.wav", "id": "kept", "caption": "earlier"}])
+    _w(out / ".tagtune-run.json", json.dumps({"command": "tta generate"}))
     return out
 
 

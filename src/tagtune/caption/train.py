@@ -173,7 +173,7 @@ def finetune(cfg: Any, reporter: Reporter = SILENT) -> FinetuneResult:
     import lightning as L
 
     from tagtune.caption.model import check_adapter_dir
-    from tagtune.runs import prepare_run_dir
+    from tagtune.runs import check_claimable, prepare_run_dir
     from tagtune.training import quiet_lightning, resume_path
 
     start = time.perf_counter()
@@ -184,6 +184,7 @@ def finetune(cfg: Any, reporter: Reporter = SILENT) -> FinetuneResult:
     if finished and resume is None:
         raise OutputError(f"{run_dir} already holds a trained adapter",
                           hint="choose another -o, or train it further with finetune.resume=<dir>/checkpoints/last.ckpt")
+    check_claimable(run_dir)
     if cfg.model.checkpoint_dir:
         check_adapter_dir(cfg.model.checkpoint_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)

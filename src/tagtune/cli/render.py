@@ -62,12 +62,22 @@ class RichReporter(Reporter):
             self._progress.update(task.handle, completed=task.completed, total=task.total, rate=self._rate(task))
 
     def _on_close(self, task: Task) -> None:
+        import sys
+
         self._on_update(task)
         if task in self._open:
             self._open.remove(task)
         if not self._open and self._progress is not None:
-            self._progress.stop()
-            self._progress = None
+            self._halt(failing=sys.exc_info()[0] is not None)
+
+    def _halt(self, failing: bool) -> None:
+        """Stop the live display. When a command fails and stderr is a pipe or a file, the bars'
+        last frame is dropped, so the error is the one line there (a terminal keeps the frame)."""
+        if failing and not self.console.is_terminal:
+            for handle in list(self._progress.task_ids):
+                self._progress.update(handle, visible=False)
+        self._progress.stop()
+        self._progress = None
 
     def _on_message(self, kind: str, text: str) -> None:
         style = "dim" if kind == "note" else "yellow"
@@ -80,8 +90,7 @@ class RichReporter(Reporter):
     def stop(self) -> None:
         """Stop drawing (an error or an interrupt is about to be printed)."""
         if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
+            self._halt(failing=True)
 
     def interrupted_line(self) -> str:
         """What an interrupted command had done, for the one line the CLI prints."""

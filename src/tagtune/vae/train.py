@@ -97,7 +97,7 @@ def train(cfg: Any, reporter: Reporter = SILENT) -> TrainResult:
         Diverged: The loss became NaN or infinite.
     """
     from tagtune.device import torch_threads
-    from tagtune.runs import prepare_run_dir
+    from tagtune.runs import check_claimable, prepare_run_dir
     from tagtune.training import quiet_lightning, resume_path
     from tagtune.vae.modeldir import WEIGHTS
 
@@ -109,6 +109,7 @@ def train(cfg: Any, reporter: Reporter = SILENT) -> TrainResult:
     if finished and resume is None:
         raise OutputError(f"{run_dir} already holds a trained model",
                           hint="choose another -o, or train it further with train.resume=<dir>/checkpoints/last.ckpt")
+    check_claimable(run_dir)  # before reading the data: a folder of yours is refused at once
     data = load_vae_data(cfg.data)
     for line in data.report:
         reporter.note(line)
