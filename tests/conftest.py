@@ -70,3 +70,10 @@ def tagtune_cli():
 def tagtune_main():
     """Fixture form of :func:`helpers.run_cli` (the CLI in this process): ``(code, out, err)``."""
     return run_cli
+
+
+@pytest.fixture(autouse=True)
+def _work_in_a_scratch_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs in its own scratch directory, so a command's default outputs
+    (``outputs/<task>/<time>/``) never land in the repository."""
+    monkeypatch.chdir(tmp_path)

@@ -290,7 +290,7 @@ VAE_TRAINING = S(
         prior=Str(choices=("aggregate", "normal")), require=List(Str()), forbid=List(Str()),
         category_min=AnyValue(), category_max=AnyValue(), min_tags=Int(min=0), max_tags=Int(min=0, null=True),
         dedupe=Bool(), max_attempts=Int(min=1), rules=Bool(), min_per_tag=Int(min=1, null=True), quotas=Dict(Int(min=0)),
-        min_tag_probability=Float(min=0, max=1), counterfactual=Int(min=0), concepts=List(Str()),
+        min_tag_probability=Float(min=0, max=1), skip_absent=Bool(), counterfactual=Int(min=0), concepts=List(Str()),
     ),
     evaluate=S(
         input=PATH, reference=PATH, train=PATH, taxonomy_path=PATH, model=PATH, tags_column=Str(null=True),

@@ -117,6 +117,13 @@ def test_an_impossible_quota_names_the_tag_and_writes_nothing(tmp_path):
     res = run_cli("vae", "sample", "--model", model, "-n", "100", "--min-per-tag", "5", "-o", out)
     assert res.code == 2 and "'harmonica'" in res.error("never occurs in the model's training data")
     assert not out.exists() and not Path(str(out) + ".balance.json").exists()
+    res = run_cli("vae", "sample", "--model", model, "-n", "100", "--min-per-tag", "5", "-o", out, "sample.skip_absent=true")
+    assert res.code == 0, res.err
+    assert "left out of the quotas" in res.err and "harmonica" in res.err
+    report = json.loads(Path(str(out) + ".balance.json").read_text())
+    assert report["skipped_absent"] == ["harmonica"] and "harmonica" not in report["topped_up"]
+    assert min(c for t, c in report["counts"].items() if t != "harmonica") >= 5
+    out.unlink()
     res = run_cli("vae", "sample", "--model", model, "-n", "100", "-o", out, "+sample.quotas.nosuchtag=3")
     assert res.code == 2 and "neither a tag nor a category" in res.error()
 

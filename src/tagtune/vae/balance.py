@@ -10,7 +10,9 @@ removed, last first, skipping any set whose removal would take one of its tags b
 A quota that cannot be met is refused by name before anything is written: a tag the training
 data never holds (``train_tag_counts`` in the model's ``metrics.json``; for older models, a tag
 the decoder gives less than ``sample.min_tag_probability`` under every training posterior), or
-one whose top-up runs out of draw budget.
+one whose top-up runs out of draw budget. ``sample.skip_absent=true`` leaves the never-seen tags
+out instead (a taxonomy may list tags its data lacks: ConceptCaps' has ``beatbox``, its data only
+``beatboxing``); the report names them.
 """
 
 from __future__ import annotations
@@ -33,14 +35,15 @@ class BalanceReport:
     quotas: dict[str, int]
     counts: dict[str, int] = field(default_factory=dict)
     topped_up: dict[str, int] = field(default_factory=dict)  # tag -> sets drawn conditioned on it
+    skipped_absent: list[str] = field(default_factory=list)  # quota tags the model never saw (sample.skip_absent)
     removed: int = 0  # the model's own sets taken out to keep the requested number
     extra: int = 0  # sets beyond the requested number (own sets that could not be removed)
-    draws: int = 0  # candidate sets drawn for the top-ups
+    draws: int = 0  # candidate sets drawn in the whole run (the model's own sets and the top-ups)
 
     def to_dict(self) -> dict[str, Any]:
         below = {t: c for t, c in self.counts.items() if c < self.quotas.get(t, 0)}
         return {"quotas": self.quotas, "counts": self.counts, "topped_up": self.topped_up, "removed": self.removed,
-                "extra": self.extra, "draws": self.draws, "below_quota": below,
+                "extra": self.extra, "draws": self.draws, "below_quota": below, "skipped_absent": self.skipped_absent,
                 "min_count": min(self.counts.values(), default=0)}
 
 
@@ -65,19 +68,23 @@ def parse_quotas(min_per_tag: int | None, quotas: Mapping[str, Any] | None, taxo
     return {t: k for t, k in out.items() if k > 0}
 
 
-def check_reachable(loaded: Any, quotas: Mapping[str, int], min_probability: float) -> None:
-    """Refuse, by name, the tags the model cannot produce (before anything is drawn or written)."""
+def unreachable(loaded: Any, quotas: Mapping[str, int], min_probability: float) -> tuple[list[str], str]:
+    """The quota tags the model cannot produce, and why (before anything is drawn or written)."""
     counts = _training_counts(loaded)
     if counts is not None:
-        absent = [t for t in quotas if counts.get(t, 0) == 0]
-        why = "never occurs in the model's training data"
-    else:
-        absent = [t for t, p in _max_probabilities(loaded, list(quotas)).items() if p < min_probability]
-        why = f"has probability below {min_probability:g} under every training set's posterior"
+        return [t for t in quotas if counts.get(t, 0) == 0], "never occurs in the model's training data"
+    absent = [t for t, p in _max_probabilities(loaded, list(quotas)).items() if p < min_probability]
+    return absent, f"has probability below {min_probability:g} under every training set's posterior"
+
+
+def check_reachable(loaded: Any, quotas: Mapping[str, int], min_probability: float) -> None:
+    """Refuse, by name, the tags the model cannot produce (before anything is drawn or written)."""
+    absent, why = unreachable(loaded, quotas, min_probability)
     if absent:
         more = f" (and {len(absent) - 1} more: {', '.join(absent[1:6])})" if len(absent) > 1 else ""
         raise ConstraintError(f"quota for '{absent[0]}' cannot be met: the tag {why}{more}",
-                              hint="lower its quota (sample.quotas) or train on data that holds it")
+                              hint="sample.skip_absent=true leaves such tags out (named in the report), or lower "
+                                   "their quota (+sample.quotas.TAG=0), or train on data that holds them")
 
 
 def _training_counts(loaded: Any) -> dict[str, int] | None:

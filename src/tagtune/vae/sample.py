@@ -101,7 +101,7 @@ def sample(cfg: Any, reporter: Reporter = SILENT) -> SampleResult:
     """
     from tagtune.device import torch_threads
     from tagtune.runs import sidecar_config
-    from tagtune.vae.balance import check_reachable, parse_quotas
+    from tagtune.vae.balance import check_reachable, parse_quotas, unreachable
     from tagtune.vae.modeldir import load_model_dir
 
     s = cfg.sample
@@ -117,6 +117,12 @@ def sample(cfg: Any, reporter: Reporter = SILENT) -> SampleResult:
         loaded.taxonomy = loaded.taxonomy.with_rules(Rules())
     cons = parse_constraints(s, loaded.taxonomy)
     quotas = parse_quotas(s.min_per_tag, s.quotas, loaded.taxonomy)
+    skipped: list[str] = []
+    if quotas and s.skip_absent:
+        skipped, why = unreachable(loaded, quotas, s.min_tag_probability)
+        if skipped:
+            reporter.warn(f"{len(skipped)} tag(s) left out of the quotas: each {why} ({', '.join(skipped[:8])})")
+        quotas = {t: k for t, k in quotas.items() if t not in skipped}
     if quotas:
         check_reachable(loaded, quotas, s.min_tag_probability)
     out = Path(s.output or Path(s.model) / "samples.jsonl").expanduser()
@@ -128,7 +134,7 @@ def sample(cfg: Any, reporter: Reporter = SILENT) -> SampleResult:
     drawer = _Drawer(loaded, cfg, cons)
     with torch_threads(1):  # one thread: the same float sums on every machine size, so the same bytes
         if quotas or s.counterfactual:
-            result = _held(out, drawer, quotas, params, reporter)
+            result = _held(out, drawer, quotas, params, reporter, skipped)
         else:
             result = _streamed(out, drawer, params, reporter)
     sidecar_config(cfg, out)
@@ -187,7 +193,8 @@ def _streamed(out: Path, drawer: _Drawer, params: dict[str, Any], reporter: Repo
     return _result(out, drawer, params, written)
 
 
-def _held(out: Path, drawer: _Drawer, quotas: dict[str, int], params: dict[str, Any], reporter: Reporter) -> SampleResult:
+def _held(out: Path, drawer: _Drawer, quotas: dict[str, int], params: dict[str, Any], reporter: Reporter,
+          skipped: list[str]) -> SampleResult:
     """Balanced sets and/or counterfactual pairs: everything drawn first, written only on success."""
     from tagtune.resumable import atomic_write_json
     from tagtune.vae.balance import _training_counts, balance
@@ -217,7 +224,7 @@ def _held(out: Path, drawer: _Drawer, quotas: dict[str, int], params: dict[str, 
     result = _result(out, drawer, params, written)
     result.pairs = len(pairs)
     if report is not None:
-        report.draws = drawer.stats.draws
+        report.draws, report.skipped_absent = drawer.stats.draws, skipped
         result.balance = report.to_dict()
         atomic_write_json(out.with_name(out.name + ".balance.json"), result.balance)
     return result
