@@ -90,12 +90,12 @@ def write_clip(path: Path, audio: Any, sample_rate: int, fmt: str, subtype: str)
     data = to_pcm(audio, sub)
     expected = ClipInfo(int(sample_rate), int(data.shape[1]), int(data.shape[0]))
     with atomic_path(Path(path)) as tmp:
-        with open(tmp, "wb") as fh:
-            try:
-                sf.write(fh, data, int(sample_rate), subtype=sub, format=major)
-            except (AssertionError, RuntimeError) as exc:  # libsndfile's write callback failed (a full disk)
-                raise _write_failure(tmp, data.nbytes) from exc
-            fh.flush()
+        try:  # by path, not through a Python file object: a failed write is then libsndfile's error code, not
+            # an exception raised inside a cffi callback (which Python prints as a stray traceback)
+            sf.write(str(tmp), data, int(sample_rate), subtype=sub, format=major)
+        except (AssertionError, RuntimeError) as exc:  # libsndfile's short write: a full disk, most likely
+            raise _write_failure(tmp, data.nbytes) from exc
+        with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         got = probe(tmp)
         if got != expected:
