@@ -1,0 +1,134 @@
+"""The published dataset read back by its consumers' own libraries: datasets, huggingface_hub, pyarrow,
+webdataset, and audiocraft's manifest conventions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from helpers import read_jsonl, run_cli, write_jsonl
+
+SPLITS = ("train", "validation", "test")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("publish") / "D"
+    res = run_cli("pipeline", "run", "--preset", "quick_test", "-o", out, "-n", "12")
+    assert res.code == 0, res.err
+    return out
+
+
+def test_load_dataset_gives_the_three_splits_without_overlap(run):
+    datasets = pytest.importorskip("datasets")
+    from datasets import Audio
+
+    ds = datasets.load_dataset(str(run / "dataset"))
+    assert set(ds) == set(SPLITS)
+    ids = [i for s in SPLITS for i in ds[s].cast_column("audio", Audio(decode=False))["id"]]
+    assert len(ids) == 12 == len(set(ids))  # every row written, none in two splits
+
+
+def test_every_row_says_how_it_was_made(run):
+    import pyarrow.parquet as pq
+
+    for split in SPLITS:
+        for row in pq.read_table(run / "dataset" / split / "metadata.parquet").to_pylist():
+            prov = row["provenance"]
+            assert prov["audio"]["model"] == "tiny" and isinstance(prov["audio"]["seed"], int)
+            assert prov["audio"]["generation"]["guidance_scale"] is not None
+            assert prov["caption"]["model"] == "tiny" and prov["tags"]["fingerprint"]
+
+
+def test_the_card_parses_with_huggingface_hub(run):
+    hub = pytest.importorskip("huggingface_hub")
+    card = hub.DatasetCard.load(run / "dataset" / "README.md")
+    data = card.data.to_dict()
+    assert data["configs"][0]["config_name"] == "default"
+    assert {f["split"] for f in data["configs"][0]["data_files"]} == set(SPLITS)
+    assert data["size_categories"] == ["n<1K"] and data["license"]
+
+
+def test_parquet_export_declares_audio_and_reads_back(run, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    import pyarrow.parquet as pq
+    from datasets import Audio
+
+    res = run_cli("dataset", "export", run, "--format", "parquet", "-o", tmp_path / "E")
+    assert res.code == 0, res.err
+    files = sorted((tmp_path / "E" / "data").glob("*.parquet"))
+    meta = json.loads(pq.read_schema(files[0]).metadata[b"huggingface"])
+    assert meta["info"]["features"]["audio"]["_type"] == "Audio"
+    ds = datasets.load_dataset("parquet", data_dir=str(tmp_path / "E" / "data"))
+    back = {i for split in ds for i in ds[split].cast_column("audio", Audio(decode=False))["id"]}
+    written = {r["id"] for r in read_jsonl(run / "tta" / "metadata.jsonl")}
+    assert back == written
+
+
+def test_trainer_exports_read_back_by_their_conventions(run, tmp_path):
+    wds = pytest.importorskip("webdataset")
+    import soundfile as sf
+
+    assert run_cli("dataset", "export", run, "--format", "audiocraft", "-o", tmp_path / "ac").code == 0
+    lines = [json.loads(ln) for f in (tmp_path / "ac").glob("*/data.jsonl") for ln in f.read_text().splitlines()]
+    assert len(lines) == 12
+    for line in lines:  # audiocraft's AudioMeta: path, duration, sample_rate; a MusicInfo sidecar beside the clip
+        info = sf.info(line["path"])
+        assert info.samplerate == line["sample_rate"] and abs(info.duration - line["duration"]) < 1e-3
+        assert json.loads(Path(line["path"]).with_suffix(".json").read_text())["description"]
+    assert run_cli("dataset", "export", run, "--format", "webdataset", "-o", tmp_path / "wds").code == 0
+    shards = sorted(str(p) for p in (tmp_path / "wds").glob("*.tar"))
+    samples = list(wds.WebDataset(shards, shardshuffle=False))
+    assert len(samples) == 12 and all("wav" in s and "json" in s for s in samples)
+    assert all(json.loads(s["json"])["prompt"] for s in samples)
+
+
+def test_push_over_a_stricter_input_licence_is_refused(tmp_path):
+    out = tmp_path / "D"
+    res = run_cli("pipeline", "run", "--preset", "quick_test", "-o", out, "-n", "4", "dataset.license=cc-by-4.0",
+                  "+dataset.input_licenses.audio_model=cc-by-nc-4.0")
+    assert res.code == 0, res.err
+    assert "licence" in res.err  # the run warns at once
+    res = run_cli("dataset", "export", out, "--push", "me/my-set", "-o", tmp_path / "E")
+    assert res.code == 2 and "cc-by-nc-4.0" in res.error(only=False).lower()
+    assert "--licence-checked" in res.error(only=False)
+
+
+def test_conceptcaps_preset_names_the_non_commercial_audio_licence():
+    from tagtune.config import compose
+
+    cfg = compose("pipeline", preset="conceptcaps")
+    assert cfg.dataset.license == "cc-by-nc-sa-4.0" and cfg.dataset.input_licenses.audio_model == "cc-by-nc-4.0"
+
+
+def test_exclude_drops_exactly_the_rows_of_an_evaluation_set(run, tmp_path):
+    rows = read_jsonl(run / "tta" / "metadata.jsonl")
+    held = write_jsonl(tmp_path / "eval.jsonl", [{"tags": r["tags"]} for r in rows[:3]])
+    sets = {tuple(sorted(r["tags"])) for r in rows[:3]}
+    expect = sum(tuple(sorted(r["tags"])) in sets for r in rows)
+    out = tmp_path / "E"
+    res = run_cli("dataset", "export", run, "--format", "jsonl", "--exclude", held, "-o", out)
+    assert res.code == 0, res.err
+    kept = [json.loads(ln) for s in SPLITS if (out / f"{s}.jsonl").is_file() for ln in (out / f"{s}.jsonl").read_text().splitlines()]
+    assert len(kept) == 12 - expect and not {tuple(sorted(r["tags"])) for r in kept} & sets
+    assert f"{expect} rows left out" in " ".join(res.out.split())
+
+
+def test_pipeline_exclude_reports_the_count_in_the_card(run, tmp_path):
+    rows = read_jsonl(run / "tta" / "metadata.jsonl")
+    held = write_jsonl(tmp_path / "eval.jsonl", [{"tags": r["tags"], "caption": "an unrelated evaluation caption"}
+                                                 for r in rows[:2]])
+    sets = {tuple(sorted(r["tags"])) for r in rows[:2]}
+    expect = sum(tuple(sorted(r["tags"])) in sets for r in rows)
+    out = tmp_path / "D2"
+    res = run_cli("pipeline", "run", "--preset", "quick_test", "-o", out, "-n", "12", "--exclude", held)
+    assert res.code == 0, res.err
+    import pyarrow.parquet as pq
+
+    kept = [r for s in SPLITS if (out / "dataset" / s / "metadata.parquet").is_file()
+            for r in pq.read_table(out / "dataset" / s / "metadata.parquet").to_pylist()]
+    assert len(kept) == 12 - expect
+    card = (out / "dataset" / "README.md").read_text(encoding="utf-8")
+    assert f"Leakage guard: {expect} rows were dropped" in card
