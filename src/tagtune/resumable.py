@@ -320,3 +320,20 @@ class JsonlAppender:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def link_or_copy(src: Path, dest: Path) -> None:
+    """Put ``src`` at ``dest`` as a hard link (a copy across file systems), atomically; a ``dest``
+    of the same size is taken as already done (datasets and exports are rebuilt often)."""
+    import shutil
+
+    dest = Path(dest)
+    if dest.exists() and dest.stat().st_size == Path(src).stat().st_size:
+        return
+    with atomic_path(dest) as tmp:
+        tmp.unlink()
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+

@@ -17,6 +17,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from tagtune.caption.textmetrics import unavailable
+
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _VOWELS = set("aeiouy")
 
@@ -197,51 +199,6 @@ def distinct_n(captions: Iterable[str], n: int) -> float:
         grams.update(tuple(toks[i:i + n]) for i in range(len(toks) - n + 1))
     total = sum(grams.values())
     return len(grams) / total if total else 0.0
-
-
-def unavailable(reason: str) -> str:
-    return f"unavailable: {reason}"
-
-
-def bleu(predictions: Sequence[str], references: Sequence[str]) -> float | str:
-    """Corpus BLEU (sacrebleu, 0-100)."""
-    try:
-        import sacrebleu
-    except ImportError:
-        return unavailable("sacrebleu is not installed (pip install 'tagtune[eval]')")
-    return float(sacrebleu.corpus_bleu(list(predictions), [list(references)]).score)
-
-
-def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> float | str:
-    """Mean ROUGE-L F-measure (rouge-score, with stemming, 0-1)."""
-    try:
-        from rouge_score import rouge_scorer
-    except ImportError:
-        return unavailable("rouge-score is not installed (pip install 'tagtune[eval]')")
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    scores = [scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(predictions, references, strict=True)]
-    return statistics.fmean(scores) if scores else 0.0
-
-
-def meteor(predictions: Sequence[str], references: Sequence[str]) -> float | str:
-    """Mean METEOR (NLTK); needs the WordNet corpus, which NLTK would otherwise download."""
-    try:
-        import nltk
-        from nltk.translate.meteor_score import meteor_score
-    except ImportError:
-        return unavailable("nltk is not installed (pip install 'tagtune[eval]')")
-    try:
-        nltk.data.find("corpora/wordnet")
-    except LookupError:
-        try:
-            nltk.data.find("corpora/wordnet.zip")
-        except LookupError:
-            return unavailable("NLTK WordNet data not found (python -m nltk.downloader wordnet, or set NLTK_DATA)")
-    try:
-        scores = [meteor_score([words(r)], words(p)) for p, r in zip(predictions, references, strict=True)]
-    except LookupError as exc:
-        return unavailable(f"NLTK data missing ({str(exc).strip().splitlines()[0][:80]})")
-    return statistics.fmean(scores) if scores else 0.0
 
 
 def embedding_similarity(predictions: Sequence[str], references: Sequence[str], batch_size: int = 64) -> float | str:

@@ -115,7 +115,8 @@ def export_concepts(ds_dir: Path, out: Path, rows: Iterator[tuple[str, dict[str,
 
     from tagtune.ids import safe_id
     from tagtune.pipeline.dataset import read_provenance
-    from tagtune.pipeline.export import ExportResult, _link
+    from tagtune.pipeline.export import ExportResult
+    from tagtune.resumable import link_or_copy as _link
 
     clips = _clips(rows)
     taxonomy = read_provenance(ds_dir).get("taxonomy") or {}

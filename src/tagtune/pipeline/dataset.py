@@ -24,8 +24,6 @@ only the files an earlier build listed in its own metadata.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +31,13 @@ from typing import Any
 
 from tagtune.errors import InputError
 from tagtune.report import SILENT, Reporter
-from tagtune.resumable import atomic_path, atomic_write_json, atomic_write_text, ensure_dir
+from tagtune.resumable import (
+    atomic_path,
+    atomic_write_json,
+    atomic_write_text,
+    ensure_dir,
+    link_or_copy,
+)
 from tagtune.schema import ClipRow, DatasetRow, read_file
 from tagtune.taxonomy import Taxonomy
 
@@ -49,17 +53,6 @@ class DatasetSummary:
     plots: list[Path] = field(default_factory=list)
     excluded: dict[str, int] = field(default_factory=dict)
     licence_conflicts: list[str] = field(default_factory=list)
-
-
-def _link_or_copy(src: Path, dest: Path) -> None:
-    if dest.exists() and dest.stat().st_size == src.stat().st_size:
-        return
-    with atomic_path(dest) as tmp:
-        tmp.unlink()
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
 
 
 def read_clips(tta_dir: Path, taxonomy: Taxonomy) -> list[tuple[ClipRow, Path]]:
@@ -135,7 +128,7 @@ def _write_splits(out_dir: Path, by_split: dict[str, list[dict[str, Any]]], sche
     for split, rows in by_split.items():
         folder = ensure_dir(out_dir / split)
         for rec in rows:
-            _link_or_copy(rec["_source"], folder / rec["file_name"])
+            link_or_copy(rec["_source"], folder / rec["file_name"])
             written.add(folder / rec["file_name"])
         table = pa.Table.from_pylist([{k: v for k, v in r.items() if k != "_source"} for r in rows], schema=schema)
         with atomic_path(folder / METADATA) as tmp:

@@ -23,7 +23,6 @@ mistake it for data):
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -34,11 +33,11 @@ from tagtune.errors import ConfigError, DependencyError, InputError, TagtuneErro
 from tagtune.pipeline.dataset import METADATA, SPLITS, read_provenance
 from tagtune.report import SILENT, Reporter
 from tagtune.resumable import (
-    atomic_path,
     atomic_write_json,
     atomic_write_text,
     dumps_line,
     ensure_dir,
+    link_or_copy,
 )
 
 FORMATS = ("parquet", "jsonl", "audiocraft", "webdataset", "concepts")
@@ -222,24 +221,12 @@ def push_to_hub(out: Path, repo: str, shard_bytes: int) -> str:
 
 # -- JSONL, audiocraft, WebDataset ------------------------------------------------------------------
 
-def _link(src: Path, dest: Path) -> None:
-    if dest.exists():
-        return
-    ensure_dir(dest.parent)
-    with atomic_path(dest) as tmp:
-        tmp.unlink()
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
-
-
 def _jsonl(ds_dir: Path, out: Path, rows: Iterator[tuple[str, dict[str, Any], Path]], shard_bytes: int,
            reporter: Reporter) -> ExportResult:
     lines: dict[str, list[str]] = {}
     for split, rec, audio in rows:
         name = f"audio/{split}/{audio.name}"
-        _link(audio, out / name)
+        link_or_copy(audio, out / name)
         lines.setdefault(split, []).append(dumps_line({**rec, "file_name": name}))
     files = {s: [atomic_write_text(out / f"{s}.jsonl", "".join(v))] for s, v in lines.items()}
     return ExportResult(out, files, {s: len(v) for s, v in lines.items()})
@@ -265,7 +252,7 @@ def _audiocraft(ds_dir: Path, out: Path, rows: Iterator[tuple[str, dict[str, Any
     for split, rec, audio in rows:
         name = AUDIOCRAFT_SPLITS.get(split, split)
         clip = (out / "audio" / name / audio.name).resolve()
-        _link(audio, clip)
+        link_or_copy(audio, clip)
         atomic_write_json(clip.with_suffix(".json"), music_info(rec))
         lines.setdefault(name, []).append(dumps_line({
             "path": str(clip), "duration": rec.get("duration"), "sample_rate": rec.get("sample_rate"),

@@ -26,7 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from tagtune.report import Reporter
-from tagtune.resumable import atomic_path, atomic_write_json, dumps_line, ensure_dir, iter_jsonl
+from tagtune.resumable import (
+    atomic_path,
+    atomic_write_json,
+    dumps_line,
+    ensure_dir,
+    iter_jsonl,
+    link_or_copy,
+)
 from tagtune.sampling import row_seed
 from tagtune.schema import ClipRow, read_file
 
@@ -99,9 +106,8 @@ def _fails(attempt: _Attempt, ids: list[str], minimum: float) -> bool:
 
 def _rerender(cfg: Any, out: Path, number: int, rows: list[ClipRow], reporter: Reporter) -> _Attempt:
     """Render ``rows`` again into ``attempts/<number>`` with that attempt's seed, then judge them."""
-    from tagtune.tta.generate import generate
-
     from tagtune.runs import claim_dir
+    from tagtune.tta.generate import generate
 
     folder = claim_dir(out / "attempts" / str(number), f"pipeline verify (attempt {number})")
     prompts = folder / "prompts.jsonl"
@@ -153,7 +159,6 @@ def run_verify_step(cfg: Any, policy: Any, clips_dir: Path, out: Path, reporter:
 
 def _assemble(first: _Attempt, groups: dict[str, list[str]], best: dict[str, _Attempt],
               rendered: dict[str, list[_Attempt]], policy: Any, out: Path, attempts: int) -> VerifyStepSummary:
-    from tagtune.pipeline.dataset import _link_or_copy
     from tagtune.tta.merge import clip_path
 
     minimum = float(policy.min_realisation)
@@ -172,7 +177,7 @@ def _assemble(first: _Attempt, groups: dict[str, list[str]], best: dict[str, _At
         picked, verdict = chosen.rows[row.id], chosen.verdicts[row.id]
         summary.improved += int(chosen.number > 1)
         source = clip_path(chosen.folder, {"file_name": picked.file_name}, chosen.folder / "metadata.jsonl", 0)
-        _link_or_copy(source, ensure_dir(out / "audio") / source.name)
+        link_or_copy(source, ensure_dir(out / "audio") / source.name)
         history = [{"attempt": a.number, "seed": a.rows[row.id].provenance.get("audio", {}).get("seed"),
                     "realisation": a.verdicts.get(row.id, {}).get("realisation")} for a in rendered[row.id]]
         provenance = {**picked.provenance, "verify": {
