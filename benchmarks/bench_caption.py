@@ -47,7 +47,7 @@ def _cfg(tags: Path, out: Path, batch_size: int, tokens: int, threads: int) -> A
     return compose("caption_inference", preset="quick_test", updates={
         "infer.input": str(tags), "infer.output": str(out), "infer.overwrite": True,
         "generation.batch_size": batch_size, "generation.max_new_tokens": tokens,
-        "generation.min_new_tokens": tokens, "model.torch_threads": threads,
+        "generation.min_new_tokens": tokens, "model.threads": threads,
     })
 
 
@@ -74,18 +74,20 @@ def _bare(loaded: Any, cfg: Any) -> float:
     """Seconds inside bare `model.generate` for the same batches `infer` makes."""
     import torch
 
-    from tagtune.caption.data import read_tag_inputs
     from tagtune.caption.infer import CaptionGenerator
-    from tagtune.caption.model import torch_threads
+    from tagtune.device import torch_threads
+    from tagtune.schema import TagSetRow, read_file
+    from tagtune.tagsets import columns_of
     from tagtune.taxonomy import Taxonomy
 
-    items = read_tag_inputs(cfg.infer.input, cfg.data, Taxonomy.load(cfg.data.taxonomy_path))
-    gen = CaptionGenerator(loaded, cfg.prompt, cfg.generation, 0)
+    taxonomy = Taxonomy.load(cfg.data.taxonomy_path)
+    items = list(read_file(cfg.infer.input, TagSetRow, taxonomy, columns_of(cfg.data), limit=cfg.infer.limit))
+    gen = CaptionGenerator(loaded, cfg.prompt, cfg.generation, 0, taxonomy)
     g = cfg.generation
     bs = int(g.batch_size)
     batches = [gen.encode(gen.prompts(items[i:i + bs])) for i in range(0, len(items), bs)]
     total = 0.0
-    with torch_threads(cfg.model.torch_threads), torch.inference_mode():
+    with torch_threads(cfg.model.threads), torch.inference_mode():
         for inputs in batches:
             start = time.perf_counter()
             loaded.model.generate(
@@ -189,9 +191,9 @@ def _reference_captions() -> list[str]:
 
     with tempfile.TemporaryDirectory(prefix="bench-caption-ref-") as tmp:
         cfg = compose("caption_inference", updates={
-            "evaluation.predictions": str(preds), "evaluation.tags_column": "aspect_list",
-            "evaluation.caption_column": "prediction", "evaluation.taxonomy_path": str(shared / "taxonomy.json"),
-            "evaluation.output": str(Path(tmp) / "m.json"), "paths.output_dir": tmp})
+            "evaluate.input": str(preds), "evaluate.tags_column": "aspect_list",
+            "evaluate.caption_column": "prediction", "evaluate.taxonomy_path": str(shared / "taxonomy.json"),
+            "evaluate.output": str(Path(tmp) / "m.json"), "paths.output_dir": tmp})
         m = evaluate(cfg).metrics
     cov, length = m["coverage"], m["length_words"]
     per_cat = ", ".join(f"{c} {v['coverage']:.3f}" for c, v in cov["per_category"].items())

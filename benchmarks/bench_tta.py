@@ -53,7 +53,7 @@ def _prompts(path: Path, n: int) -> Path:
 def _cfg(out: Path, prompts: Path, **updates):
     from tagtune.config import compose
 
-    base = {"paths.output_dir": str(out), "data.path": str(prompts), "model.device": "cpu", "output.overwrite": True}
+    base = {"generate.output": str(out), "generate.input": str(prompts), "device": "cpu", "generate.overwrite": True}
     return compose("tta_inference", preset="quick_test", updates={**base, **updates})
 
 
@@ -68,7 +68,7 @@ def _overhead(work: Path, quick: bool) -> tuple[list[str], float]:
         cfg0 = _cfg(work / "o", work / "p.jsonl")
         from tagtune.tta.model import load_backend
 
-        backend, shape = load_backend(cfg0.model), "tiny MusicGen (random weights)"
+        backend, shape = load_backend(cfg0.model, cfg0.device), "tiny MusicGen (random weights)"
     else:
         start = time.perf_counter()
         model, processor = musicgen_small_shaped()
@@ -136,7 +136,8 @@ def _scaling(work: Path, quick: bool) -> list[str]:
 
     n = 8
     prompts = _prompts(work / "scaling.jsonl", n)
-    backend = load_backend(_cfg(work / "x", prompts).model)
+    cfg0 = _cfg(work / "x", prompts)
+    backend = load_backend(cfg0.model, cfg0.device)
     sizes = [1, 4] if quick else [1, 2, 4, 8]
     reps = 1 if quick else 3
     rows, base = [], None
@@ -203,7 +204,7 @@ def _memory(work: Path, quick: bool) -> list[str]:
     for n in counts:
         prompts = _prompts(work / f"mem{n}.jsonl", n)
         args = ["tta", "generate", str(prompts), "--preset", "quick_test", "-o", str(work / f"mem{n}"),
-                "--duration", "0.1", "--batch-size", "16", "model.device=cpu"]
+                "--duration", "0.1", "--batch-size", "16", "device=cpu"]
         rss, secs = _peak_rss_mb(args, work, env)
         base = base or rss
         wavs = len(list((work / f"mem{n}" / "audio").glob("*.wav")))

@@ -38,7 +38,7 @@ def _training_file(tmp: Path) -> tuple[list[str], str]:
     """Overrides pointing at ~1.5k tag sets, and a description."""
     if (SHARED / "musiccaps_tags_captions.csv").is_file():
         return ([f"data.path={SHARED / 'musiccaps_tags_captions.csv'}", f"data.taxonomy_path={SHARED / 'taxonomy.json'}",
-                 "data.aspect_column=aspect_list"], "ConceptCaps musiccaps_tags_captions.csv (1512 sets, 200 tags)")
+                 "data.tags_column=aspect_list"], "ConceptCaps musiccaps_tags_captions.csv (1512 sets, 200 tags)")
     from tagtune.records import resolve_path
 
     lines = resolve_path("pkg:demo_tags.jsonl").read_text(encoding="utf-8").splitlines()
@@ -91,7 +91,7 @@ def _timing(quick: bool, tmp: Path) -> list[str]:
     overrides, what = _training_file(tmp)
     extra = ["trainer.max_epochs=15"] if quick else []
     model = tmp / "timing_model"
-    cfg = _compose([*overrides, *extra], **{"paths.output_dir": str(model)})
+    cfg = _compose([*overrides, *extra], **{"train.output": str(model)})
     with _quiet():
         ours = train(cfg).metrics
     epochs = ours["epochs"]
@@ -102,8 +102,8 @@ def _timing(quick: bool, tmp: Path) -> list[str]:
     rows = []
     for mode in ("sized", "bernoulli", "threshold"):
         out = tmp / f"timing_{mode}.jsonl"
-        scfg = _compose([*overrides, f"inference.mode={mode}"], **{
-            "inference.model_dir": str(model), "inference.num_samples": 5000, "inference.output": str(out)})
+        scfg = _compose([*overrides, f"sample.mode={mode}"], **{
+            "sample.model": str(model), "sample.num_samples": 5000, "sample.output": str(out)})
         best = float("inf")
         for _ in range(1 if quick else 3):
             with _quiet():
@@ -166,7 +166,7 @@ def _quality(tmp: Path, seeds: tuple[int, ...]) -> list[str]:
     tax = Taxonomy.load(SHARED / "taxonomy.json")
 
     def matrix(path: Path) -> Any:
-        return tax.encode_many(load_tag_dataset({"path": str(path), "aspect_column": "aspect_list"}, tax).tag_sets())
+        return tax.encode_many(load_tag_dataset({"path": str(path), "tags_column": "aspect_list"}, tax).tag_sets())
 
     def metrics(gen: Any, ref: Any, tr: Any) -> dict[str, float]:
         return M.all_metrics(gen, ref, tr, k=3, subsample=2000, repeats=5, seed=0)
@@ -177,17 +177,19 @@ def _quality(tmp: Path, seeds: tuple[int, ...]) -> list[str]:
     for seed in seeds:
         train_csv, held_csv = _split_files(tmp, seed)
         tr, ho = matrix(train_csv), matrix(held_csv)
-        base = [f"data.path={train_csv}", f"data.taxonomy_path={SHARED / 'taxonomy.json'}", "data.aspect_column=aspect_list"]
+        base = [f"data.path={train_csv}", f"data.taxonomy_path={SHARED / 'taxonomy.json'}", "data.tags_column=aspect_list"]
         for name, preset in (("ours (default settings)", None), ("reference recipe (--preset reference)", "reference")):
             model = tmp / f"q{seed}_{preset or 'default'}"
             from tagtune.config import compose
 
-            cfg = compose("vae_training", ["callbacks.progress_bar.enabled=false", *base], preset=preset, updates={
-                "paths.output_dir": str(model), "inference.model_dir": str(model), "inference.num_samples": 5000,
-                "inference.seed": 0, "inference.output": str(model / "s.jsonl")})
+            # training keeps the config's own seed; sampling runs at seed 0 (the top-level `seed` serves both,
+            # so the sampling config is composed separately)
+            cfg, scfg = (compose("vae_training", ["callbacks.progress_bar.enabled=false", *base], preset=preset, updates={
+                "train.output": str(model), "sample.model": str(model), "sample.num_samples": 5000,
+                "sample.output": str(model / "s.jsonl"), **extra}) for extra in ({}, {"seed": 0}))
             with _quiet():
                 r = train(cfg)
-                sample(cfg)
+                sample(scfg)
             if preset is None:
                 seconds.append(r.metrics["fit_seconds"])
             gen = _with_empty(model / "s.jsonl", tax)
