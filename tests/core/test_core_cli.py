@@ -54,6 +54,31 @@ def test_every_command_has_help_with_examples():
     assert not missing, f"commands without examples in --help: {missing}"
 
 
+def test_every_stated_default_survives_the_rich_markup():
+    """An unescaped ``[default: ...]`` in a help text is a rich markup tag: it vanished from --help."""
+    import re
+
+    import typer.main
+
+    root = typer.main.get_command(app)
+    checked, swallowed = 0, []
+    for gname, group in root.commands.items():
+        for cname, cmd in getattr(group, "commands", {gname: group}).items():
+            stated = [p for p in cmd.params if "default:" in (getattr(p, "help", None) or "")]
+            if not stated:
+                continue
+            argv = [gname, cname, "--help"] if gname != cname else [gname, "--help"]
+            code, out, _ = run_cli(*argv, env={"COLUMNS": "250"})
+            assert code == 0
+            flat = re.sub(r"[\s│]+", " ", out)
+            for param in stated:
+                checked += 1
+                if "default:" not in flat or param.help.split("default:")[1].split()[0].strip("].") not in flat:
+                    swallowed.append(f"{gname} {cname} {param.name}")
+    assert checked >= 5
+    assert not swallowed, f"--help lost the stated default of: {swallowed}"
+
+
 def test_config_show_applies_overrides(tagtune_cli):
     proc = tagtune_cli("config", "show", "vae_training", "trainer.max_epochs=3")
     assert proc.returncode == 0

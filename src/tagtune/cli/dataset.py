@@ -28,7 +28,7 @@ app = typer.Typer(help="Export a finished dataset folder (Parquet with embedded 
 def export_cmd(
     directory: Annotated[Path, typer.Argument(help="A pipeline output folder or its dataset/ folder.")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="parquet | jsonl | audiocraft | webdataset | concepts.")] = "parquet",
-    output: Annotated[Optional[Path], typer.Option("--output", "--output-dir", "-o", help="Where to write [default: DIR/export-<format>].", show_default=False)] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "--output-dir", "-o", help="Where to write \\[default: DIR/export-<format>].", show_default=False)] = None,
     exclude: Annotated[Optional[list[Path]], typer.Option("--exclude", help="Drop rows whose tag set or caption is in this evaluation file (repeatable).", show_default=False)] = None,
     push: Annotated[Optional[str], typer.Option("--push", "--push-to-hub", help="Upload the Parquet export to this Hub dataset repo.", show_default=False)] = None,
     licence_checked: Annotated[bool, typer.Option("--licence-checked", metavar=NO_METAVAR, help="Push although the declared licence is less restrictive than an input's (you checked it).")] = False,

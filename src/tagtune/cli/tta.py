@@ -63,9 +63,9 @@ def generate(
     overwrite: Annotated[bool, typer.Option("--overwrite", metavar=NO_METAVAR, help="Regenerate every clip, discarding earlier output in DIR.")] = False,
     shard: Annotated[Optional[str], typer.Option("--shard", help="I/N: render only this worker's share (default: from torchrun/SLURM).", show_default=False)] = None,
     limit: Annotated[Optional[str], typer.Option("--limit", metavar="INT", help="Only the first N prompts.", show_default=False)] = None,
-    batch_size: Annotated[Optional[str], typer.Option("--batch-size", "-b", metavar="INT", help=f"Clips per model call [default: {config_default('tta_inference', 'generation.batch_size')}].", show_default=False)] = None,
+    batch_size: Annotated[Optional[str], typer.Option("--batch-size", "-b", metavar="INT", help=f"Clips per model call \\[default: {config_default('tta_inference', 'generation.batch_size')}].", show_default=False)] = None,
     duration: Annotated[Optional[str], typer.Option("--duration", metavar="SECONDS", help="Seconds per clip (replaces max_new_tokens).", show_default=False)] = None,
-    audio_format: Annotated[Optional[str], typer.Option("--format", help=f"wav or flac [default: {config_default('tta_inference', 'generate.format')}].", show_default=False)] = None,
+    audio_format: Annotated[Optional[str], typer.Option("--format", help=f"wav or flac \\[default: {config_default('tta_inference', 'generate.format')}].", show_default=False)] = None,
     seed: Seed = None,
 ) -> None:
     """Render prompts to DIR/audio/<id>.wav plus DIR/metadata.jsonl (Hugging Face audiofolder layout).
@@ -150,7 +150,7 @@ def evaluate(
     folder: RunDir = None,
     overrides: Overrides = None,
     reference: Annotated[Optional[Path], typer.Option("--reference", "--reference-dir", help="Real audio to compute FAD against (searched recursively).", show_default=False)] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "--output-dir", "-o", help="Where the scores go [default: DIR/scores].", show_default=False)] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "--output-dir", "-o", help="Where the scores go \\[default: DIR/scores].", show_default=False)] = None,
     preset: Preset = None,
     config_dir: ConfigDirs = None,
     show_config: ShowConfig = False,
@@ -201,7 +201,7 @@ def evaluate(
 def verify(
     folder: RunDir = None,
     overrides: Overrides = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="The summary report (JSON; a .png chart beside it) [default: DIR/verification_report.json].", show_default=False)] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="The summary report (JSON; a .png chart beside it) \\[default: DIR/verification_report.json].", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", metavar=NO_METAVAR, help="Judge every clip again (discard DIR/verification.jsonl).")] = False,
     preset: Preset = None,
     config_dir: ConfigDirs = None,
