@@ -48,7 +48,7 @@ def _machine() -> str:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     return (
-        f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}\n"
+        f"- last written: {time.strftime('%Y-%m-%d %H:%M %Z')} (`--only` reruns some sections; each says when it was measured)\n"
         f"- machine: {cpu}, {os.cpu_count()} cores{mem}, GPU: {gpu}\n"
         f"- torch threads: {torch.get_num_threads()}\n"
         f"- Python {platform.python_version()}, " + ", ".join(f"{k} {v}" for k, v in versions.items()) + "\n"
@@ -82,7 +82,8 @@ def main() -> int:
         start = time.perf_counter()
         try:
             mod = importlib.import_module(f"bench_{name}")
-            sections[name] = mod.run(quick=args.quick).rstrip() + f"\n\n_(section measured in {time.perf_counter() - start:.0f} s)_\n"
+            took = time.perf_counter() - start
+            sections[name] = mod.run(quick=args.quick).rstrip() + f"\n\n_(section measured {time.strftime('%Y-%m-%d')} in {took:.0f} s)_\n"
         except Exception:
             traceback.print_exc()
             failed.append(name)
