@@ -11,7 +11,8 @@ are implemented here on the underlying libraries:
 * **ROUGE-L**: ``rouge-score`` without stemming (lower case, ``[a-z0-9]`` tokens), the mean F over
   pairs (``evaluate`` reports a bootstrap median of that mean, within about 1e-3 of it).
 * **METEOR**: NLTK's ``meteor_score`` (alpha 0.9, beta 3, gamma 0.5, best reference) on
-  ``word_tokenize`` tokens, averaged over pairs; needs WordNet in an NLTK data folder.
+  ``word_tokenize`` tokens (sentences split first, see :func:`meteor_tokenizer`), averaged over
+  pairs; needs WordNet in an NLTK data folder.
 * **BERTScore-F1**: ``bert-score`` with ``roberta-large``, layer 17, no idf, no baseline rescaling
   (``lang="en"``), mean over pairs; a local model folder works offline.
 * **MAUVE** (optional): ``mauve-text`` with GPT-2 large features.
@@ -26,7 +27,7 @@ import math
 import re
 import statistics
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 # mteval-v13a tokenization, as rules: punctuation apart, "." and "," apart unless between digits,
@@ -104,7 +105,6 @@ def meteor(predictions: Sequence[str], references: Sequence[str | Sequence[str]]
     """Mean METEOR (NLTK: alpha 0.9, beta 3, gamma 0.5; the best reference of each pair)."""
     try:
         import nltk
-        from nltk.tokenize import word_tokenize
         from nltk.translate.meteor_score import meteor_score
     except ImportError:
         return unavailable("nltk is not installed (pip install 'tagtune[eval]')")
@@ -117,15 +117,31 @@ def meteor(predictions: Sequence[str], references: Sequence[str | Sequence[str]]
             return unavailable("no WordNet in the NLTK data path (set NLTK_DATA to a folder with corpora/wordnet; "
                                "see docs/caption.md, 'Metrics offline')")
 
-    def tok(text: str) -> list[str]:
-        return word_tokenize(text, preserve_line=True)  # no Punkt model needed (sentence-internal "." kept)
-
+    tok = meteor_tokenizer()
     try:
         scores = [meteor_score([tok(r) for r in ([refs] if isinstance(refs, str) else refs)], tok(pred))
                   for pred, refs in zip(predictions, references, strict=True)]
     except LookupError as exc:
         return unavailable(f"NLTK data missing ({str(exc).strip().splitlines()[0][:80]})")
     return statistics.fmean(scores) if scores else 0.0
+
+
+def meteor_tokenizer() -> Callable[[str], list[str]]:
+    """``word_tokenize`` as HF ``evaluate``'s METEOR calls it: sentences first, then words.
+
+    With NLTK's English Punkt data (``punkt_tab``) this is exactly ``word_tokenize``; without it an
+    untrained Punkt splits the sentences, which differs only around abbreviations ("e.g."). Splitting
+    sentences matters: a full stop inside a caption would otherwise stay glued to its word.
+    """
+    import nltk
+    from nltk.tokenize import NLTKWordTokenizer, PunktSentenceTokenizer, word_tokenize
+
+    try:
+        nltk.data.find("tokenizers/punkt_tab/english/")
+        return word_tokenize
+    except LookupError:
+        sentences, words = PunktSentenceTokenizer(), NLTKWordTokenizer()
+        return lambda text: [t for sentence in sentences.tokenize(text) for t in words.tokenize(sentence)]
 
 
 def local_model_path(model: str, revision: str | None = None) -> str:
