@@ -22,7 +22,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from tagtune.errors import DependencyError, InputError, Interrupted, TagtuneError
+from tagtune.errors import DependencyError, InputError, Interrupted, OutputError, TagtuneError
 from tagtune.report import SILENT, Reporter
 
 _NOISY_LOGGERS = (
@@ -63,6 +63,23 @@ def resume_path(explicit: str | None, run_dir: Path, finished: bool) -> str | No
         return str(path)
     last = Path(run_dir) / "checkpoints" / LAST
     return str(last) if last.is_file() and not finished else None
+
+
+def claim_run_dir(run_dir: Path, weights: str, what: str, resume: str | None, resume_key: str) -> str | None:
+    """Check a training run's folder before any work: the checkpoint to resume from, if any.
+
+    A folder that already holds ``weights`` (a finished run) is refused unless ``resume`` names a
+    checkpoint to train further from; a folder tagtune did not make is refused (nothing is read yet).
+    """
+    from tagtune.runs import check_claimable
+
+    finished = (run_dir / weights).is_file()
+    checkpoint = resume_path(resume, run_dir, finished)
+    if finished and checkpoint is None:
+        raise OutputError(f"{run_dir} already holds a {what}",
+                          hint=f"choose another -o, or train it further with {resume_key}=<dir>/checkpoints/{LAST}")
+    check_claimable(run_dir)
+    return checkpoint
 
 
 def _logger(cfg: Any, run_dir: Path) -> Any:

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tagtune.errors import ConfigError, OutputError
+from tagtune.errors import ConfigError
 from tagtune.report import SILENT, Reporter
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -173,18 +173,13 @@ def finetune(cfg: Any, reporter: Reporter = SILENT) -> FinetuneResult:
     import lightning as L
 
     from tagtune.caption.model import check_adapter_dir
-    from tagtune.runs import check_claimable, prepare_run_dir
-    from tagtune.training import quiet_lightning, resume_path
+    from tagtune.runs import prepare_run_dir
+    from tagtune.training import claim_run_dir, quiet_lightning
 
     start = time.perf_counter()
     quiet_lightning()
     run_dir = Path(cfg.finetune.output).expanduser()
-    finished = (run_dir / ADAPTER_WEIGHTS).is_file()
-    resume = resume_path(cfg.finetune.resume, run_dir, finished)
-    if finished and resume is None:
-        raise OutputError(f"{run_dir} already holds a trained adapter",
-                          hint="choose another -o, or train it further with finetune.resume=<dir>/checkpoints/last.ckpt")
-    check_claimable(run_dir)
+    resume = claim_run_dir(run_dir, ADAPTER_WEIGHTS, "trained adapter", cfg.finetune.resume, "finetune.resume")
     if cfg.model.checkpoint_dir:
         check_adapter_dir(cfg.model.checkpoint_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)

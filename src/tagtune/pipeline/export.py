@@ -22,7 +22,6 @@ mistake it for data):
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -180,8 +179,6 @@ def _export_card(ds_dir: Path, out: Path, splits: dict[str, tuple[int, int]], co
                  load_path: str) -> None:
     """The card of an export folder (the dataset's card, its files section and configs rewritten),
     with the plots, notices and provenance it refers to."""
-    import yaml
-
     from tagtune.pipeline.card import write_card, write_plots
     from tagtune.records import iter_records
     from tagtune.taxonomy import Taxonomy
@@ -189,7 +186,7 @@ def _export_card(ds_dir: Path, out: Path, splits: dict[str, tuple[int, int]], co
     prov = read_provenance(ds_dir)
     rows = [rec for s in SPLITS if (ds_dir / s / METADATA).is_file() for _, rec in iter_records(ds_dir / s / METADATA)]
     taxonomy = Taxonomy(prov["taxonomy"]) if prov.get("taxonomy") else None
-    dataset_cfg = yaml.safe_load(json.dumps(prov.get("dataset") or {})) or {}
+    dataset_cfg = prov.get("dataset") or {}
     for name in ("NOTICE.md", "provenance.json"):
         if (ds_dir / name).is_file():
             shutil.copyfile(ds_dir / name, out / name)

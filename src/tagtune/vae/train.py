@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tagtune.errors import ConfigError, InputError, OutputError
+from tagtune.errors import ConfigError, InputError
 from tagtune.report import SILENT, Reporter
 from tagtune.vae.data import VAEData, load_vae_data
 
@@ -97,19 +97,14 @@ def train(cfg: Any, reporter: Reporter = SILENT) -> TrainResult:
         Diverged: The loss became NaN or infinite.
     """
     from tagtune.device import torch_threads
-    from tagtune.runs import check_claimable, prepare_run_dir
-    from tagtune.training import quiet_lightning, resume_path
+    from tagtune.runs import prepare_run_dir
+    from tagtune.training import claim_run_dir, quiet_lightning
     from tagtune.vae.modeldir import WEIGHTS
 
     quiet_lightning()
     started = time.perf_counter()
     run_dir = Path(cfg.train.output).expanduser()
-    finished = (run_dir / WEIGHTS).is_file()
-    resume = resume_path(cfg.train.resume, run_dir, finished)
-    if finished and resume is None:
-        raise OutputError(f"{run_dir} already holds a trained model",
-                          hint="choose another -o, or train it further with train.resume=<dir>/checkpoints/last.ckpt")
-    check_claimable(run_dir)  # before reading the data: a folder of yours is refused at once
+    resume = claim_run_dir(run_dir, WEIGHTS, "trained model", cfg.train.resume, "train.resume")
     data = load_vae_data(cfg.data)
     for line in data.report:
         reporter.note(line)
