@@ -245,6 +245,7 @@ class JsonlAppender:
         self.path = Path(path)
         self.key = key
         self.done: set[str] = set()
+        self.dropped = 0  # lines of an earlier run that did not count as done (``done_when``) and were removed
         self.repaired_bytes = 0
         ensure_dir(self.path.parent)
         if overwrite and self.path.exists():
@@ -263,21 +264,22 @@ class JsonlAppender:
 
     def _read_done(self, done_when: Callable[[dict[str, Any]], bool] | None) -> None:
         """Collect the finished ids; lines that do not count as done (``done_when``) are dropped."""
-        unfinished = 0
+        kept: list[dict[str, Any]] = []
         for lineno, obj in iter_jsonl(self.path):
             ident = obj.get(self.key)
             if ident is None:
                 raise InputError(f"existing output line has no '{self.key}'", self.path, lineno, hint="use --overwrite to start over")
             if done_when is not None and not done_when(obj):
-                unfinished += 1
+                self.dropped += 1
                 continue
             if str(ident) in self.done:
                 raise InputError(f"existing output repeats {self.key} '{ident}' (written by two runs at once?)",
                                  self.path, lineno, hint="use --overwrite to start over")
             self.done.add(str(ident))
-        if unfinished:  # rewrite without them, so their redone lines are not duplicates
+            kept.append(obj)
+        if self.dropped:  # rewrite without them, so their redone lines are not duplicates
             with atomic_path(self.path) as tmp, open(tmp, "w", encoding="utf-8") as out:
-                out.writelines(dumps_line(obj) for _, obj in iter_jsonl(self.path) if done_when(obj))
+                out.writelines(dumps_line(obj) for obj in kept)
 
     def _lock(self) -> None:
         try:

@@ -247,3 +247,16 @@ def test_verify_killed_and_rerun_scores_each_clip_once(synth_dir, tmp_path):
     assert report["run"]["skipped"] == done and report["run"]["scored"] == 12 - done
     ids = [r["id"] for r in read_jsonl(lines)]
     assert sorted(ids) == sorted(set(ids)) and len(ids) == 12
+
+
+def test_verify_resumes_after_a_line_torn_by_a_kill(synth_dir, tmp_path):
+    """A SIGKILL mid-write leaves half a line: the rerun cuts it off and judges that clip again."""
+    folder = _copy(synth_dir, tmp_path / "out")
+    lines = folder / "verification.jsonl"
+    _verify(folder)
+    whole = lines.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines.write_text("".join(whole[:4]) + whole[4][: len(whole[4]) // 2], encoding="utf-8")
+    report, _ = _verify(folder)
+    assert report["run"]["skipped"] == 4 and report["run"]["scored"] == 8
+    ids = [r["id"] for r in read_jsonl(lines)]
+    assert len(ids) == 12 == len(set(ids))

@@ -26,7 +26,7 @@ from typing import Any
 
 from tagtune.errors import ConfigError, InputError
 from tagtune.report import SILENT, Reporter
-from tagtune.resumable import JsonlAppender, ensure_dir, iter_jsonl, repair_tail
+from tagtune.resumable import JsonlAppender, ensure_dir, iter_jsonl
 from tagtune.sampling import row_seed
 from tagtune.schema import CaptionRow, ClipRow
 from tagtune.tta.merge import METADATA, MergeReport, merge_dir, metadata_parts, part_name
@@ -241,12 +241,9 @@ def _render(cfg: Any, source: Path, out: Path, meta: Path, shard: Any, owned: se
     run = _Run(cfg, backend, result, source)
     expected = {row.id: run.input_hash(row) for row in iter_prompts(source, cfg.data, cfg.generate.limit) if row.id in owned}
     valid = _still_valid(out, expected)
-    if meta.exists() and not cfg.generate.overwrite:
-        repair_tail(meta)  # a line torn by a kill goes before the lines are counted
-    before = 0 if cfg.generate.overwrite or not meta.exists() else sum(1 for _ in iter_jsonl(meta))
     with JsonlAppender(meta, key="id", overwrite=cfg.generate.overwrite, done_when=valid) as sink:
         done = set(sink.done) | (_main_done(out, valid) if shard.is_sharded else set())
-        result.redone = before - len(sink.done)
+        result.redone = sink.dropped
         if result.redone:
             reporter.note(f"{result.redone} earlier clip(s) no longer match their prompt, settings or file: rendering them again")
         run.sink = sink

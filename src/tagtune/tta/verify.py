@@ -263,10 +263,9 @@ def verify(cfg: Any, reporter: Reporter = SILENT, checkers: list[Any] | None = N
     check_ours(result.report_path, "tta verify", json_has("by_tag", "overall"))
     check_ours(result.rows_file, "tta verify", first_line_has("input_hash"))
     expected = {it.id: it.input_hash for it in items}
-    before = sum(1 for _ in iter_jsonl(result.rows_file)) if result.rows_file.exists() and not v.force else 0
     with JsonlAppender(result.rows_file, key="id", overwrite=bool(v.force),
                        done_when=lambda rec: expected.get(str(rec.get("id"))) == rec.get("input_hash")) as sink:
-        result.redone = before - len(sink.done)
+        result.redone = sink.dropped
         todo = [it for it in items if it.id not in sink.done]
         result.skipped = len(items) - len(todo)
         if result.redone:
