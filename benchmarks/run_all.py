@@ -82,8 +82,9 @@ def main() -> int:
         start = time.perf_counter()
         try:
             mod = importlib.import_module(f"bench_{name}")
+            text = mod.run(quick=args.quick).rstrip()
             took = time.perf_counter() - start
-            sections[name] = mod.run(quick=args.quick).rstrip() + f"\n\n_(section measured {time.strftime('%Y-%m-%d')} in {took:.0f} s)_\n"
+            sections[name] = text + f"\n\n_(section measured {time.strftime('%Y-%m-%d')} in {took:.0f} s)_\n"
         except Exception:
             traceback.print_exc()
             failed.append(name)

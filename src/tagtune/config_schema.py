@@ -417,7 +417,8 @@ SCHEMAS: dict[str, Section] = {
 }
 
 
-def _dig(data: Mapping[str, Any], key: str) -> Any:
+def dig(data: Any, key: str) -> Any:
+    """The value at a dotted key of nested mappings; None where any part is missing."""
     for part in key.split("."):
         data = data.get(part) if isinstance(data, Mapping) else None
     return data
@@ -456,7 +457,7 @@ def validate(config_name: str, data: Mapping[str, Any], first: Sequence[str] = (
     """
     spec, siblings = schema_for(config_name)
     for key in first:
-        field, value = _field_at(spec, key), _dig(data, key)
+        field, value = _field_at(spec, key), dig(data, key)
         if field is not None and not isinstance(field, Section):
             try:
                 field.check(value)

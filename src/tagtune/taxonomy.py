@@ -42,6 +42,11 @@ def normalize_tag(tag: str) -> str:
     return " ".join(str(tag).split()).lower()
 
 
+def normalize_category(name: str) -> str:
+    """A category name as the taxonomy keys it: a normalised tag with spaces as underscores."""
+    return normalize_tag(name).replace(" ", "_")
+
+
 RULES_KEY = "_rules"
 
 
@@ -100,7 +105,7 @@ def _parse_rules(raw: Any, taxonomy: Taxonomy) -> Rules:
     counts: dict[str, tuple[int, int | None]] = {}
     for cat, spec in dict(raw.get("counts") or {}).items():
         where = f"{RULES_KEY}.counts.{cat}"
-        name = normalize_tag(str(cat)).replace(" ", "_")
+        name = normalize_category(cat)
         if name not in taxonomy.categories:
             raise TaxonomyError(f"unknown category '{cat}'", src, field=where)
         if not isinstance(spec, Mapping) or set(spec) - {"min", "max"}:
@@ -130,7 +135,7 @@ class Taxonomy:
         for raw_cat, raw_tags in categories.items():
             if not isinstance(raw_cat, str) or not raw_cat.strip():
                 raise TaxonomyError(f"category name {raw_cat!r} is not a non-empty string", source)
-            cat = normalize_tag(raw_cat).replace(" ", "_")
+            cat = normalize_category(raw_cat)
             if cat in reserved_names():
                 raise TaxonomyError(f"category name '{cat}' is reserved; rename it", source, field=cat)
             if cat in self.categories:
@@ -242,18 +247,24 @@ class Taxonomy:
         """The rules ``tags`` break (empty: none, or the taxonomy has no rules)."""
         return self.rules.violations(tags, self.category_of)
 
+    @property
+    def category_slices(self) -> dict[str, slice]:
+        """Each category's columns in the multi-hot order (categories in order, tags in order)."""
+        slices, start = {}, 0
+        for cat, tags in self.categories.items():
+            slices[cat] = slice(start, start + len(tags))
+            start += len(tags)
+        return slices
+
     def rule_mask(self, matrix: Any) -> Any:
         """Per row of a multi-hot matrix (numpy or torch), whether it keeps every rule."""
         ok = matrix.sum(1) >= 0  # all True, in the matrix's own library
         for group in self.rules.exclusive:
             ok = ok & (matrix[:, [self.index[t] for t in group]].sum(1) <= 1)
-        start = 0
-        for cat, tags in self.categories.items():
-            if cat in self.rules.counts:
-                lo, hi = self.rules.counts[cat]
-                n = matrix[:, start:start + len(tags)].sum(1)
-                ok = ok & (n >= lo) & ((n <= hi) if hi is not None else (n >= 0))
-            start += len(tags)
+        slices = self.category_slices
+        for cat, (lo, hi) in self.rules.counts.items():
+            n = matrix[:, slices[cat]].sum(1)
+            ok = ok & (n >= lo) & ((n <= hi) if hi is not None else (n >= 0))
         return ok
 
     def with_rules(self, rules: Rules) -> Taxonomy:

@@ -63,25 +63,18 @@ def config_default(config_name: str, key: str) -> str:
     first part (``generation.batch_size`` -> ``generation/caption/default.yaml``).
     """
     from tagtune.config import config_dir
+    from tagtune.config_schema import dig
 
     root = config_dir()
     main = _yaml(root / f"{config_name}.yaml")
     head, _, rest = key.partition(".")
     for item in main.get("defaults") or []:
         if isinstance(item, dict) and head in item:
-            value = _dig(_yaml(root / head / f"{item[head]}.yaml"), rest)
+            value = dig(_yaml(root / head / f"{item[head]}.yaml"), rest)
             if value is not None:
                 return str(value)
-    value = _dig(main, key)
+    value = dig(main, key)
     return "null" if value is None else str(value)
-
-
-def _dig(data: Any, key: str) -> Any:
-    for part in key.split("."):
-        if not isinstance(data, dict) or part not in data:
-            return None
-        data = data[part]
-    return data
 
 
 def examples(*lines: str) -> str:

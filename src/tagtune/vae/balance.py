@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tagtune.errors import ConfigError
-from tagtune.taxonomy import Taxonomy, normalize_tag
+from tagtune.taxonomy import Taxonomy, normalize_category, normalize_tag
 from tagtune.vae.constraints import ConstraintError
 
 
@@ -58,8 +58,8 @@ def parse_quotas(min_per_tag: int | None, quotas: Mapping[str, Any] | None, taxo
             raise ConfigError(f"sample.quotas.{key}: expected an integer, got {value!r}", key="sample.quotas") from exc
         if k < 0:
             raise ConfigError(f"sample.quotas.{key}: must be >= 0", key="sample.quotas")
-        if name.replace(" ", "_") in taxonomy.categories:
-            out.update({t: max(out.get(t, 0), k) for t in taxonomy.categories[name.replace(" ", "_")]})
+        if normalize_category(name) in taxonomy.categories:
+            out.update({t: max(out.get(t, 0), k) for t in taxonomy.categories[normalize_category(name)]})
         elif name in taxonomy.index:
             out[name] = max(out.get(name, 0), k)
         else:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tagtune.errors import ConfigError, TagtuneError
-from tagtune.taxonomy import Taxonomy, normalize_tag
+from tagtune.taxonomy import Taxonomy, normalize_category, normalize_tag
 
 if TYPE_CHECKING:
     import torch
@@ -61,7 +61,7 @@ def _counts(value: Any, key: str, taxonomy: Taxonomy) -> dict[str, int]:
             items.append((cat, num))
     out: dict[str, int] = {}
     for cat, num in items:
-        name = normalize_tag(str(cat)).replace(" ", "_")
+        name = normalize_category(cat)
         if name not in taxonomy.categories:
             raise ConfigError(f"{key}: unknown category '{cat}'", key=key,
                               hint=f"categories: {', '.join(taxonomy.categories)}")
@@ -144,14 +144,12 @@ def meets_counts(sets: torch.Tensor, cons: Constraints, taxonomy: Taxonomy) -> t
     ok &= sizes >= cons.min_tags  # min_tags 0 lets empty sets through (the reference recipe)
     if cons.max_tags is not None:
         ok &= sizes <= cons.max_tags
-    start = 0
-    for cat, tags in taxonomy.categories.items():
-        count = sets[:, start:start + len(tags)].sum(dim=1)
+    for cat, columns in taxonomy.category_slices.items():
+        count = sets[:, columns].sum(dim=1)
         if cat in cons.category_min:
             ok &= count >= cons.category_min[cat]
         if cat in cons.category_max:
             ok &= count <= cons.category_max[cat]
-        start += len(tags)
     return ok
 
 

@@ -68,14 +68,6 @@ def _read(path: Any, taxonomy: Taxonomy, column: str | None, keep_empty: bool = 
     return matrix, ds.report()
 
 
-def _category_slices(taxonomy: Taxonomy) -> dict[str, slice]:
-    slices, start = {}, 0
-    for cat, tags in taxonomy.categories.items():
-        slices[cat] = slice(start, start + len(tags))
-        start += len(tags)
-    return slices
-
-
 def evaluate(cfg: Any, reporter: Reporter = SILENT) -> EvaluationResult:
     """Run every metric for ``evaluate.input`` against ``evaluate.reference``.
 
@@ -106,7 +98,7 @@ def evaluate(cfg: Any, reporter: Reporter = SILENT) -> EvaluationResult:
             key="evaluate.k", hint="sample more sets or lower evaluate.k",
         )
     metrics = M.all_metrics(gen, ref, data.get("train"), k=ev.k, subsample=ev.subsample, repeats=ev.repeats,
-                            seed=cfg.seed, category_slices=_category_slices(taxonomy))
+                            seed=cfg.seed, category_slices=taxonomy.category_slices)
     gen_rules, ref_rules = M.rule_violations(gen, taxonomy), M.rule_violations(ref, taxonomy)
     metrics["rule_violations"], metrics["reference_rule_violations"] = gen_rules["rate"], ref_rules["rate"]
     metrics["rule_violations_detail"] = {"samples": gen_rules, "reference": ref_rules}

@@ -273,13 +273,12 @@ def rule_violations(matrix: Any, taxonomy: Any) -> dict[str, Any]:
     for group in taxonomy.rules.exclusive:
         hits = m[:, [taxonomy.index[t] for t in group]].sum(axis=1) > 1
         by_rule["exclusive: " + " / ".join(group)] = int(hits.sum())
-    start = 0
-    for cat, tags in taxonomy.categories.items():
+    slices = taxonomy.category_slices
+    for cat in taxonomy.categories:  # in taxonomy order, as the report lists them
         if cat in taxonomy.rules.counts:
             lo, hi = taxonomy.rules.counts[cat]
-            n = m[:, start:start + len(tags)].sum(axis=1)
+            n = m[:, slices[cat]].sum(axis=1)
             by_rule[f"{cat}: {lo}..{'' if hi is None else hi} tags"] = int(((n < lo) | ((n > hi) if hi is not None else False)).sum())
-        start += len(tags)
     bad = ~np.asarray(taxonomy.rule_mask(m))
     return {"rate": float(bad.mean()), "sets": int(bad.sum()), "by_rule": by_rule, "rules": taxonomy.rules.to_dict()}
 

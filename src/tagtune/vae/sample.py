@@ -123,7 +123,7 @@ def sample(cfg: Any, reporter: Reporter = SILENT) -> SampleResult:
         if skipped:
             reporter.warn(f"{len(skipped)} tag(s) left out of the quotas: each {why} ({', '.join(skipped[:8])})")
         quotas = {t: k for t, k in quotas.items() if t not in skipped}
-    if quotas:
+    elif quotas:
         check_reachable(loaded, quotas, s.min_tag_probability)
     out = Path(s.output or Path(s.model) / "samples.jsonl").expanduser()
     from tagtune.runs import check_ours, first_line_has
