@@ -116,6 +116,24 @@ def test_exclude_drops_exactly_the_rows_of_an_evaluation_set(run, tmp_path):
     assert f"{expect} rows left out" in " ".join(res.out.split())
 
 
+def test_parquet_export_card_describes_the_rows_left_after_exclude(run, tmp_path):
+    """The export's card counts what the export holds, not the dataset it came from."""
+    hub = pytest.importorskip("huggingface_hub")
+    rows = read_jsonl(run / "tta" / "metadata.jsonl")
+    held = write_jsonl(tmp_path / "eval.jsonl", [{"tags": r["tags"]} for r in rows[:3]])
+    sets = {tuple(sorted(r["tags"])) for r in rows[:3]}
+    expect = sum(tuple(sorted(r["tags"])) in sets for r in rows)
+    out = tmp_path / "E"
+    res = run_cli("dataset", "export", run, "--format", "parquet", "--exclude", held, "-o", out)
+    assert res.code == 0, res.err
+    data = hub.DatasetCard.load(out / "README.md").data.to_dict()
+    sizes = {s["name"]: s["num_examples"] for s in data["dataset_info"]["splits"]}
+    assert sum(sizes.values()) == 12 - expect
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert f"**{12 - expect} clips**" in card and f"- clips: {12 - expect}," in card
+    assert f"Leakage guard: {expect} rows were dropped" in card
+
+
 def test_pipeline_exclude_reports_the_count_in_the_card(run, tmp_path):
     rows = read_jsonl(run / "tta" / "metadata.jsonl")
     held = write_jsonl(tmp_path / "eval.jsonl", [{"tags": r["tags"], "caption": "an unrelated evaluation caption"}

@@ -83,8 +83,7 @@ def _exclude(clips: list[tuple[ClipRow, Path]], dataset_cfg: Mapping[str, Any],
     ex = load_excluder(files, n=dataset_cfg["exclude_ngram"], threshold=dataset_cfg["exclude_threshold"])
     kept = [(row, audio) for row, audio in clips if ex.keep(row.tags, row.caption)]
     reporter.note(f"leakage guard: dropped {ex.total_dropped} of {len(clips)} rows matching {', '.join(files)}")
-    return kept, {"files": ex.files, "dropped": ex.total_dropped, **ex.dropped,
-                  "ngram": ex.n, "threshold": ex.threshold}
+    return kept, ex.summary()
 
 
 def _records(clips: list[tuple[ClipRow, Path]], splits: dict[str, str],

@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tagtune.schema import Columns, TagSetRow, read_file
 from tagtune.taxonomy import normalize_tag
@@ -81,6 +82,11 @@ class Excluder:
     @property
     def total_dropped(self) -> int:
         return sum(self.dropped.values())
+
+    def summary(self) -> dict[str, Any]:
+        """What the card and ``provenance.json`` say about the guard: the files and the drops by rule."""
+        return {"files": self.files, "dropped": self.total_dropped, **self.dropped, "ngram": self.n,
+                "threshold": self.threshold}
 
 
 def load_excluder(paths: Iterable[str | Path], n: int = 4, threshold: float = 0.5) -> Excluder:

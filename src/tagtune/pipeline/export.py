@@ -51,6 +51,7 @@ class ExportResult:
     excluded: int = 0
     pushed_to: str | None = None
     split_bytes: dict[str, tuple[int, int]] = field(default_factory=dict)  # Parquet: rows and audio bytes
+    records: list[dict[str, Any]] = field(default_factory=list)  # Parquet: the rows written (metadata, for the card)
 
 
 def find_dataset_dir(path: Path) -> Path:
@@ -119,7 +120,7 @@ def export_dataset(path: Path, fmt: str = "parquet", out_dir: Path | None = None
         result = writer(ds_dir, out, iter_dataset(ds_dir, ex), shard_bytes, reporter)
     result.excluded = ex.total_dropped if ex else 0
     if fmt == "parquet":  # the card of exactly this folder (loaded from the Hub repo when pushed)
-        _export_card(ds_dir, out, result.split_bytes, {s: [f"data/{s}-*.parquet"] for s in result.files}, push or str(out))
+        _export_card(ds_dir, out, result, push or str(out), ex.summary() if ex else None)
     if push:
         result.pushed_to = push_to_hub(out, push, shard_bytes)
     return result
@@ -157,14 +158,16 @@ def _parquet(ds_dir: Path, out: Path, rows: Iterator[tuple[str, dict[str, Any], 
     for stale in data.glob("*.parquet"):  # an earlier export of this folder (it is ours: named by us)
         stale.unlink()
     writers: dict[str, ShardedWriter] = {}
+    records: list[dict[str, Any]] = []
     with reporter.progress("parquet", unit="clips") as task:
         for split, rec, audio in rows:
             if split not in writers:
                 writers[split] = ShardedWriter(data, split, _row_schema(ds_dir, split), shard_bytes)
             writers[split].add(rec, audio)
+            records.append(rec)
             task.advance(1)
     files = {s: w.close() for s, w in writers.items()}
-    result = ExportResult(out, files, {s: w.rows for s, w in writers.items()})
+    result = ExportResult(out, files, {s: w.rows for s, w in writers.items()}, records=records)
     result.split_bytes = {s: (w.rows, w.bytes) for s, w in writers.items()}
     return result
 
@@ -175,16 +178,16 @@ def _row_schema(ds_dir: Path, split: str) -> Any:
     return pq.ParquetFile(ds_dir / split / METADATA).schema_arrow
 
 
-def _export_card(ds_dir: Path, out: Path, splits: dict[str, tuple[int, int]], config_paths: dict[str, list[str]],
-                 load_path: str) -> None:
-    """The card of an export folder (the dataset's card, its files section and configs rewritten),
-    with the plots, notices and provenance it refers to."""
+def _export_card(ds_dir: Path, out: Path, result: ExportResult, load_path: str,
+                 excluded: dict[str, Any] | None) -> None:
+    """The card of an export folder, from exactly the rows written there (the dataset's card with its
+    files section and configs rewritten), with the plots, notices and provenance it refers to."""
     from tagtune.pipeline.card import write_card, write_plots
-    from tagtune.records import iter_records
     from tagtune.taxonomy import Taxonomy
 
     prov = read_provenance(ds_dir)
-    rows = [rec for s in SPLITS if (ds_dir / s / METADATA).is_file() for _, rec in iter_records(ds_dir / s / METADATA)]
+    if excluded:  # the export's own leakage guard
+        prov = {**prov, "excluded": excluded}
     taxonomy = Taxonomy(prov["taxonomy"]) if prov.get("taxonomy") else None
     dataset_cfg = prov.get("dataset") or {}
     for name in ("NOTICE.md", "provenance.json"):
@@ -192,8 +195,9 @@ def _export_card(ds_dir: Path, out: Path, splits: dict[str, tuple[int, int]], co
             shutil.copyfile(ds_dir / name, out / name)
     if taxonomy is None or not dataset_cfg:
         return
-    plots = write_plots(rows, taxonomy, out / "plots")
-    write_card(out, rows, taxonomy, dataset_cfg, prov, plots, splits, config_paths, load_path)
+    plots = write_plots(result.records, taxonomy, out / "plots")
+    config_paths = {s: [f"data/{s}-*.parquet"] for s in result.files}
+    write_card(out, result.records, taxonomy, dataset_cfg, prov, plots, result.split_bytes, config_paths, load_path)
 
 
 def push_to_hub(out: Path, repo: str, shard_bytes: int) -> str:
