@@ -18,6 +18,7 @@ user records into rows: it resolves the columns once, gives rows without an id t
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
@@ -144,8 +145,9 @@ class ReadStats:
         return lines
 
 
-def _declared(kind: type[TagSetRow]) -> set[str]:
-    return {f.name for f in fields(kind)} - {"extra", "line"}
+@functools.cache
+def _declared(kind: type[TagSetRow]) -> frozenset[str]:
+    return frozenset(f.name for f in fields(kind)) - {"extra", "line"}
 
 
 class _Resolved:
@@ -215,7 +217,6 @@ def _text(value: Any, source: str, line: int, column: str) -> str | None:
 
 def jsonable(value: Any) -> Any:
     """Input values as JSON-safe Python (NaN -> None; numpy arrays -> lists; dates, bytes -> text)."""
-    import json
 
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -227,7 +228,7 @@ def jsonable(value: Any) -> Any:
         return [jsonable(v) for v in value]
     if hasattr(value, "tolist"):
         return jsonable(value.tolist())
-    return json.loads(json.dumps(value, default=str))
+    return str(value)  # what json.dumps(default=str) would write
 
 
 def _row_id(rec: Mapping[str, Any], column: str, source: str, line: int) -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tagtune.report import Reporter
-from tagtune.resumable import atomic_write_text, dumps_line
+from tagtune.resumable import atomic_write_text, dumps_line, link_or_copy
 
 README = """# Concept sets
 
@@ -116,11 +116,11 @@ def export_concepts(ds_dir: Path, out: Path, rows: Iterator[tuple[str, dict[str,
     from tagtune.ids import safe_id
     from tagtune.pipeline.dataset import read_provenance
     from tagtune.pipeline.export import ExportResult
-    from tagtune.resumable import link_or_copy as _link
+    from tagtune.taxonomy import Taxonomy
 
     clips = _clips(rows)
-    taxonomy = read_provenance(ds_dir).get("taxonomy") or {}
-    category_of = {t: c for c, tags in taxonomy.items() if isinstance(tags, list) for t in tags}
+    taxonomy = read_provenance(ds_dir).get("taxonomy")
+    category_of = Taxonomy(taxonomy).category_of if taxonomy else {}
     vocab = sorted({t for c in clips for t in c.tags})
     index = {t: i for i, t in enumerate(vocab)}
     matrix = np.zeros((len(clips), len(vocab)), dtype=np.float64)
@@ -142,28 +142,28 @@ def export_concepts(ds_dir: Path, out: Path, rows: Iterator[tuple[str, dict[str,
                 continue
             folder = Path("concepts") / safe_id(tag)
             entry = {"concept": tag, "category": category, "folder": folder.as_posix(),
-                     "positives": _place(clips, pos, out, folder / "positive", _link),
-                     "negatives": _place(clips, neg, out, folder / "negative", _link),
-                     "pairs": _pairs(clips, tag, out, folder, _link)}
+                     "positives": _place(clips, pos, out, folder / "positive"),
+                     "negatives": _place(clips, neg, out, folder / "negative"),
+                     "pairs": _pairs(clips, tag, out, folder)}
             atomic_write_text(out / folder / "pairs.jsonl", "".join(dumps_line(p) for p in entry["pairs"]))
             lines.append(dumps_line(entry))
             written += 1
-    randoms = _randoms(clips, out, random_sets, random_size, seed, _link)
+    randoms = _randoms(clips, out, random_sets, random_size, seed)
     manifest = atomic_write_text(out / "manifest.jsonl", "".join(lines))
     atomic_write_text(out / "README.md", README.format(source=ds_dir, concepts=written, randoms=len(randoms)))
     return ExportResult(out, {"concepts": [manifest], "random": randoms}, {"concepts": written, "random": len(randoms)})
 
 
-def _place(clips: list[_Clip], rows: list[int], out: Path, folder: Path, link: Any) -> list[str]:
+def _place(clips: list[_Clip], rows: list[int], out: Path, folder: Path) -> list[str]:
     paths = []
     for r in rows:
         rel = folder / clips[r].audio.name
-        link(clips[r].audio, out / rel)
+        link_or_copy(clips[r].audio, out / rel)
         paths.append(rel.as_posix())
     return paths
 
 
-def _pairs(clips: list[_Clip], tag: str, out: Path, folder: Path, link: Any) -> list[dict[str, Any]]:
+def _pairs(clips: list[_Clip], tag: str, out: Path, folder: Path) -> list[dict[str, Any]]:
     """The counterfactual pairs whose concept is ``tag``: base and partner clip (linked under pairs/)."""
     by_pair: dict[str, dict[str, _Clip]] = {}
     for c in clips:
@@ -175,13 +175,13 @@ def _pairs(clips: list[_Clip], tag: str, out: Path, folder: Path, link: Any) -> 
         if "base" not in members or partner_edit is None:
             continue  # a member was left out (leakage guard, verify policy): not a pair any more
         base, partner = members["base"], members[partner_edit]
-        paths = _place([base, partner], [0, 1], out, folder / "pairs", link)
+        paths = _place([base, partner], [0, 1], out, folder / "pairs")
         out_pairs.append({"pair_id": pair_id, "edit": partner_edit, "base": paths[0], "partner": paths[1],
                           "base_id": base.id, "partner_id": partner.id})
     return out_pairs
 
 
-def _randoms(clips: list[_Clip], out: Path, count: int, size: int, seed: int, link: Any) -> list[Path]:
+def _randoms(clips: list[_Clip], out: Path, count: int, size: int, seed: int) -> list[Path]:
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -189,6 +189,6 @@ def _randoms(clips: list[_Clip], out: Path, count: int, size: int, seed: int, li
     for k in range(count if clips else 0):
         folder = Path("random") / f"random_{k:03d}"
         pick = sorted(rng.choice(len(clips), size=min(size, len(clips)), replace=False).tolist())
-        _place(clips, pick, out, folder, link)
+        _place(clips, pick, out, folder)
         folders.append(out / folder)
     return folders

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -95,10 +95,8 @@ def _records(clips: list[tuple[ClipRow, Path]], splits: dict[str, str],
 
     by_split: dict[str, list[dict[str, Any]]] = {}
     for row, audio in sorted(clips, key=lambda c: c[0].id):
-        fields = {f: getattr(row, f) for f in ("id", "tags", "caption", "reference_caption", "pair_id", "concept", "edit",
-                                                "provenance", "extra", "duration", "sample_rate", "realised_tags",
-                                                "realisation")}
-        rec = DatasetRow(**fields, file_name=f"audio/{audio.name}", split=splits[row.id]).to_record(taxonomy)
+        values = {f.name: getattr(row, f.name) for f in fields(ClipRow) if f.name not in ("file_name", "line")}
+        rec = DatasetRow(**values, file_name=f"audio/{audio.name}", split=splits[row.id]).to_record(taxonomy)
         by_split.setdefault(splits[row.id], []).append({**rec, "_source": audio})
     schema = arrow_schema([r for rows in by_split.values() for r in rows], drop=("file_name", "split", "_source"))
     schema = pa.schema([pa.field("file_name", pa.string()), *schema])

@@ -209,9 +209,10 @@ def _taxonomy(cfg: Any, plan: _Plan) -> Any:
     """The tag taxonomy of the run: the VAE model's, else the caption stage's ``data.taxonomy_path``."""
     from tagtune.config import compose
     from tagtune.taxonomy import Taxonomy
+    from tagtune.vae.modeldir import read_taxonomy
 
     if "vae" in plan.configs:
-        return Taxonomy.load(Path(plan.configs["vae"]["sample"].sample.model) / "taxonomy.json")
+        return read_taxonomy(plan.configs["vae"]["sample"].sample.model)
     infer = plan.configs.get("caption", {}).get("infer")
     if infer is None:
         infer = compose("caption_inference", list(cfg.caption.overrides), preset=cfg.caption.preset)
