@@ -104,8 +104,9 @@ def _fails(attempt: _Attempt, ids: list[str], minimum: float) -> bool:
     return any(v is not None and v < minimum for v in values)
 
 
-def _rerender(cfg: Any, out: Path, number: int, rows: list[ClipRow], reporter: Reporter) -> _Attempt:
-    """Render ``rows`` again into ``attempts/<number>`` with that attempt's seed, then judge them."""
+def _rerender(cfg: Any, out: Path, number: int, rows: list[ClipRow], backend: Any, reporter: Reporter) -> _Attempt:
+    """Render ``rows`` again into ``attempts/<number>`` with that attempt's seed (with ``backend``, the
+    audio model loaded once for every attempt), then judge them."""
     from tagtune.runs import claim_dir
     from tagtune.tta.generate import generate
 
@@ -118,7 +119,7 @@ def _rerender(cfg: Any, out: Path, number: int, rows: list[ClipRow], reporter: R
     seed = attempt_seed(cfg.seed, number)
     gen = _with(cfg, {"generate.input": str(prompts), "generate.output": str(folder), "generate.shard": "0/1",
                       "generate.limit": None, "generate.overwrite": False, "seed": seed})
-    generate(gen, reporter)
+    generate(gen, reporter, backend=backend)
     return _load(folder, number, seed, cfg, reporter)
 
 
@@ -140,13 +141,18 @@ def run_verify_step(cfg: Any, policy: Any, clips_dir: Path, out: Path, reporter:
         groups.setdefault(_group(row), []).append(row.id)
     attempts, best = [first], {g: first for g in groups}
     rendered: dict[str, list[_Attempt]] = {i: [first] for i in first.rows}
+    backend = None
     for number in range(2, int(policy.max_attempts) + 1 if policy.policy == "rerender" else 2):
         failing = [g for g, ids in groups.items() if _fails(best[g], ids, minimum)]
         if not failing:
             break
         reporter.note(f"attempt {number}: rendering {sum(len(groups[g]) for g in failing)} clip(s) below "
                       f"realisation {minimum} again")
-        attempt = _rerender(cfg, out, number, [first.rows[i] for g in failing for i in groups[g]], reporter)
+        if backend is None:
+            from tagtune.tta.model import load_backend
+
+            backend = load_backend(cfg.model, cfg.device, cfg.get("tagmap"))
+        attempt = _rerender(cfg, out, number, [first.rows[i] for g in failing for i in groups[g]], backend, reporter)
         attempts.append(attempt)
         for g in failing:
             for i in groups[g]:
