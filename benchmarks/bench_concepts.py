@@ -34,12 +34,6 @@ K = 20  # the per-tag quota of the balanced run
 BALANCED = f"{K} per trained tag"
 
 
-def _split(tmp: Path, seed: int) -> tuple[Path, Path]:
-    from bench_vae import _split_files
-
-    return _split_files(tmp, seed)
-
-
 def _sample(model: Path, out: Path, *flags: str) -> tuple[float, dict[str, Any] | None]:
     from tagtune.cli import main
 
@@ -86,7 +80,7 @@ def _plot(counts: dict[str, Counter], tags: list[str], path: Path) -> None:
 def run(quick: bool = False, seeds: tuple[int, ...] | None = None) -> str:
     """Measure and return the Markdown section. ``quick``: one split, 15 epochs, no plot (a smoke run)."""
     import numpy as np
-    from bench_vae import _quiet
+    from bench_vae import _quiet, _split_files
 
     from tagtune.config import compose
     from tagtune.tagsets import load_tag_dataset
@@ -114,7 +108,7 @@ def run(quick: bool = False, seeds: tuple[int, ...] | None = None) -> str:
     with tempfile.TemporaryDirectory(prefix="bench-concepts-") as tmpdir:
         tmp = Path(tmpdir)
         for seed in seeds:
-            train_csv, held_csv = _split(tmp, seed)
+            train_csv, held_csv = _split_files(tmp, seed)
             held, tr = matrix(held_csv), matrix(train_csv)
             model = tmp / f"model{seed}"
             cfg = compose("vae_training", ["callbacks.progress_bar.enabled=false", f"data.path={train_csv}",

@@ -40,7 +40,5 @@ def safe_id(raw: object, max_bytes: int = MAX_ID_BYTES) -> str:
     if text and text == original and len(text.encode("utf-8")) <= max_bytes:
         return text
     digest = hashlib.sha1(original.encode("utf-8")).hexdigest()[:10]
-    while len(text.encode("utf-8")) > max_bytes - 11:
-        text = text[:-1]
-    text = text.rstrip("._-")
+    text = text.encode("utf-8")[:max_bytes - 11].decode("utf-8", "ignore").rstrip("._-")  # whole characters only
     return f"{text}-{digest}" if text else f"id_{digest}"

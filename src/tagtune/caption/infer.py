@@ -16,8 +16,6 @@ probability boundary (rare in float32 on CPU; more frequent in half precision on
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -160,10 +158,10 @@ def provenance(cfg: Any, loaded: Any) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     from tagtune import __version__
+    from tagtune.runs import config_hash
 
     def digest(section: Any) -> str:
-        blob = json.dumps(OmegaConf.to_container(section, resolve=True), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:12]
+        return config_hash(section, drop=())[:12]
 
     if loaded is None:  # a baseline: the caption is a function of the tags and these settings
         return {"model": str(cfg.model.name), "revision": f"tagtune:{__version__}", "adapter": None, "quantized": False,
@@ -263,8 +261,9 @@ def _linted(gen: Any, rows: list[TagSetRow], captions: list[str], cfg: Any) -> t
         again, _ = gen.generate([rows[i] for i in redo])
         gen.seed = cfg.seed
         for i, caption in zip(redo, again, strict=True):
-            if len(lint(caption)) < len(flags[i]):
-                captions[i], flags[i] = caption, lint(caption)
+            found = lint(caption)
+            if len(found) < len(flags[i]):
+                captions[i], flags[i] = caption, found
     return captions, flags
 
 

@@ -23,10 +23,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tagtune.caption.model import ADAPTER_WEIGHTS
 from tagtune.errors import ConfigError
 from tagtune.report import SILENT, Reporter
-
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
 @dataclass

@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"error: {exc}", exc.exit_code, verbose)
     except (Interrupted, KeyboardInterrupt):
         reporter = render.current()
-        line = reporter.interrupted_line() if reporter is not None else "interrupted: finished work is kept; run the same command again to resume"
+        line = reporter.interrupted_line() if reporter is not None else render.interrupted_line()
         _fail(line, 130, verbose)
     finally:
         signal.signal(signal.SIGINT, previous)

@@ -94,12 +94,7 @@ class RichReporter(Reporter):
 
     def interrupted_line(self) -> str:
         """What an interrupted command had done, for the one line the CLI prints."""
-        task = self.last
-        if task is None:
-            return "interrupted: finished work is kept; run the same command again to resume"
-        of = f" of {task.total}" if task.total else ""
-        return (f"interrupted during {task.description.strip()} ({task.completed}{of} {task.unit} done): "
-                "finished work is kept; run the same command again to resume")
+        return interrupted_line(self.last)
 
 
 _REPORTER: RichReporter | None = None
@@ -115,3 +110,12 @@ def reporter() -> RichReporter:
 
 def current() -> RichReporter | None:
     return _REPORTER
+
+
+def interrupted_line(task: Any = None) -> str:
+    """The one line an interrupted command prints: what the running task had done, if one was running."""
+    if task is None:
+        return "interrupted: finished work is kept; run the same command again to resume"
+    of = f" of {task.total}" if task.total else ""
+    return (f"interrupted during {task.description.strip()} ({task.completed}{of} {task.unit} done): "
+            "finished work is kept; run the same command again to resume")

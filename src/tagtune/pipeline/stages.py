@@ -112,7 +112,8 @@ def _plan_caption(cfg: Any, folder: Path, tags: Path | None) -> dict[str, Any]:
 
 def _run_caption(cfgs: dict[str, Any], folder: Path, reporter: Reporter) -> StageRun:
     from tagtune.caption.infer import infer
-    from tagtune.caption.train import ADAPTER_WEIGHTS, finetune
+    from tagtune.caption.model import ADAPTER_WEIGHTS
+    from tagtune.caption.train import finetune
 
     if "finetune" in cfgs and not (Path(cfgs["finetune"].finetune.output) / ADAPTER_WEIGHTS).is_file():
         finetune(cfgs["finetune"], reporter)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tagtune.errors import DependencyError, ModelNotFoundError
+from tagtune.tta.audio import resample
 
 BACKBONES = ("vggish", "pann", "encodec", "tiny")
 
@@ -29,12 +30,6 @@ BACKBONES = ("vggish", "pann", "encodec", "tiny")
 def _torch_hub_checkpoint(name: str) -> Path:
     home = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")).expanduser()
     return home / "hub" / "checkpoints" / name
-
-
-def _resample(audio: Any, rate: int, target: int) -> Any:
-    from tagtune.tta.audio import resample
-
-    return resample(audio, rate, target)
 
 
 class VGGish:
@@ -57,7 +52,7 @@ class VGGish:
     def frames(self, audio: Any, rate: int) -> Any:
         import torch
 
-        patches = vggish_patches(_resample(audio, rate, self.sample_rate))
+        patches = vggish_patches(resample(audio, rate, self.sample_rate))
         if len(patches) == 0:
             return patches.reshape(0, 128)
         with torch.inference_mode():
@@ -139,7 +134,7 @@ class Pann:
     def frames(self, audio: Any, rate: int) -> Any:
         import torch
 
-        wave = torch.as_tensor(_resample(audio, rate, self.sample_rate), dtype=torch.float32)[None]
+        wave = torch.as_tensor(resample(audio, rate, self.sample_rate), dtype=torch.float32)[None]
         with torch.inference_mode():
             return self.net(wave, None)["embedding"].double().numpy()
 
@@ -175,7 +170,7 @@ class Encodec:
     def frames(self, audio: Any, rate: int) -> Any:
         import torch
 
-        wave = torch.as_tensor(_resample(audio, rate, self.sample_rate), dtype=torch.float32)[None, None]
+        wave = torch.as_tensor(resample(audio, rate, self.sample_rate), dtype=torch.float32)[None, None]
         with torch.inference_mode():
             return self.model.encoder(wave)[0].T.double().numpy()
 

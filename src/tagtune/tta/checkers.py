@@ -189,7 +189,6 @@ class ClapChecker:
             for i, emb in zip(todo, fresh, strict=True):
                 found[i] = emb
                 if self.cache_dir is not None:
-                    self.cache_dir.mkdir(parents=True, exist_ok=True)
                     with atomic_path(self.cache_dir / f"{clips[i].digest}.npy") as tmp, open(tmp, "wb") as fh:
                         np.save(fh, emb, allow_pickle=False)
         return np.stack([found[i] for i in range(len(clips))])

@@ -81,8 +81,8 @@ def _reference_files(reference: Path | None) -> list[Path]:
 
 
 def _score(embedder: Any, folder: Path, meta: Path, ref_files: list[Path], ev: Any,
-           reporter: Reporter) -> tuple[list[tuple[str, str, float]], Any, Any]:
-    """CLAP scores per clip, and the audio embeddings of both sides (for FAD)."""
+           reporter: Reporter) -> tuple[list[tuple[str, str, float]], list[Path], Any, Any]:
+    """CLAP scores per clip, the clip files, and the audio embeddings of both sides (for FAD)."""
     import numpy as np
 
     from tagtune.tta.audio import read_mono
@@ -90,11 +90,10 @@ def _score(embedder: Any, folder: Path, meta: Path, ref_files: list[Path], ev: A
     rows: list[tuple[str, str, float]] = []
     gen_emb: list[Any] = []
     ref_emb: list[Any] = []
-    total = sum(1 for _ in iter_jsonl(meta))
-    if total == 0:
+    items = list(clip_rows(folder, meta))
+    if not items:
         raise InputError("no clips listed", meta)
-    with reporter.progress("CLAP", total=total + len(ref_files), unit="clips") as task:
-        items = list(clip_rows(folder, meta))
+    with reporter.progress("CLAP", total=len(items) + len(ref_files), unit="clips") as task:
         for start in range(0, len(items), ev.batch_size):
             chunk = items[start:start + ev.batch_size]
             t = embedder.embed_texts([text for _, _, _, text, _ in chunk])
@@ -106,23 +105,24 @@ def _score(embedder: Any, folder: Path, meta: Path, ref_files: list[Path], ev: A
             chunk = ref_files[start:start + ev.batch_size]
             ref_emb.append(embedder.embed_audio([read_mono(p, ev.max_seconds) for p in chunk]))
             task.advance(len(chunk))
-    return rows, np.concatenate(gen_emb), (np.concatenate(ref_emb) if ref_emb else None)
+    return rows, [path for *_, path in items], np.concatenate(gen_emb), (np.concatenate(ref_emb) if ref_emb else None)
 
 
 def _clap_fad(gen: Any, ref: Any, ev: Any, seed: int) -> dict[str, Any]:
     """FAD on CLAP audio embeddings (one per clip), with n, FAD-inf over clips and the fixed-n figure."""
-    from tagtune.tta.fad import fad, fad_infinity, fixed_n, gaussian_stats
+    from tagtune.tta.fad import fad_infinity, fixed_n, frechet_distance, gaussian_stats
 
     if ref is None:
         return {"value": None, "note": "skipped: pass --reference with real audio"}
     if len(gen) < 2:
         return {"value": None, "note": "skipped: FAD needs at least 2 generated clips"}
     dim = gen.shape[1]
-    out: dict[str, Any] = {"value": fad(gen, ref), "n": len(gen), "n_reference": len(ref), "unit": "clips",
+    ref_mu, ref_sigma = gaussian_stats(ref)
+    out: dict[str, Any] = {"value": frechet_distance(*gaussian_stats(gen), ref_mu, ref_sigma), "n": len(gen), "n_reference": len(ref), "unit": "clips",
                            "note": f"CLAP audio embeddings, {len(gen)} vs {len(ref)} clips"}
     if min(len(gen), len(ref)) <= dim:
         out["note"] += f" (fewer clips than the {dim} embedding dims: indicative only)"
-    out["fad_inf"] = fad_infinity(gen, *gaussian_stats(ref), steps=ev.fad.inf_steps, seed=seed)
+    out["fad_inf"] = fad_infinity(gen, ref_mu, ref_sigma, steps=ev.fad.inf_steps, seed=seed)
     if ev.fad.fixed_n:
         out["fixed_n"] = fixed_n(gen, ref, ev.fad.fixed_n, ev.fad.repeats, seed)
     return out
@@ -190,11 +190,10 @@ def evaluate(cfg: Any, reporter: Reporter = SILENT) -> EvalResult:
     embedder = ClapEmbedder(ev, cfg.device)
     checks = self_test(embedder, ev)
     started = time.perf_counter()
-    rows, gen, ref = _score(embedder, folder, meta, ref_files, ev, reporter)
+    rows, clips, gen, ref = _score(embedder, folder, meta, ref_files, ev, reporter)
     scores = np.array([s for *_, s in rows], dtype=np.float64)
     fads = {"clap": _clap_fad(gen, ref, ev, cfg.seed)}
     per_clip: dict[str, list[float | None]] = {}
-    clips = [path for *_, path in clip_rows(folder, meta)]
     for name in ev.fad.backbones:
         fads[name], per_clip[name] = _backbone_fad(name, clips, ref_files, ev, cfg.seed, reporter)
     result = EvalResult(audio_dir=folder, output_dir=out, clips=len(rows), clap_model=embedder.name,

@@ -77,7 +77,6 @@ class _Run:
         self.batch_size = 1 if cfg.generation.seeding == "exact" else cfg.generation.batch_size
         self.buckets: dict[tuple[int, int], list[CaptionRow]] = {}
         self.task: Any = None
-        self.started = time.perf_counter()
         self.settings = {**self.params.as_dict(), "seeding": cfg.generation.seeding}
         self.identity = {"model": backend.name, "revision": backend.revision, "tagtune_version": __version__}
         default = cfg.generation.duration
@@ -217,9 +216,10 @@ def generate(cfg: Any, reporter: Reporter = SILENT, backend: Any = None) -> Gene
     result = GenerateResult(output_dir=out, metadata=out / METADATA, total=scan.total, owned=len(owned), shard=str(shard),
                             model=backend.name, sample_rate=backend.sample_rate)
     meta = _metadata_file(cfg, out, shard, result)
+    started = time.perf_counter()
     with torch_threads(backend.threads):
         _render(cfg, source, out, meta, shard, owned, backend, result, reporter)
-    result.seconds = time.perf_counter() - result.seconds
+    result.seconds = time.perf_counter() - started
     return result
 
 
@@ -237,7 +237,6 @@ def _metadata_file(cfg: Any, out: Path, shard: Any, result: GenerateResult) -> P
 
 def _render(cfg: Any, source: Path, out: Path, meta: Path, shard: Any, owned: set[str], backend: Any,
             result: GenerateResult, reporter: Reporter) -> None:
-    result.seconds = time.perf_counter()
     run = _Run(cfg, backend, result, source)
     expected = {row.id: run.input_hash(row) for row in iter_prompts(source, cfg.data, cfg.generate.limit) if row.id in owned}
     valid = _still_valid(out, expected)

@@ -290,9 +290,10 @@ class SynthRenderer:
     def provenance(self, prompt: CaptionRow, seed: int) -> dict[str, Any]:
         from tagtune.tta.synth import what_it_renders
 
-        rendered, ignored = what_it_renders(self.tags_to_render(prompt.tags, seed), self.table)
+        tags = self.tags_to_render(prompt.tags, seed)
+        rendered, ignored = what_it_renders(tags, self.table)
         info: dict[str, Any] = {"rendered_tags": rendered, "unrendered_tags": ignored}
-        if self.tags_to_render(prompt.tags, seed) != list(prompt.tags):
+        if tags != list(prompt.tags):
             info["missed"] = True  # model.miss_rate: rendered at a contradicting tempo on purpose
         return info
 

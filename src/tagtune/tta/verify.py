@@ -29,6 +29,7 @@ from typing import Any
 from tagtune.errors import ConfigError, InputError
 from tagtune.report import SILENT, Reporter
 from tagtune.resumable import JsonlAppender, atomic_path, atomic_write_json, iter_jsonl
+from tagtune.runs import config_hash, file_sha256
 from tagtune.schema import FIELD_ORDER
 
 VERIFICATION = "verification.jsonl"
@@ -136,7 +137,7 @@ def _scan(folder: Path, meta: Path, known: dict[str, str]) -> list[_Item]:
             tags = parse_tags(rec.get("tags"))
         except ValueError as exc:
             raise InputError(str(exc), meta, line, field="tags") from exc
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = file_sha256(path)
         items.append(_Item(line, ident, str(rec["file_name"]), path, tags, _row_categories(rec, tags, known), digest))
     if not items:
         raise InputError("no clips listed", meta)
@@ -164,7 +165,7 @@ def _settings_digest(cfg: Any, candidates: dict[str, list[str]]) -> str:
     parts["tempo_bpm"] = OmegaConf.to_container(cfg.tagmap.tempo_bpm, resolve=True) if "tagmap" in cfg else None
     parts["clap_model"] = [str(cfg.evaluate.clap_model), cfg.evaluate.revision, cfg.evaluate.max_seconds]
     parts["candidates"] = candidates
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]
+    return config_hash(parts, drop=())
 
 
 def _assign(item: _Item, checkers: list[Any]) -> tuple[dict[str, list[Any]], list[str]]:
