@@ -42,7 +42,7 @@ def _tags_file(path: Path, n: int) -> Path:
 
 
 def _cfg(tags: Path, out: Path, batch_size: int, tokens: int, threads: int) -> Any:
-    from tagtune.config import compose
+    from tagtune.config.compose import compose
 
     return compose("caption_inference", preset="quick_test", updates={
         "infer.input": str(tags), "infer.output": str(out), "infer.overwrite": True,
@@ -75,10 +75,10 @@ def _bare(loaded: Any, cfg: Any) -> float:
     import torch
 
     from tagtune.caption.infer import CaptionGenerator
-    from tagtune.device import torch_threads
-    from tagtune.schema import TagSetRow, read_file
-    from tagtune.tagsets import columns_of
-    from tagtune.taxonomy import Taxonomy
+    from tagtune.models.device import torch_threads
+    from tagtune.records.schema import TagSetRow, read_file
+    from tagtune.records.tagsets import columns_of
+    from tagtune.records.taxonomy import Taxonomy
 
     taxonomy = Taxonomy.load(cfg.data.taxonomy_path)
     items = list(read_file(cfg.infer.input, TagSetRow, taxonomy, columns_of(cfg.data), limit=cfg.infer.limit))
@@ -130,7 +130,7 @@ def run(quick: bool = False) -> str:
     import torch
 
     from tagtune.caption.model import load_for_inference
-    from tagtune.config import compose
+    from tagtune.config.compose import compose
 
     torch.set_num_threads(2)
     start = time.perf_counter()
@@ -187,7 +187,7 @@ def _reference_captions() -> list[str]:
     if not preds.is_file():
         return ["", f"(Reference caption figures skipped: {preds} not found.)"]
     from tagtune.caption.evaluate import evaluate
-    from tagtune.config import compose
+    from tagtune.config.compose import compose
 
     with tempfile.TemporaryDirectory(prefix="bench-caption-ref-") as tmp:
         cfg = compose("caption_inference", updates={

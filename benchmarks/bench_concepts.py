@@ -82,9 +82,9 @@ def run(quick: bool = False, seeds: tuple[int, ...] | None = None) -> str:
     import numpy as np
     from bench_vae import _quiet, _split_files
 
-    from tagtune.config import compose
-    from tagtune.tagsets import load_tag_dataset
-    from tagtune.taxonomy import Taxonomy
+    from tagtune.config.compose import compose
+    from tagtune.records.tagsets import load_tag_dataset
+    from tagtune.records.taxonomy import Taxonomy
     from tagtune.vae import metrics as M
     from tagtune.vae.train import train
 

@@ -22,9 +22,9 @@ def make_dataset(root: Path, n: int) -> Path:
     import numpy as np
     import soundfile as sf
 
-    from tagtune.config import compose
+    from tagtune.config.compose import compose
     from tagtune.pipeline.dataset import build_dataset
-    from tagtune.taxonomy import Taxonomy
+    from tagtune.records.taxonomy import Taxonomy
 
     tta = root / "tta"
     (tta / "audio").mkdir(parents=True)

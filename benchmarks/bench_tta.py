@@ -51,7 +51,7 @@ def _prompts(path: Path, n: int) -> Path:
 
 
 def _cfg(out: Path, prompts: Path, **updates):
-    from tagtune.config import compose
+    from tagtune.config.compose import compose
 
     base = {"generate.output": str(out), "generate.input": str(prompts), "device": "cpu", "generate.overwrite": True}
     return compose("tta_inference", preset="quick_test", updates={**base, **updates})

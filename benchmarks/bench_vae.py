@@ -39,7 +39,7 @@ def _training_file(tmp: Path) -> tuple[list[str], str]:
     if (SHARED / "musiccaps_tags_captions.csv").is_file():
         return ([f"data.path={SHARED / 'musiccaps_tags_captions.csv'}", f"data.taxonomy_path={SHARED / 'taxonomy.json'}",
                  "data.tags_column=aspect_list"], "ConceptCaps musiccaps_tags_captions.csv (1512 sets, 200 tags)")
-    from tagtune.records import resolve_path
+    from tagtune.files.readers import resolve_path
 
     lines = resolve_path("pkg:demo_tags.jsonl").read_text(encoding="utf-8").splitlines()
     path = tmp / "demo_x4.jsonl"
@@ -48,7 +48,7 @@ def _training_file(tmp: Path) -> tuple[list[str], str]:
 
 
 def _compose(overrides: list[str], **updates: Any) -> Any:
-    from tagtune.config import compose
+    from tagtune.config.compose import compose
 
     return compose("vae_training", ["callbacks.progress_bar.enabled=false", *overrides], updates=updates)
 
@@ -59,7 +59,7 @@ def _plain_lightning_seconds(cfg: Any, epochs: int, threads: int) -> float:
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    from tagtune.training import quiet_lightning
+    from tagtune.models.training import quiet_lightning
     from tagtune.vae.data import load_vae_data
     from tagtune.vae.lightning_module import VAEModule
     from tagtune.vae.train import _architecture
@@ -157,8 +157,8 @@ def _split_files(tmp: Path, seed: int) -> tuple[Path, Path]:
 def _quality(tmp: Path, seeds: tuple[int, ...]) -> list[str]:
     import numpy as np
 
-    from tagtune.tagsets import load_tag_dataset
-    from tagtune.taxonomy import Taxonomy
+    from tagtune.records.tagsets import load_tag_dataset
+    from tagtune.records.taxonomy import Taxonomy
     from tagtune.vae import metrics as M
     from tagtune.vae.sample import sample
     from tagtune.vae.train import train
@@ -180,7 +180,7 @@ def _quality(tmp: Path, seeds: tuple[int, ...]) -> list[str]:
         base = [f"data.path={train_csv}", f"data.taxonomy_path={SHARED / 'taxonomy.json'}", "data.tags_column=aspect_list"]
         for name, preset in (("ours (default settings)", None), ("reference recipe (--preset reference)", "reference")):
             model = tmp / f"q{seed}_{preset or 'default'}"
-            from tagtune.config import compose
+            from tagtune.config.compose import compose
 
             # training keeps the config's own seed; sampling runs at seed 0 (the top-level `seed` serves both,
             # so the sampling config is composed separately)

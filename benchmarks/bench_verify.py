@@ -67,7 +67,7 @@ def _verify(folder: Path, report: Path, extra: list[str], env: dict[str, str]) -
 
 
 def _tiny_cfg() -> Any:
-    from tagtune.config import compose
+    from tagtune.config.compose import compose
 
     return compose("tta_inference", preset="quick_test", updates={"device": "cpu"})
 

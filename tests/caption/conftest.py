@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 from helpers import read_jsonl, write_jsonl
-from tagtune.records import resources_dir
+from tagtune.files.readers import resources_dir
 
 
 def compose_caption(config: str = "caption_inference", *overrides: str, preset: str | None = "quick_test") -> Any:
-    from tagtune.config import compose
+    from tagtune.config.compose import compose
 
     return compose(config, overrides=list(overrides), preset=preset)
 

@@ -18,7 +18,7 @@ from helpers import (
     tagtune_argv,
     write_jsonl,
 )
-from tagtune.records import resources_dir
+from tagtune.files.readers import resources_dir
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,8 @@ import pytest
 from helpers import read_jsonl
 from tagtune.caption.infer import infer, output_path
 from tagtune.errors import ConfigError, InputError
-from tagtune.sampling import row_seed
-from tagtune.sharding import Shard
+from tagtune.files.sharding import Shard
+from tagtune.models.sampling import row_seed
 
 
 def test_demo_input_when_none_given(caption_cfg, tiny_loaded, tmp_path):

@@ -72,7 +72,7 @@ def test_rouge_l_is_rouge_score_without_stemming_averaged():
     ("['rock' \"it's live\"]", ["rock", "it's live"]),                         # numpy repr with both quotes
 ])
 def test_tag_cells_in_every_public_layout_parse(cell, tags):
-    from tagtune.records import parse_tags
+    from tagtune.files.readers import parse_tags
 
     assert parse_tags(cell) == tags
 

@@ -37,7 +37,7 @@ def test_schedules_warm_up_then_decay():
 
 
 def test_unknown_schedule_is_refused_naming_the_key():
-    from tagtune.config import compose
+    from tagtune.config.compose import compose
 
     with pytest.raises(ConfigError, match=r"scheduler\.name: expected one of cosine, linear, constant, got 'exponential'") as info:
         compose("caption_fine_tuning", ["scheduler.name=exponential"])

@@ -14,7 +14,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from tagtune.caption.prompts import render_prompt, user_text
-from tagtune.config import compose
+from tagtune.config.compose import compose
 from tagtune.tta.model import steps_for_duration
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,9 +9,9 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from tagtune.config import (
+from tagtune.config.compose import compose
+from tagtune.config.tree import (
     STAGES,
-    compose,
     config_dir,
     copy_config,
     groups,

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tagtune.errors import ModelNotFoundError
-from tagtune.hub import hub_reachable, load_pretrained
+from tagtune.models.hub import hub_reachable, load_pretrained
 
 
 def test_hub_probe_respects_offline_env_and_dead_endpoints(monkeypatch):

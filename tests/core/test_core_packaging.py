@@ -28,7 +28,7 @@ def wheel(tmp_path_factory) -> Path:
 
 def test_wheel_contains_every_config_file_and_the_packaged_data(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    expected = {f"tagtune/config/{p.relative_to(REPO / 'config').as_posix()}" for p in (REPO / "config").rglob("*.yaml")}
+    expected = {f"tagtune/configs/{p.relative_to(REPO / 'config').as_posix()}" for p in (REPO / "config").rglob("*.yaml")}
     assert expected and expected <= names, sorted(expected - names)
     assert "tagtune/resources/taxonomy.yaml" in names
     assert "tagtune/resources/demo_tags.jsonl" in names
@@ -51,5 +51,5 @@ def test_config_show_works_from_a_wheel_install_outside_the_repo(wheel, tmp_path
     proc = subprocess.run([str(env_dir / "bin" / "python"), "-c", code], cwd=work, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "task_name: tta_inference" in proc.stdout
-    where = subprocess.run([str(env_dir / "bin" / "python"), "-c", "import tagtune.config as c; print(c.config_dir())"], cwd=work, env=env, capture_output=True, text=True)
+    where = subprocess.run([str(env_dir / "bin" / "python"), "-c", "import tagtune.config.compose as c; print(c.config_dir())"], cwd=work, env=env, capture_output=True, text=True)
     assert str(site) in where.stdout, where.stdout + where.stderr

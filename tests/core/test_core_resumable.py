@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from helpers import count_lines, read_jsonl, signal_when
 from tagtune.errors import ConfigError, InputError, OutputError
-from tagtune.ids import MAX_ID_BYTES, safe_id
-from tagtune.resumable import JsonlAppender, atomic_path, atomic_write_text, repair_tail
-from tagtune.sharding import Shard, parse_shard, resolve_shard, shard_from_env
+from tagtune.files.ids import MAX_ID_BYTES, safe_id
+from tagtune.files.resumable import JsonlAppender, atomic_path, atomic_write_text, repair_tail
+from tagtune.files.sharding import Shard, parse_shard, resolve_shard, shard_from_env
 
 
 def test_atomic_write_replaces_whole_file_and_cleans_up_on_error(tmp_path):
@@ -73,7 +73,7 @@ def test_appender_survives_sigkill_with_whole_lines_only(tmp_path):
     path = tmp_path / "k.jsonl"
     script = textwrap.dedent(
         f"""
-        from tagtune.resumable import JsonlAppender
+        from tagtune.files.resumable import JsonlAppender
         sink = JsonlAppender({str(path)!r})
         i = len(sink.done)
         while True:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tagtune.errors import TaxonomyError
-from tagtune.taxonomy import Taxonomy, normalize_tag
+from tagtune.records.taxonomy import Taxonomy, normalize_tag
 
 
 def test_packaged_default_taxonomy_has_the_four_categories():

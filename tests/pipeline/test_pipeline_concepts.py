@@ -70,7 +70,7 @@ def test_every_concept_has_equal_positives_and_matched_negatives(concept_sets):
 
 def test_a_linear_probe_reads_the_layout_end_to_end(concept_sets):
     """Embeddings from the offline tiny CLAP, a least-squares linear probe per concept (accuracy need not be high)."""
-    from tagtune.config import compose
+    from tagtune.config.compose import compose
     from tagtune.tta.audio import read_mono
     from tagtune.tta.clap import ClapEmbedder
 

@@ -17,7 +17,7 @@ from tagtune.errors import ConfigError, InputError
 from tagtune.pipeline.dataset import METADATA, build_dataset, split_counts
 from tagtune.pipeline.export import export_dataset
 from tagtune.pipeline.splits import assign_splits, group_key
-from tagtune.taxonomy import Taxonomy
+from tagtune.records.taxonomy import Taxonomy
 
 TAX = Taxonomy({"genre": ["rock", "jazz"], "mood": ["calm", "sad"], "tempo": ["slow tempo"]})
 SPLITS = {"train": 0.7, "validation": 0.15, "test": 0.15}
@@ -29,7 +29,7 @@ def dataset_cfg(**changes) -> dict:
     """The pipeline's ``dataset`` section as composed, with ``changes``."""
     from omegaconf import OmegaConf
 
-    from tagtune.config import compose
+    from tagtune.config.compose import compose
 
     return {**OmegaConf.to_container(compose("pipeline").dataset, resolve=True), "splits": SPLITS, **changes}
 

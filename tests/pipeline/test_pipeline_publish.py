@@ -97,7 +97,7 @@ def test_push_over_a_stricter_input_licence_is_refused(tmp_path):
 
 
 def test_conceptcaps_preset_names_the_non_commercial_audio_licence():
-    from tagtune.config import compose
+    from tagtune.config.compose import compose
 
     cfg = compose("pipeline", preset="conceptcaps")
     assert cfg.dataset.license == "cc-by-nc-sa-4.0" and cfg.dataset.input_licenses.audio_model == "cc-by-nc-4.0"

@@ -139,7 +139,7 @@ def test_start_from_your_own_tag_sets(tmp_path):
 
 
 def test_a_second_run_into_the_same_folder_is_refused_while_one_is_running(tmp_path):
-    from tagtune.resumable import locked
+    from tagtune.files.resumable import locked
 
     out = tmp_path / "ds"
     with locked(out / ".tagtune-pipeline.lock", hint="test"):

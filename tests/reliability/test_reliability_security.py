@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tagtune.config import compose
-from tagtune.hub import load_pretrained
-from tagtune.ids import safe_id
+from tagtune.config.compose import compose
+from tagtune.files.ids import safe_id
+from tagtune.models.hub import load_pretrained
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "tagtune"
 CONFIG = Path(__file__).resolve().parents[2] / "config"

@@ -43,7 +43,7 @@ def make_cfg(tmp_path: Path, prompts_file: Path):
     is the six-prompt file unless a test names another one. Clips are 0.2 s (13 decoder steps)
     unless a test asks otherwise: enough for every code path, cheap on a shared 2-core machine.
     """
-    from tagtune.config import compose
+    from tagtune.config.compose import compose
 
     def make(out: str | Path = "out", overrides: list[str] | None = None, **updates):
         base = {"paths.output_dir": str(tmp_path / out), "device": "cpu", "generation.duration": 0.2,
@@ -70,7 +70,7 @@ def _one_torch_thread():
 @pytest.fixture(scope="session")
 def tiny_backend():
     """The tiny MusicGen, loaded once per session for in-process runs."""
-    from tagtune.config import compose
+    from tagtune.config.compose import compose
     from tagtune.tta.model import load_backend
 
     cfg = compose("tta_inference", preset="quick_test", updates={"device": "cpu"})

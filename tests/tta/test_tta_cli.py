@@ -22,7 +22,7 @@ from helpers import (
     tagtune_argv,
     write_jsonl,
 )
-from tagtune.ids import safe_id
+from tagtune.files.ids import safe_id
 
 PROMPTS = [
     {"id": "calm", "caption": "a calm ambient piano piece"},

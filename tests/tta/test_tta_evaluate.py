@@ -82,7 +82,7 @@ def test_tiny_clap_embeds_text_and_audio(make_cfg):
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory, tiny_backend, tta_prompts):
     """Two rendered directories (another seed and temperature for the reference), made once."""
-    from tagtune.config import compose
+    from tagtune.config.compose import compose
     from tagtune.tta.generate import generate
 
     base = tmp_path_factory.mktemp("eval")

@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 
 from helpers import read_jsonl, write_jsonl
-from tagtune.ids import safe_id
+from tagtune.files.ids import safe_id
 from tagtune.report import CaptureReporter
 from tagtune.tta.generate import clip_seed, generate
 
@@ -27,7 +27,7 @@ def _rewrite(meta, rows):
 
 def test_generate_writes_clips_and_audiofolder_metadata(make_cfg, tiny_backend, prompt_rows, tmp_path):
     from tagtune import __version__
-    from tagtune.schema import CaptionRow
+    from tagtune.records.schema import CaptionRow
 
     cfg = make_cfg()
     assert cfg.generate.output == str(tmp_path / "out")  # -o defaults to paths.output_dir
@@ -230,7 +230,7 @@ def test_renders_reference_llm_captions_csv(make_cfg, shared_data, tiny_backend)
     lines = read_jsonl(res.metadata)
     assert [r["id"] for r in lines] == [row["id"] for row in first]
     assert [r["caption"] for r in lines] == [row["prediction"].strip() for row in first]
-    from tagtune.records import parse_tags
+    from tagtune.files.readers import parse_tags
 
     assert lines[0]["tags"] == parse_tags(first[0]["aspect_list"]) and "aspect_list" not in lines[0]
     assert "prediction" not in lines[0]  # it is the caption now

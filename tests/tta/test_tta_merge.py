@@ -94,7 +94,7 @@ def test_file_name_outside_the_folder_is_refused(run_dir):
 
 
 def test_part_being_written_is_refused(run_dir):
-    from tagtune.resumable import JsonlAppender
+    from tagtune.files.resumable import JsonlAppender
 
     with JsonlAppender(run_dir / "metadata.shard-00001-of-00002.jsonl"):
         with pytest.raises(OutputError, match="in use by another tagtune process .*wait for every shard to finish"):

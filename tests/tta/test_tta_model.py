@@ -56,7 +56,7 @@ def test_duration_must_be_positive(bad):
 
 
 def test_generated_length_matches_steps(tiny_backend):
-    from tagtune.schema import CaptionRow
+    from tagtune.records.schema import CaptionRow
     from tagtune.tta.model import SamplingParams
 
     params = SamplingParams(True, 1.0, 50, 0.0, 3.0)
@@ -68,7 +68,7 @@ def test_generated_length_matches_steps(tiny_backend):
 
 def _sampler(seeds, params, steps=5, rows=4):
     """The per-row seeded sampler as MusicGen uses it: ``rows`` decoder rows (codebooks) per seed."""
-    from tagtune.sampling import RowSeededSampler
+    from tagtune.models.sampling import RowSeededSampler
 
     return RowSeededSampler(seeds, steps, params.do_sample, params.temperature, params.top_k, params.top_p,
                             rows_per_seed=rows, guidance_scale=params.guidance_scale)
@@ -131,7 +131,7 @@ def test_sampler_top_p_keeps_the_nucleus():
 def test_default_model_offline_is_one_line_quickly(monkeypatch):
     import time
 
-    from tagtune.config import compose
+    from tagtune.config.compose import compose
     from tagtune.errors import ModelNotFoundError
     from tagtune.tta.model import load_backend
 

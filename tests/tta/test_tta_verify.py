@@ -20,7 +20,7 @@ INSTRUMENT_SETS = (["piano"], ["drums", "bass guitar"], ["acoustic guitar", "vio
 
 
 def _table():
-    from tagtune.config import compose
+    from tagtune.config.compose import compose
     from tagtune.tta.synth import SynthTable
 
     return SynthTable.from_tagmap(compose("tta_inference").tagmap)
@@ -74,8 +74,8 @@ def test_synth_backend_records_unrendered_tags_and_misses_on_purpose(synth_dir):
     assert audio["unrendered_tags"] == ["calm"] and "fast tempo" not in audio["unrendered_tags"]
     assert all("missed" not in r["provenance"]["audio"] for r in rows)  # miss_rate defaults to 0
 
-    from tagtune.config import compose
-    from tagtune.schema import CaptionRow
+    from tagtune.config.compose import compose
+    from tagtune.records.schema import CaptionRow
     from tagtune.tta.model import load_backend
 
     cfg = compose("tta_inference", ["model=tta/synth", "model.miss_rate=1.0"])
@@ -95,7 +95,7 @@ def _context(cfg, folder: Path, candidates=None):
 
 @pytest.mark.parametrize("tag", list(TEMPO_RANGES))
 def test_tempo_checker_on_synth_audio_of_known_bpm(tag, tmp_path):
-    from tagtune.config import compose
+    from tagtune.config.compose import compose
     from tagtune.tta.checkers import Clip, TagToJudge, TempoChecker
     from tagtune.tta.synth import plan, render
 
@@ -141,7 +141,7 @@ class FakeEmbedder:
 def test_clap_checker_decisions_on_hand_made_embeddings(tmp_path):
     from omegaconf import OmegaConf
 
-    from tagtune.config import compose
+    from tagtune.config.compose import compose
     from tagtune.tta.checkers import ClapChecker, Clip, TagToJudge, decide
 
     instruments = ["piano", "drums", "violin", "flute", "trumpet"]
@@ -172,7 +172,7 @@ def test_clap_checker_decisions_on_hand_made_embeddings(tmp_path):
 
 
 def test_own_checker_from_config_and_unknown_checker(tmp_path):
-    from tagtune.config import compose
+    from tagtune.config.compose import compose
     from tagtune.errors import ConfigError
     from tagtune.tta.checkers import load_checkers
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from helpers import error_line
-from tagtune.taxonomy import Taxonomy
+from tagtune.records.taxonomy import Taxonomy
 
 
 def _one_error_line(err: str, *needles: str, only: bool = True) -> None:
@@ -109,7 +109,7 @@ def test_an_unfinished_model_dir_is_resumed_automatically(tagtune_main, tmp_path
 def test_evaluate_prints_table_writes_json_and_pngs(tagtune_main, demo_model, tmp_path):
     samples = tmp_path / "s.jsonl"
     assert tagtune_main("vae", "sample", "--model", demo_model, "-n", "400", "-o", samples)[0] == 0
-    from tagtune.records import resolve_path
+    from tagtune.files.readers import resolve_path
 
     demo = resolve_path("pkg:demo_tags.jsonl")
     plots = tmp_path / "plots"
@@ -130,7 +130,7 @@ def test_evaluate_prints_table_writes_json_and_pngs(tagtune_main, demo_model, tm
 
 
 def test_evaluate_reference_against_itself_is_perfect(tagtune_main, tmp_path):
-    from tagtune.records import resolve_path
+    from tagtune.files.readers import resolve_path
 
     demo = resolve_path("pkg:demo_tags.jsonl")
     out = tmp_path / "m.json"

@@ -17,7 +17,7 @@ TEMPOS = ("slow tempo", "medium tempo", "fast tempo", "very fast tempo")
 
 def test_rules_are_read_checked_and_applied():
     from tagtune.errors import TaxonomyError
-    from tagtune.taxonomy import Taxonomy
+    from tagtune.records.taxonomy import Taxonomy
 
     base = {"genre": ["rock", "jazz"], "tempo": ["slow tempo", "fast tempo"]}
     tax = Taxonomy({**base, "_rules": {"exclusive": [["slow tempo", "fast tempo"]], "counts": {"genre": {"min": 1, "max": 1}}}})
@@ -38,7 +38,7 @@ def test_rules_are_read_checked_and_applied():
 
 
 def test_the_packaged_taxonomy_declares_exclusive_tempos():
-    from tagtune.taxonomy import Taxonomy
+    from tagtune.records.taxonomy import Taxonomy
 
     tax = Taxonomy.load("pkg:taxonomy.yaml")
     assert tuple(TEMPOS) in tax.rules.exclusive and "tempo" in tax.rules.counts
@@ -73,7 +73,7 @@ def test_required_tags_that_break_a_rule_are_refused(demo_model):
 # -- balanced sampling --------------------------------------------------------------------------------
 
 def test_min_per_tag_reaches_every_tag_deterministically(demo_model, tmp_path):
-    from tagtune.taxonomy import Taxonomy
+    from tagtune.records.taxonomy import Taxonomy
 
     tax = Taxonomy.load(demo_model / "taxonomy.json")
     runs = []
@@ -129,7 +129,7 @@ def test_an_impossible_quota_names_the_tag_and_writes_nothing(tmp_path):
 
 
 def _packaged(name: str) -> Path:
-    from tagtune.records import resolve_path
+    from tagtune.files.readers import resolve_path
 
     return resolve_path(f"pkg:{name}")
 
@@ -137,7 +137,7 @@ def _packaged(name: str) -> Path:
 # -- counterfactual pairs -----------------------------------------------------------------------------
 
 def test_counterfactual_pairs_differ_in_exactly_one_tag_and_keep_the_rules(demo_model, tmp_path):
-    from tagtune.taxonomy import Taxonomy
+    from tagtune.records.taxonomy import Taxonomy
 
     tax = Taxonomy.load(demo_model / "taxonomy.json")
     out = tmp_path / "cf.jsonl"

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from tagtune.errors import InputError
-from tagtune.taxonomy import Taxonomy
+from tagtune.records.taxonomy import Taxonomy
 from tagtune.vae.data import TensorBatches, load_vae_data
 from tagtune.vae.model import Architecture, TagVAE, vae_loss
 from tagtune.vae.sampler import conditional_bernoulli

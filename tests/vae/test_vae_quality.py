@@ -15,7 +15,7 @@ import pytest
 @pytest.mark.slow
 @pytest.mark.shared_data
 def test_default_settings_clear_a_loose_quality_bar(shared_data, tmp_path):
-    from tagtune.config import compose
+    from tagtune.config.compose import compose
     from tagtune.vae.evaluate import evaluate
     from tagtune.vae.sample import sample
     from tagtune.vae.train import train

@@ -8,7 +8,7 @@ import pytest
 
 from helpers import error_line
 from helpers import read_jsonl as _lines
-from tagtune.taxonomy import Taxonomy
+from tagtune.records.taxonomy import Taxonomy
 
 
 def test_sample_writes_schema_lines_and_sidecar(tagtune_main, demo_model, tmp_path):
@@ -125,7 +125,7 @@ def test_constraints_beyond_the_draw_budget_keep_the_sets_drawn(tagtune_main, de
 
 def test_threshold_reference_behaviour_collapses_sizes(demo_model, tmp_path):
     """Thresholding keeps only confident tags: smaller sets and fewer distinct ones than `sized`."""
-    from tagtune.config import compose
+    from tagtune.config.compose import compose
     from tagtune.vae.sample import sample
 
     stats = {}

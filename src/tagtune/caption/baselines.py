@@ -16,7 +16,7 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tagtune.taxonomy import Taxonomy
+from tagtune.records.taxonomy import Taxonomy
 
 
 def _join(tags: Sequence[str]) -> str:

@@ -1,6 +1,6 @@
 """Data for the caption LLM: tag/caption pairs tokenized for fine-tuning.
 
-(Tag sets to caption are read by :func:`tagtune.schema.read_file`, like every tag-set file.)
+(Tag sets to caption are read by :func:`tagtune.records.schema.read_file`, like every tag-set file.)
 Fine-tuning examples are tokenized as ``prompt + answer`` with the prompt tokenized on its own, exactly as it is at
 inference, and labels masked to -100 on the prompt (and on padding) so the loss only counts the
 caption.
@@ -14,7 +14,7 @@ from typing import Any
 
 from tagtune.caption.prompts import IGNORE_INDEX, mask_prompt_labels, render_pair
 from tagtune.errors import ConfigError
-from tagtune.taxonomy import Taxonomy
+from tagtune.records.taxonomy import Taxonomy
 
 
 def order_tags(raw: Iterable[str], taxonomy: Taxonomy) -> tuple[list[str], dict[str, list[str]]]:

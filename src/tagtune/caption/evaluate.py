@@ -16,9 +16,9 @@ from typing import Any
 
 from tagtune.caption import metrics as M
 from tagtune.errors import ConfigError, InputError
+from tagtune.records.schema import CaptionRow, Columns, ReadStats, read_file
+from tagtune.records.taxonomy import Taxonomy
 from tagtune.report import SILENT, Reporter
-from tagtune.schema import CaptionRow, Columns, ReadStats, read_file
-from tagtune.taxonomy import Taxonomy
 
 
 @dataclass
@@ -99,8 +99,8 @@ def evaluate(cfg: Any, reporter: Reporter = SILENT) -> EvalResult:
         cfg: A composed ``caption_inference`` config (``evaluate.*`` keys).
         reporter: Receives notes.
     """
-    from tagtune.resumable import atomic_write_json
-    from tagtune.runs import prepare_run_dir
+    from tagtune.config.saved import prepare_run_dir
+    from tagtune.files.resumable import atomic_write_json
 
     ev = cfg.evaluate
     if not ev.input:
@@ -123,7 +123,7 @@ def evaluate(cfg: Any, reporter: Reporter = SILENT) -> EvalResult:
     record = {"predictions": str(ev.input), "columns": cols, "taxonomy": str(ev.taxonomy_path) if ev.taxonomy_path else None,
               **metrics, "seconds": round(time.perf_counter() - start, 3)}
     out = Path(str(ev.output)).expanduser() if ev.output else prepare_run_dir(cfg) / "metrics.json"
-    from tagtune.runs import check_ours, json_has
+    from tagtune.files.runs import check_ours, json_has
 
     check_ours(out, "caption evaluate", json_has("predictions", "columns"))
     atomic_write_json(out, record)
@@ -144,7 +144,7 @@ _IMPLEMENTATIONS = {
 
 
 def _manifest(folder: Path, ev: Any, n: int, metrics: Mapping[str, Any]) -> None:
-    from tagtune.evalmeta import write_manifest
+    from tagtune.models.evalmeta import write_manifest
 
     refs = metrics["references"] or {}
     status = {k: ("unavailable" if isinstance(v, str) and v.startswith("unavailable") else "computed")

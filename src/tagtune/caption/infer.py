@@ -1,12 +1,12 @@
 """Batched, resumable, shardable caption generation: ``tagtune caption infer``.
 
-Tag sets are read by the one tag-set reader (:mod:`tagtune.schema`, file:line:field errors), this
+Tag sets are read by the one tag-set reader (:mod:`tagtune.records.schema`, file:line:field errors), this
 worker's shard is selected, ids already captioned in the output are skipped, and the rest is
 captioned in batches with left padding. Each finished batch is appended to the JSONL output in
-whole lines (so a SIGKILL loses at most the batch in flight) as :class:`~tagtune.schema.CaptionRow`
+whole lines (so a SIGKILL loses at most the batch in flight) as :class:`~tagtune.records.schema.CaptionRow`
 lines: every input field kept, ``caption`` and ``provenance.caption`` added.
 
-Sampling is seeded per row (:mod:`tagtune.sampling`): each tag set draws its tokens from its own
+Sampling is seeded per row (:mod:`tagtune.models.sampling`): each tag set draws its tokens from its own
 generator, seeded from ``seed`` and the row's id (a counterfactual pair's ``pair_id``, so both
 members of a pair draw alike). A row's caption therefore does not depend on which rows share
 its batch, the batch size, the shard or whether the run was resumed -- up to floating-point
@@ -26,10 +26,10 @@ from tagtune.caption.clean import clean_caption
 from tagtune.caption.data import order_tags
 from tagtune.caption.prompts import end_markers, render_prompt
 from tagtune.errors import ConfigError
+from tagtune.models.sampling import row_seed
+from tagtune.records.schema import CaptionRow, TagSetRow
+from tagtune.records.taxonomy import Taxonomy
 from tagtune.report import SILENT, Reporter
-from tagtune.sampling import row_seed
-from tagtune.schema import CaptionRow, TagSetRow
-from tagtune.taxonomy import Taxonomy
 
 
 @dataclass
@@ -113,7 +113,7 @@ class CaptionGenerator:
         """Captions for ``rows`` (one batch) and the seconds spent inside ``model.generate``."""
         import torch
 
-        from tagtune.sampling import RowSeededSampler
+        from tagtune.models.sampling import RowSeededSampler
 
         inputs = self.encode(self.prompts(rows))
         kwargs = self.generate_kwargs()
@@ -140,7 +140,7 @@ def output_path(cfg: Any, shard: Any) -> tuple[Path, bool]:
 
 
 def _check_output(out: Path, source: str) -> None:
-    from tagtune.records import resolve_path
+    from tagtune.files.readers import resolve_path
 
     if out.is_dir():
         raise ConfigError(f"output {out} is a directory, not a file", key="infer.output",
@@ -148,7 +148,7 @@ def _check_output(out: Path, source: str) -> None:
     if out.exists() and out.resolve() == resolve_path(source).resolve():
         raise ConfigError(f"output {out} is the input file", key="infer.output",
                           hint="write the captions to another file; the input is read, never overwritten")
-    from tagtune.runs import check_ours, first_line_has
+    from tagtune.files.runs import check_ours, first_line_has
 
     check_ours(out, "caption infer", first_line_has("provenance", "caption"))  # resume ours, never touch yours
 
@@ -158,7 +158,7 @@ def provenance(cfg: Any, loaded: Any) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     from tagtune import __version__
-    from tagtune.runs import config_hash
+    from tagtune.config.saved import config_hash
 
     def digest(section: Any) -> str:
         return config_hash(section, drop=())[:12]
@@ -196,11 +196,11 @@ def infer(cfg: Any, reporter: Reporter = SILENT, loaded: Any = None) -> InferRes
         ConfigError: The output is the input or a directory.
         ModelNotFoundError: The model or adapter cannot be loaded.
     """
-    from tagtune.resumable import JsonlAppender
-    from tagtune.runs import prepare_run_dir, sidecar_config
-    from tagtune.schema import read_file
-    from tagtune.sharding import resolve_shard
-    from tagtune.tagsets import columns_of
+    from tagtune.config.saved import prepare_run_dir, sidecar_config
+    from tagtune.files.resumable import JsonlAppender
+    from tagtune.files.sharding import resolve_shard
+    from tagtune.records.schema import read_file
+    from tagtune.records.tagsets import columns_of
 
     shard = resolve_shard(cfg.infer.shard)
     if not cfg.infer.input:
@@ -269,7 +269,7 @@ def _linted(gen: Any, rows: list[TagSetRow], captions: list[str], cfg: Any) -> t
 
 def _caption_all(cfg: Any, todo: list[TagSetRow], sink: Any, result: InferResult, taxonomy: Taxonomy,
                  reporter: Reporter, loaded: Any) -> None:
-    from tagtune.device import torch_threads
+    from tagtune.models.device import torch_threads
 
     gen, loaded = _generator(cfg, taxonomy, reporter, loaded, result)
     prov, batch_size = provenance(cfg, loaded), cfg.generation.batch_size

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tagtune.errors import DependencyError, ModelNotFoundError
-from tagtune.hub import load_pretrained
+from tagtune.models.hub import load_pretrained
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -110,8 +110,8 @@ def load_base_model(model_cfg: Mapping[str, Any], path: str, for_training: bool 
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
-    from tagtune.device import pick_device, pick_dtype
-    from tagtune.sharding import local_device_index
+    from tagtune.files.sharding import local_device_index
+    from tagtune.models.device import pick_device, pick_dtype
 
     hf_logging.disable_progress_bar()
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
@@ -222,7 +222,7 @@ def load_for_inference(model_cfg: Mapping[str, Any], device: str = "auto") -> Lo
     tok_dir = adapter_tokenizer_dir(adapter)
     tokenizer = load_tokenizer(model_cfg, str(tok_dir) if tok_dir else path, padding_side="left")
     model, device, quantized, notices = load_base_model(model_cfg, path, device=device)
-    from tagtune.hub import resolved_revision
+    from tagtune.models.hub import resolved_revision
 
     revision = resolved_revision(model, path, model_cfg["revision"])
     if adapter:

@@ -15,7 +15,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from tagtune.training import check_loss
+from tagtune.models.training import check_loss
 
 # our scheduler.name -> transformers.get_scheduler's name (all of them warm up linearly first)
 SCHEDULES = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}

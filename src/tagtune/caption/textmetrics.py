@@ -172,7 +172,7 @@ def bertscore(predictions: Sequence[str], references: Sequence[str], model: str 
         scorer._tokenizer = AutoTokenizer.from_pretrained(path, add_prefix_space=True)
         _, _, f1 = scorer.score(list(predictions), [[r] for r in references])
     except Exception as exc:  # noqa: BLE001 -- a missing model must not sink the other metrics
-        from tagtune.hub import describe_load_error
+        from tagtune.models.hub import describe_load_error
 
         return unavailable(f"BERTScore model '{model}' is not on disk ({describe_load_error(exc)}); "
                            "download it once, or set evaluate.bertscore.model to a local folder")

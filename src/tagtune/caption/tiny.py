@@ -4,7 +4,7 @@ Nothing is downloaded. The tokenizer is a byte-level BPE trained on the packaged
 the packaged taxonomy and the default prompt text, with a small chat template of its own; the
 model has random weights drawn from a fixed seed. Both are saved in Hugging Face format into
 ``model.tiny.cache_dir/<fingerprint>`` so every later run (and every subprocess of a test session)
-reuses them (:mod:`tagtune.cache`: built into a temporary directory and renamed into place, checked
+reuses them (:mod:`tagtune.files.cache`: built into a temporary directory and renamed into place, checked
 on every use).
 """
 
@@ -41,8 +41,8 @@ _ARCH_KEYS = (
 
 def _corpus() -> list[str]:
     """Text the tokenizer learns from: demo tag sets and captions, the taxonomy, the prompt text."""
-    from tagtune.config import config_dir
-    from tagtune.records import iter_records, resources_dir
+    from tagtune.config.tree import config_dir
+    from tagtune.files.readers import iter_records, resources_dir
 
     texts: list[str] = []
     for _, rec in iter_records(resources_dir() / "demo_tags.jsonl"):
@@ -124,6 +124,6 @@ def ensure_tiny_model(tiny_cfg: Mapping[str, Any]) -> Path:
     Returns:
         The directory holding ``config.json``, ``model.safetensors`` and the tokenizer files.
     """
-    from tagtune.cache import build_cached
+    from tagtune.files.cache import build_cached
 
     return build_cached(tiny_model_dir(tiny_cfg), lambda dest: _build_into(dest, tiny_cfg))

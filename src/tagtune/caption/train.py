@@ -2,7 +2,7 @@
 
 One readable recipe: read and split the pairs, load tokenizer and base model, wrap it with LoRA,
 fit :class:`~tagtune.caption.module.CaptionLoRAModule` with the shared trainer
-(:mod:`tagtune.training`: resume, interrupt and divergence rules), save the best adapter. The base model stays frozen; a PEFT LoRA adapter learns to write the caption that follows a
+(:mod:`tagtune.models.training`: resume, interrupt and divergence rules), save the best adapter. The base model stays frozen; a PEFT LoRA adapter learns to write the caption that follows a
 rendered tag prompt (loss on the caption tokens only). Lightning supplies precision, gradient
 accumulation and clipping, checkpointing, early stopping and resuming (``ckpt_path``), all from
 the trainer/callbacks configs. Checkpoints hold the adapter and optimizer state only, never the
@@ -101,8 +101,8 @@ def _save_adapter(peft_model: Any, tokenizer: Any, run_dir: Path) -> None:
 
 def _write_licence(run_dir: Path, base_model: str) -> None:
     """LICENSE.md (and NOTICE when the base model's licence asks for one) beside the adapter."""
-    from tagtune import licences
-    from tagtune.resumable import atomic_write_text
+    from tagtune.files.resumable import atomic_write_text
+    from tagtune.records import licences
 
     atomic_write_text(run_dir / "LICENSE.md", licences.adapter_licence_text(base_model))
     notices = licences.notices(licences.lookup(base_model, "base model"))
@@ -139,7 +139,7 @@ class _Data:
 def _prepare_data(cfg: Any, reporter: Reporter) -> _Data:
     from tagtune.caption.data import build_examples, check_examples
     from tagtune.caption.model import load_tokenizer, resolve_model_path
-    from tagtune.tagsets import load_tag_dataset, split_records
+    from tagtune.records.tagsets import load_tag_dataset, split_records
 
     data = load_tag_dataset(cfg.data, caption=True)
     for line in data.report():
@@ -172,8 +172,8 @@ def finetune(cfg: Any, reporter: Reporter = SILENT) -> FinetuneResult:
     import lightning as L
 
     from tagtune.caption.model import check_adapter_dir
-    from tagtune.runs import prepare_run_dir
-    from tagtune.training import claim_run_dir, quiet_lightning
+    from tagtune.config.saved import prepare_run_dir
+    from tagtune.models.training import claim_run_dir, quiet_lightning
 
     start = time.perf_counter()
     quiet_lightning()
@@ -213,9 +213,9 @@ def _module(cfg: Any, data: _Data, reporter: Reporter) -> tuple[Any, Any, bool, 
 def _train(cfg: Any, data: _Data, run_dir: Path, resume: str | None, reporter: Reporter, start: float) -> FinetuneResult:
     from omegaconf import OmegaConf
 
-    from tagtune.device import torch_threads
-    from tagtune.resumable import atomic_write_json
-    from tagtune.training import build_trainer, fit
+    from tagtune.files.resumable import atomic_write_json
+    from tagtune.models.device import torch_threads
+    from tagtune.models.training import build_trainer, fit
 
     module, peft_model, quantized, notices = _module(cfg, data, reporter)
     train_loader, val_loader = _loaders(cfg, data.train, data.val, data.tokenizer.pad_token_id)

@@ -62,8 +62,8 @@ def config_default(config_name: str, key: str) -> str:
     Looks in the main config, then in the group option its defaults list selects for the key's
     first part (``generation.batch_size`` -> ``generation/caption/default.yaml``).
     """
-    from tagtune.config import config_dir
-    from tagtune.config_schema import dig
+    from tagtune.config.schema import dig
+    from tagtune.config.tree import config_dir
 
     root = config_dir()
     main = _yaml(root / f"{config_name}.yaml")
@@ -116,7 +116,8 @@ def compose_or_show(
         flags: ``{config key: (flag name, value)}``; flags left unset (None) change nothing.
         recorded: Settings recorded in the folder the command works on (below preset and overrides).
     """
-    from tagtune.config import compose, to_yaml
+    from tagtune.config.compose import compose
+    from tagtune.config.saved import to_yaml
     from tagtune.errors import ConfigError
 
     flags = flags or {}

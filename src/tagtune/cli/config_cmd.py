@@ -27,7 +27,7 @@ def list_cmd(
     """List the main configs, every config group with its options, and the presets of each stage."""
     from rich.table import Table
 
-    from tagtune.config import STAGES, groups, main_configs, stage_of
+    from tagtune.config.tree import STAGES, groups, main_configs, stage_of
     from tagtune.errors import ConfigError
 
     dirs = config_dir or []
@@ -82,7 +82,9 @@ def show_cmd(
     """Print a composed main config as YAML, or the text of a group option or preset."""
     import sys
 
-    from tagtune.config import compose, find_yaml, main_configs, to_yaml
+    from tagtune.config.compose import compose
+    from tagtune.config.saved import to_yaml
+    from tagtune.config.tree import find_yaml, main_configs
 
     dirs = config_dir or []
     is_main = name in main_configs(dirs) or (name.endswith((".yaml", ".yml")) and "/" not in name.replace("\\", "/").lstrip("./"))
@@ -110,7 +112,7 @@ def cp_cmd(
     config_dir: ConfigDirs = None,
 ) -> None:
     """Copy a packaged config out for editing; use it back with --config-dir or as a YAML path."""
-    from tagtune.config import copy_config
+    from tagtune.config.tree import copy_config
 
     dest = copy_config(name, destination, config_dir or [], force=force)
     typer.echo(f"copied {name} to {dest}")
@@ -133,7 +135,7 @@ def validate_cmd(
 
     Exit 0 and a line per main config it was checked against; exit 2 with the first bad key named.
     """
-    from tagtune.config import validate_file
+    from tagtune.config.compose import validate_file
 
     for line in validate_file(path, stage, config_dir or []):
         typer.echo(line)

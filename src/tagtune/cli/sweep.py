@@ -24,7 +24,7 @@ def run_cmd(
     extra: Annotated[Optional[list[str]], typer.Argument(help="Arguments added to every run (after --).")] = None,
 ) -> None:
     """Expand a sweep's grid into `tagtune` commands and run them one after another."""
-    from tagtune.sweeps import expand_sweep, run_one
+    from tagtune.config.sweeps import expand_sweep, run_one
 
     commands = expand_sweep(name, output_dir, list(extra or []), config_dir or [])
     failures = 0

@@ -16,8 +16,8 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from tagtune.resumable import atomic_path, atomic_write_text, ensure_dir
-from tagtune.taxonomy import Taxonomy
+from tagtune.files.resumable import atomic_path, atomic_write_text, ensure_dir
+from tagtune.records.taxonomy import Taxonomy
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -203,8 +203,8 @@ def card_data(rows: Sequence[Mapping[str, Any]], dataset_cfg: Mapping[str, Any],
     """The card's YAML header as ``DatasetCardData`` (shared with the Parquet export)."""
     from huggingface_hub import DatasetCardData
 
-    from tagtune import licences
     from tagtune.pipeline.hf import arrow_schema, dataset_info, features, size_category
+    from tagtune.records import licences
 
     sources = sorted({f"extended|{s['id']}" for s in provenance.get("licences", [])
                       if s["license"] and "musiccaps" in s["id"].lower()}) or ["original"]
@@ -223,7 +223,7 @@ def write_card(out_dir: Path, rows: Sequence[Mapping[str, Any]], taxonomy: Taxon
                provenance: Mapping[str, Any], plots: Sequence[Path], splits: Mapping[str, tuple[int, int]],
                config_paths: Mapping[str, list[str]] | None = None, load_path: str | None = None) -> Path:
     """README.md: header from :func:`card_data`, body from the template (``resources/dataset_card.md``)."""
-    from tagtune.records import resources_dir
+    from tagtune.files.readers import resources_dir
 
     config_paths = config_paths or {s: [f"{s}/**/*.wav", f"{s}/**/*.flac", f"{s}/metadata.parquet"] for s in splits}
     data = card_data(rows, dataset_cfg, provenance, splits, config_paths)

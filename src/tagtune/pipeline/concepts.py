@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tagtune.files.resumable import atomic_write_text, dumps_line, link_or_copy
 from tagtune.report import Reporter
-from tagtune.resumable import atomic_write_text, dumps_line, link_or_copy
 
 README = """# Concept sets
 
@@ -113,10 +113,10 @@ def export_concepts(ds_dir: Path, out: Path, rows: Iterator[tuple[str, dict[str,
     """Write the concept sets (see the module docstring); returns an ExportResult."""
     import numpy as np
 
-    from tagtune.ids import safe_id
+    from tagtune.files.ids import safe_id
     from tagtune.pipeline.dataset import read_provenance
     from tagtune.pipeline.export import ExportResult
-    from tagtune.taxonomy import Taxonomy
+    from tagtune.records.taxonomy import Taxonomy
 
     clips = _clips(rows)
     taxonomy = read_provenance(ds_dir).get("taxonomy")

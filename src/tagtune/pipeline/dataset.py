@@ -30,16 +30,16 @@ from pathlib import Path
 from typing import Any
 
 from tagtune.errors import InputError
-from tagtune.report import SILENT, Reporter
-from tagtune.resumable import (
+from tagtune.files.resumable import (
     atomic_path,
     atomic_write_json,
     atomic_write_text,
     ensure_dir,
     link_or_copy,
 )
-from tagtune.schema import ClipRow, DatasetRow, read_file
-from tagtune.taxonomy import Taxonomy
+from tagtune.records.schema import ClipRow, DatasetRow, read_file
+from tagtune.records.taxonomy import Taxonomy
+from tagtune.report import SILENT, Reporter
 
 SPLITS = ("train", "validation", "test")
 METADATA = "metadata.parquet"
@@ -105,7 +105,7 @@ def _records(clips: list[tuple[ClipRow, Path]], splits: dict[str, str],
 
 def _previous_files(out_dir: Path) -> set[Path]:
     """Audio files an earlier build listed (they may be removed; nothing else in the folder is)."""
-    from tagtune.records import iter_records
+    from tagtune.files.readers import iter_records
 
     out = set()
     for split in SPLITS:
@@ -150,9 +150,9 @@ def build_dataset(tta_dir: Path, out_dir: Path, taxonomy: Taxonomy, dataset_cfg:
         run: What the pipeline knows about the run: ``inputs`` ({role: model or data id}) and
             ``stages`` (presets, overrides, settings), copied into ``provenance.json`` and the card.
     """
-    from tagtune import licences
     from tagtune.pipeline.card import write_card, write_plots
     from tagtune.pipeline.splits import assign_splits, group_key
+    from tagtune.records import licences
 
     clips, excluded = _exclude(read_clips(tta_dir, taxonomy), dataset_cfg, reporter)
     if not clips:
@@ -187,7 +187,7 @@ def _source_dict(s: Any) -> dict[str, Any]:
 
 
 def _notice(srcs: list[Any]) -> str:
-    from tagtune import licences
+    from tagtune.records import licences
 
     lines = ["# Notices and obligations", "", "What the models and data behind this dataset require of it "
              "(from tagtune's licence registry; check each source's own page before publishing).", ""]

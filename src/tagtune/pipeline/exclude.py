@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tagtune.schema import Columns, TagSetRow, read_file
-from tagtune.taxonomy import normalize_tag
+from tagtune.records.schema import Columns, TagSetRow, read_file
+from tagtune.records.taxonomy import normalize_tag
 
 _WORDS = re.compile(r"[a-z0-9]+")
 

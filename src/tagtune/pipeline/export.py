@@ -29,15 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from tagtune.errors import ConfigError, DependencyError, InputError, TagtuneError
-from tagtune.pipeline.dataset import METADATA, SPLITS, read_provenance
-from tagtune.report import SILENT, Reporter
-from tagtune.resumable import (
+from tagtune.files.resumable import (
     atomic_write_json,
     atomic_write_text,
     dumps_line,
     ensure_dir,
     link_or_copy,
 )
+from tagtune.pipeline.dataset import METADATA, SPLITS, read_provenance
+from tagtune.report import SILENT, Reporter
 
 FORMATS = ("parquet", "jsonl", "audiocraft", "webdataset", "concepts")
 SHARD_BYTES = 500 << 20
@@ -66,7 +66,7 @@ def find_dataset_dir(path: Path) -> Path:
 
 def iter_dataset(ds_dir: Path, exclude: Any = None) -> Iterator[tuple[str, dict[str, Any], Path]]:
     """``(split, row, audio file)`` for every row of a dataset folder, checked; excluded rows skipped."""
-    from tagtune.records import iter_records
+    from tagtune.files.readers import iter_records
 
     for split in SPLITS:
         meta = ds_dir / split / METADATA
@@ -103,7 +103,7 @@ def export_dataset(path: Path, fmt: str = "parquet", out_dir: Path | None = None
     out = Path(out_dir) if out_dir else ds_dir.parent / f"export-{fmt}"
     if out.resolve().is_relative_to(ds_dir.resolve()):
         raise ConfigError(f"export folder {out} is inside the dataset folder", hint="export next to it, e.g. -o export")
-    from tagtune.runs import claim_dir
+    from tagtune.files.runs import claim_dir
 
     claim_dir(out, f"dataset export --format {fmt}")  # a folder of yours is refused, an earlier export is updated
     ex = None
@@ -140,7 +140,7 @@ def check_licence(ds_dir: Path, licence_checked: bool) -> None:
 
 
 def _conflicts(prov: Mapping[str, Any]) -> list[str]:
-    from tagtune import licences
+    from tagtune.records import licences
 
     srcs = [licences.Source(s["role"], s["id"], s["what"], licences.licence(s["license"]) if s["license"] else None)
             for s in prov.get("licences", [])]
@@ -183,7 +183,7 @@ def _export_card(ds_dir: Path, out: Path, result: ExportResult, load_path: str,
     """The card of an export folder, from exactly the rows written there (the dataset's card with its
     files section and configs rewritten), with the plots, notices and provenance it refers to."""
     from tagtune.pipeline.card import write_card, write_plots
-    from tagtune.taxonomy import Taxonomy
+    from tagtune.records.taxonomy import Taxonomy
 
     prov = read_provenance(ds_dir)
     if excluded:  # the export's own leakage guard
@@ -264,7 +264,7 @@ def _audiocraft(ds_dir: Path, out: Path, rows: Iterator[tuple[str, dict[str, Any
 
 def wds_key(row_id: str) -> str:
     """A WebDataset key (no dots: the key ends at the first dot of a member's name)."""
-    from tagtune.ids import safe_id
+    from tagtune.files.ids import safe_id
 
     return safe_id(row_id).replace(".", "_")
 

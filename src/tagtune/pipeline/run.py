@@ -27,20 +27,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tagtune.config import save_config
+from tagtune.config.saved import config_hash, save_config
 from tagtune.errors import ConfigError
-from tagtune.pipeline.stages import STAGE_NAMES, STAGES, Stage, free_memory
-from tagtune.report import SILENT, Reporter
-from tagtune.resumable import locked
-from tagtune.runs import (
+from tagtune.files.resumable import locked
+from tagtune.files.runs import (
     MARKER,
     claim_dir,
-    config_hash,
     file_sha256,
     files_under,
     remove_written,
     write_manifest,
 )
+from tagtune.pipeline.stages import STAGE_NAMES, STAGES, Stage, free_memory
+from tagtune.report import SILENT, Reporter
 
 
 @dataclass
@@ -207,8 +206,8 @@ def _remove_stage(folder: Path, manifest: dict[str, Any] | None, name: str, repo
 
 def _taxonomy(cfg: Any, plan: _Plan) -> Any:
     """The tag taxonomy of the run: the VAE model's, else the caption stage's ``data.taxonomy_path``."""
-    from tagtune.config import compose
-    from tagtune.taxonomy import Taxonomy
+    from tagtune.config.compose import compose
+    from tagtune.records.taxonomy import Taxonomy
     from tagtune.vae.modeldir import read_taxonomy
 
     if "vae" in plan.configs:

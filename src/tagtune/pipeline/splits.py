@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from tagtune.errors import ConfigError
-from tagtune.ids import stable_hash
+from tagtune.files.ids import stable_hash
 
 
 def group_key(tags: Sequence[str], pair_id: str | None = None) -> str:

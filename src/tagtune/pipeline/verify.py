@@ -25,8 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tagtune.report import Reporter
-from tagtune.resumable import (
+from tagtune.files.resumable import (
     atomic_path,
     atomic_write_json,
     dumps_line,
@@ -34,8 +33,9 @@ from tagtune.resumable import (
     iter_jsonl,
     link_or_copy,
 )
-from tagtune.sampling import row_seed
-from tagtune.schema import ClipRow, read_file
+from tagtune.models.sampling import row_seed
+from tagtune.records.schema import ClipRow, read_file
+from tagtune.report import Reporter
 
 
 def attempt_seed(seed: int, attempt: int) -> int:
@@ -107,7 +107,7 @@ def _fails(attempt: _Attempt, ids: list[str], minimum: float) -> bool:
 def _rerender(cfg: Any, out: Path, number: int, rows: list[ClipRow], backend: Any, reporter: Reporter) -> _Attempt:
     """Render ``rows`` again into ``attempts/<number>`` with that attempt's seed (with ``backend``, the
     audio model loaded once for every attempt), then judge them."""
-    from tagtune.runs import claim_dir
+    from tagtune.files.runs import claim_dir
     from tagtune.tta.generate import generate
 
     folder = claim_dir(out / "attempts" / str(number), f"pipeline verify (attempt {number})")
@@ -131,7 +131,7 @@ def run_verify_step(cfg: Any, policy: Any, clips_dir: Path, out: Path, reporter:
         policy: The pipeline's ``verify`` section (``policy``, ``min_realisation``, ``max_attempts``).
         clips_dir: The audio stage's folder. out: This step's folder.
     """
-    from tagtune.config import save_config
+    from tagtune.config.saved import save_config
 
     save_config(cfg, ensure_dir(out) / "config.yaml")  # `tta verify DIR/verify` judges with the same settings
     minimum = float(policy.min_realisation)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tagtune.errors import ConfigError, OutputError
-from tagtune.resumable import atomic_path
+from tagtune.files.resumable import atomic_path
 
 FORMATS = {"wav": "WAV", "flac": "FLAC"}
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")

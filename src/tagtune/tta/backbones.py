@@ -151,7 +151,7 @@ class Encodec:
     def from_hub(cls, model_id: str) -> Encodec:
         from transformers import EncodecModel
 
-        from tagtune.hub import load_pretrained, resolved_revision
+        from tagtune.models.hub import load_pretrained, resolved_revision
 
         model = load_pretrained(EncodecModel.from_pretrained, model_id, "EnCodec model")
         return cls(model, int(model.config.sampling_rate), "encodec", resolved_revision(model, model_id))
@@ -160,7 +160,7 @@ class Encodec:
     def tiny(cls, tiny_cfg: Any) -> Encodec:
         from transformers import MusicgenForConditionalGeneration
 
-        from tagtune.hub import resolved_revision
+        from tagtune.models.hub import resolved_revision
         from tagtune.tta.tiny import ensure_tiny_musicgen
 
         path = ensure_tiny_musicgen(tiny_cfg)

@@ -172,7 +172,7 @@ class ClapChecker:
         """One embedding per clip, from the cache when this file was embedded before."""
         import numpy as np
 
-        from tagtune.resumable import atomic_path
+        from tagtune.files.resumable import atomic_path
 
         found: dict[int, Any] = {}
         if self.cache_dir is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tagtune.hub import load_pretrained, resolved_revision
+from tagtune.models.hub import load_pretrained, resolved_revision
 from tagtune.tta.model import TINY_NAME
 
 
@@ -28,7 +28,7 @@ class ClapEmbedder:
         import torch
         from transformers import ClapModel, ClapProcessor
 
-        from tagtune.device import pick_device
+        from tagtune.models.device import pick_device
         from tagtune.tta.tiny import ensure_tiny_clap, quiet_transformers
 
         quiet_transformers()

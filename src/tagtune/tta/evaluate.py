@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from tagtune.errors import ConfigError, InputError
+from tagtune.files.resumable import atomic_write_json, atomic_write_text, iter_jsonl
 from tagtune.report import SILENT, Reporter
-from tagtune.resumable import atomic_write_json, atomic_write_text, iter_jsonl
 from tagtune.tta.merge import METADATA, clip_path, metadata_parts
 
 
@@ -184,7 +184,7 @@ def evaluate(cfg: Any, reporter: Reporter = SILENT) -> EvalResult:
     meta = metadata_of(folder)
     reference = Path(ev.reference).expanduser() if ev.reference else None
     ref_files = _reference_files(reference)
-    from tagtune.runs import claim_dir
+    from tagtune.files.runs import claim_dir
 
     out = claim_dir(Path(ev.output).expanduser() if ev.output else folder / "scores", "tta evaluate")
     embedder = ClapEmbedder(ev, cfg.device)
@@ -213,7 +213,7 @@ def evaluate(cfg: Any, reporter: Reporter = SILENT) -> EvalResult:
 
 def self_test(embedder: Any, ev: Any) -> dict[str, float]:
     """The embedding self-test (``evaluate.self_test``): refuse a collapsed CLAP before scoring."""
-    from tagtune.evalmeta import check_audio_embeddings, check_text_embeddings
+    from tagtune.models.evalmeta import check_audio_embeddings, check_text_embeddings
 
     if not ev.self_test:
         return {}
@@ -232,7 +232,7 @@ def _write_scores(out: Path, rows: list[tuple[str, str, float]], per_clip: dict[
 
 
 def _manifest(out: Path, ev: Any, embedder: Any, fads: dict[str, Any], n: int, n_ref: int, checks: dict[str, float]) -> None:
-    from tagtune.evalmeta import write_manifest
+    from tagtune.models.evalmeta import write_manifest
 
     models = [{"role": "CLAP (score, CLAP-FAD)", "id": embedder.name, "revision": embedder.revision}]
     models += [{"role": f"FAD backbone {k}", "id": v.get("backbone", k), "revision": v.get("revision")}

@@ -3,7 +3,7 @@
 The run streams its input twice: a first pass validates every prompt and id (so bad input fails
 before a model is loaded or a file is written), a second one feeds batches to the model. Only a
 batch of audio is held at a time. Each clip is written to a temporary name, read back, renamed,
-and only then gets its metadata line (a :class:`~tagtune.schema.ClipRow`, appended by whole
+and only then gets its metadata line (a :class:`~tagtune.records.schema.ClipRow`, appended by whole
 lines). A line counts as done only while it still matches: its file reads back with the length
 the line records, and the hash of what shaped the clip (caption, duration, model, settings, seed)
 equals the current one. Lines that no longer match are dropped and their clips rendered again,
@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from tagtune.errors import ConfigError, InputError
+from tagtune.files.resumable import JsonlAppender, ensure_dir, iter_jsonl
+from tagtune.models.sampling import row_seed
+from tagtune.records.schema import CaptionRow, ClipRow
 from tagtune.report import SILENT, Reporter
-from tagtune.resumable import JsonlAppender, ensure_dir, iter_jsonl
-from tagtune.sampling import row_seed
-from tagtune.schema import CaptionRow, ClipRow
 from tagtune.tta.merge import METADATA, MergeReport, merge_dir, metadata_parts, part_name
 from tagtune.tta.prompts import AUDIO_DIR, clip_name, iter_prompts, scan_prompts
 
@@ -177,8 +177,8 @@ def _still_valid(out: Path, expected: dict[str, str]) -> Any:
 
 
 def _resolve(cfg: Any) -> tuple[Path, Path, Any]:
-    from tagtune.records import resolve_path
-    from tagtune.sharding import resolve_shard
+    from tagtune.files.readers import resolve_path
+    from tagtune.files.sharding import resolve_shard
     from tagtune.tta.audio import check_format
     from tagtune.tta.model import SamplingParams
 
@@ -202,8 +202,9 @@ def generate(cfg: Any, reporter: Reporter = SILENT, backend: Any = None) -> Gene
         ConfigError: Bad settings. OutputError: an unwritable output directory.
         ModelNotFoundError: The model is not available offline.
     """
-    from tagtune.device import torch_threads
-    from tagtune.runs import claim_dir, prepare_run_dir
+    from tagtune.config.saved import prepare_run_dir
+    from tagtune.files.runs import claim_dir
+    from tagtune.models.device import torch_threads
     from tagtune.tta.model import load_backend
 
     source, out, shard = _resolve(cfg)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from tagtune.errors import InputError, OutputError
-from tagtune.resumable import atomic_path, dumps_line, iter_jsonl, lock_handle, repair_tail
+from tagtune.files.resumable import atomic_path, dumps_line, iter_jsonl, lock_handle, repair_tail
 
 METADATA = "metadata.jsonl"
 PART_GLOB = "metadata.shard-*-of-*.jsonl"

@@ -1,18 +1,18 @@
 """Audio backends: load a model once, then turn batches of prompts into float audio arrays.
 
 ``transformers`` (default) loads ``MusicgenForConditionalGeneration`` and its processor through
-:func:`tagtune.hub.load_pretrained`; ``model.name=tiny`` builds the offline tiny model first.
+:func:`tagtune.models.hub.load_pretrained`; ``model.name=tiny`` builds the offline tiny model first.
 ``audiocraft`` is optional and lives in its own environment (it pins torch 2.1), so it is
 imported only when asked for. ``synth`` (``model=tta/synth``) renders the tags themselves with
 the procedural renderer of :mod:`tagtune.tta.synth`: no model, no download, and audio that
 carries its tempo and instrument tags, so verification has a real oracle offline. All expose the
 same small surface: ``name``, ``revision``, ``sample_rate``, ``frame_rate``, ``channels``,
 ``steps_for(seconds)``, ``samples_for_steps(steps)``, ``generate(prompts, seeds, steps, params)``
-(prompts are :class:`~tagtune.schema.CaptionRow`) and ``provenance(prompt, seed)`` (what the
+(prompts are :class:`~tagtune.records.schema.CaptionRow`) and ``provenance(prompt, seed)`` (what the
 backend adds to a clip's ``provenance.audio``).
 
 Per-sample seeding (transformers backend): each clip draws its tokens from its own seed through
-:class:`tagtune.sampling.RowSeededSampler`, so its draws do not depend on its batch neighbours;
+:class:`tagtune.models.sampling.RowSeededSampler`, so its draws do not depend on its batch neighbours;
 see docs/audio.md for how far the resulting audio is batch-independent.
 """
 
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from tagtune.errors import ConfigError, DependencyError, ModelNotFoundError
-from tagtune.hub import load_pretrained, resolved_revision
-from tagtune.sampling import RowSeededSampler
-from tagtune.schema import CaptionRow
+from tagtune.models.hub import load_pretrained, resolved_revision
+from tagtune.models.sampling import RowSeededSampler
+from tagtune.records.schema import CaptionRow
 
 TINY_NAME = "tiny"
 
@@ -85,7 +85,7 @@ class TransformersMusicgen:
         """Load ``model.name`` (a Hub id, a local path, or ``tiny``) on ``device`` in ``model.dtype``."""
         from transformers import AutoProcessor, MusicgenForConditionalGeneration
 
-        from tagtune.device import pick_device, pick_dtype
+        from tagtune.models.device import pick_device, pick_dtype
         from tagtune.tta.tiny import ensure_tiny_musicgen, quiet_transformers
 
         quiet_transformers()
@@ -180,7 +180,7 @@ class AudiocraftMusicgen:
             ) from exc
         import torch
 
-        from tagtune.device import pick_device
+        from tagtune.models.device import pick_device
 
         self._torch = torch
         self.name = str(model_cfg.name)

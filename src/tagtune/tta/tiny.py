@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tagtune.cache import build_cached
+from tagtune.files.cache import build_cached
 
 # Bump when the architecture below changes, so old caches are not reused.
 _MUSICGEN_VERSION = "musicgen-v2"

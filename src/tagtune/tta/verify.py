@@ -26,11 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tagtune.config.saved import config_hash
 from tagtune.errors import ConfigError, InputError
+from tagtune.files.resumable import JsonlAppender, atomic_path, atomic_write_json, iter_jsonl
+from tagtune.files.runs import file_sha256
+from tagtune.records.schema import FIELD_ORDER
 from tagtune.report import SILENT, Reporter
-from tagtune.resumable import JsonlAppender, atomic_path, atomic_write_json, iter_jsonl
-from tagtune.runs import config_hash, file_sha256
-from tagtune.schema import FIELD_ORDER
 
 VERIFICATION = "verification.jsonl"
 REPORT = "verification_report.json"
@@ -93,7 +94,7 @@ def recorded_settings(folder: str | Path | None) -> dict[str, Any] | None:
 
 def _category_map(cfg: Any) -> dict[str, str]:
     """tag -> category from ``verification.taxonomy`` (or the packaged one) and the tagmap."""
-    from tagtune.taxonomy import Taxonomy
+    from tagtune.records.taxonomy import Taxonomy
 
     out: dict[str, str] = {}
     tagmap = cfg.get("tagmap") or {}
@@ -119,7 +120,7 @@ def _row_categories(rec: dict[str, Any], tags: list[str], known: dict[str, str])
 
 def _scan(folder: Path, meta: Path, known: dict[str, str]) -> list[_Item]:
     """Pass 1: every listed clip exists and has tags (file:line:field otherwise); hash each file."""
-    from tagtune.records import parse_tags
+    from tagtune.files.readers import parse_tags
     from tagtune.tta.merge import clip_path
 
     items: list[_Item] = []
@@ -259,7 +260,7 @@ def verify(cfg: Any, reporter: Reporter = SILENT, checkers: list[Any] | None = N
     checkers = checkers if checkers is not None else load_checkers(v, context)
     result = VerifyResult(folder=folder, rows_file=folder / VERIFICATION,
                           report_path=Path(v.output).expanduser() if v.output else folder / REPORT, clips=len(items))
-    from tagtune.runs import check_ours, first_line_has, json_has
+    from tagtune.files.runs import check_ours, first_line_has, json_has
 
     check_ours(result.report_path, "tta verify", json_has("by_tag", "overall"))
     check_ours(result.rows_file, "tta verify", first_line_has("input_hash"))

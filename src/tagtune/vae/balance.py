@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tagtune.errors import ConfigError
-from tagtune.taxonomy import Taxonomy, normalize_category, normalize_tag
+from tagtune.records.taxonomy import Taxonomy, normalize_category, normalize_tag
 from tagtune.vae.constraints import ConstraintError
 
 

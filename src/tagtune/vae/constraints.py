@@ -1,5 +1,5 @@
 """What every sampled tag set must satisfy: required and forbidden tags, per-category counts, and
-the taxonomy's own rules (:class:`tagtune.taxonomy.Rules`).
+the taxonomy's own rules (:class:`tagtune.records.taxonomy.Rules`).
 
 ``--require`` / ``--forbid`` / ``--min CATEGORY=K`` / ``--max CATEGORY=K`` (and ``sample.min_tags`` /
 ``sample.max_tags``) are checked against the model's taxonomy and turned into taxonomy indices
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tagtune.errors import ConfigError, TagtuneError
-from tagtune.taxonomy import Taxonomy, normalize_category, normalize_tag
+from tagtune.records.taxonomy import Taxonomy, normalize_category, normalize_tag
 
 if TYPE_CHECKING:
     import torch

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from tagtune.errors import ConfigError
+from tagtune.records.taxonomy import Taxonomy
 from tagtune.report import SILENT, Reporter
-from tagtune.taxonomy import Taxonomy
 
 # Metric, direction and a short definition: the table, the JSON and docs/vae.md use these.
 METRICS: list[tuple[str, str, str]] = [
@@ -55,7 +55,7 @@ def _taxonomy(ev: Any, cfg: Any) -> tuple[Taxonomy, str]:
 
 
 def _read(path: Any, taxonomy: Taxonomy, column: str | None, keep_empty: bool = False) -> tuple[Any, list[str]]:
-    from tagtune.tagsets import load_tag_dataset
+    from tagtune.records.tagsets import load_tag_dataset
 
     ds = load_tag_dataset({"path": str(path), "tags_column": column or None}, taxonomy=taxonomy)
     matrix = taxonomy.encode_many(ds.tag_sets())
@@ -75,7 +75,7 @@ def evaluate(cfg: Any, reporter: Reporter = SILENT) -> EvaluationResult:
     when null), ``evaluate.k`` / ``subsample`` / ``repeats`` and ``seed`` for the k-NN metrics,
     writes ``evaluate.output`` (JSON) and, with ``evaluate.plots``, PNGs to ``evaluate.plots_dir``.
     """
-    from tagtune.resumable import atomic_write_json
+    from tagtune.files.resumable import atomic_write_json
     from tagtune.vae import metrics as M
 
     ev = cfg.evaluate
@@ -105,7 +105,7 @@ def evaluate(cfg: Any, reporter: Reporter = SILENT) -> EvaluationResult:
     metrics["taxonomy"] = tax_source
     metrics["files"] = {"samples": str(ev.input), "reference": str(ev.reference), "train": str(ev.train) if ev.train else None}
     out = Path(ev.output).expanduser() if ev.output else Path(str(ev.input) + ".metrics.json")
-    from tagtune.runs import check_ours, json_has
+    from tagtune.files.runs import check_ours, json_has
 
     check_ours(out, "vae evaluate", json_has("n_generated", "files"))
     json_path = atomic_write_json(out, metrics)
@@ -120,7 +120,7 @@ def evaluate(cfg: Any, reporter: Reporter = SILENT) -> EvaluationResult:
 
 def _manifest(folder: Path, ev: Any, metrics: dict[str, Any], taxonomy: Taxonomy) -> None:
     """``eval_manifest.json`` beside the metrics: what each number is, on which sets, with which code."""
-    from tagtune.evalmeta import write_manifest
+    from tagtune.models.evalmeta import write_manifest
 
     defs = {key: f"{what} ({better} is better)" if better else what for key, better, what in METRICS}
     write_manifest(folder, "tagtune-tags", {"generated": metrics["n_generated"], "reference": metrics["n_reference"]},

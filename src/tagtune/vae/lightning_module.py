@@ -12,7 +12,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from tagtune.training import check_loss
+from tagtune.models.training import check_loss
 from tagtune.vae.model import Architecture, TagVAE, vae_loss
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tagtune.errors import ModelNotFoundError, TagtuneError
-from tagtune.taxonomy import Taxonomy
+from tagtune.records.taxonomy import Taxonomy
 
 if TYPE_CHECKING:
     import torch
@@ -56,7 +56,7 @@ def save_model_dir(
     """Write ``model.safetensors`` and ``taxonomy.json`` into ``run_dir`` (atomically)."""
     from safetensors.torch import save_file
 
-    from tagtune.resumable import atomic_path
+    from tagtune.files.resumable import atomic_path
 
     run_dir = Path(run_dir)
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -157,6 +157,6 @@ def load_model_dir(path: str | Path, taxonomy: Taxonomy | None = None) -> Loaded
         check_taxonomy(tax, taxonomy, path, taxonomy.source)
         tax = tax.with_rules(taxonomy.rules)  # the given file's rules (same tags) apply to this run
     model.eval()
-    from tagtune.runs import file_sha256
+    from tagtune.files.runs import file_sha256
 
     return LoadedModel(path, model, tax, prior_mu.float(), prior_logvar.float(), meta, file_sha256(weights)[:16])

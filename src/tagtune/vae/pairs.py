@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tagtune.errors import ConfigError
-from tagtune.taxonomy import Taxonomy, normalize_tag
+from tagtune.records.taxonomy import Taxonomy, normalize_tag
 from tagtune.vae.constraints import ConstraintError
 
 

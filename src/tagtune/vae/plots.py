@@ -12,13 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from tagtune.taxonomy import Taxonomy
+from tagtune.records.taxonomy import Taxonomy
 
 
 def _save(fig: Any, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    from tagtune.resumable import atomic_path
+    from tagtune.files.resumable import atomic_path
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
@@ -109,7 +109,7 @@ def write_plots(out_dir: Path, gen: np.ndarray, ref: np.ndarray, taxonomy: Taxon
     import matplotlib
 
     matplotlib.use("Agg", force=True)
-    from tagtune.resumable import ensure_dir
+    from tagtune.files.resumable import ensure_dir
 
     out_dir = ensure_dir(Path(out_dir))
     return [

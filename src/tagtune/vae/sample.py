@@ -2,7 +2,7 @@
 
 The sets come from :func:`tagtune.vae.sampler.generate_sets` (modes, priors, constraints, and the
 taxonomy's rules, which no set breaks). The output is the tag-set file of ``docs/schema.md``
-(:class:`tagtune.schema.TagSetRow`, with the sampling settings and the model's fingerprint under
+(:class:`tagtune.records.schema.TagSetRow`, with the sampling settings and the model's fingerprint under
 ``provenance.tags``), written to a temporary name and renamed; the same model, settings and seed
 give the same bytes.
 
@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from tagtune.errors import ConfigError
+from tagtune.models.sampling import row_seed
+from tagtune.records.schema import TagSetRow
+from tagtune.records.taxonomy import Taxonomy
 from tagtune.report import SILENT, Reporter
-from tagtune.sampling import row_seed
-from tagtune.schema import TagSetRow
-from tagtune.taxonomy import Taxonomy
 from tagtune.vae.constraints import ConstraintError, Constraints, parse_constraints
 from tagtune.vae.sampler import DrawStats, generate_sets
 
@@ -99,8 +99,8 @@ def sample(cfg: Any, reporter: Reporter = SILENT) -> SampleResult:
         ConstraintError: The constraints could not be met often enough (what plain sampling drew is
             kept); a quota or a concept that cannot be met (nothing is written).
     """
-    from tagtune.device import torch_threads
-    from tagtune.runs import sidecar_config
+    from tagtune.config.saved import sidecar_config
+    from tagtune.models.device import torch_threads
     from tagtune.vae.balance import check_reachable, parse_quotas, unreachable
     from tagtune.vae.modeldir import load_model_dir
 
@@ -112,7 +112,7 @@ def sample(cfg: Any, reporter: Reporter = SILENT) -> SampleResult:
                           key="sample.num_samples", hint="-n N for N sets, --counterfactual N for N pairs")
     loaded = load_model_dir(s.model, taxonomy=Taxonomy.load(s.taxonomy_path) if s.taxonomy_path else None)
     if not s.rules:
-        from tagtune.taxonomy import Rules
+        from tagtune.records.taxonomy import Rules
 
         loaded.taxonomy = loaded.taxonomy.with_rules(Rules())
     cons = parse_constraints(s, loaded.taxonomy)
@@ -126,7 +126,7 @@ def sample(cfg: Any, reporter: Reporter = SILENT) -> SampleResult:
     elif quotas:
         check_reachable(loaded, quotas, s.min_tag_probability)
     out = Path(s.output or Path(s.model) / "samples.jsonl").expanduser()
-    from tagtune.runs import check_ours, first_line_has
+    from tagtune.files.runs import check_ours, first_line_has
 
     check_ours(out, "vae sample", first_line_has("provenance", "tags"))  # an earlier sample is replaced; your file is not
     params = sampling_provenance(cfg, loaded)
@@ -154,7 +154,7 @@ def _rows(indices: Iterable[tuple[list[int], dict[str, Any]]], taxonomy: Taxonom
 
 def _write(out: Path, rows: Iterable[TagSetRow], taxonomy: Taxonomy, task: Any) -> tuple[int, int, int]:
     """Write rows to ``out`` atomically; returns (rows, total tags, distinct sets)."""
-    from tagtune.resumable import atomic_path, dumps_line
+    from tagtune.files.resumable import atomic_path, dumps_line
 
     count = sizes = 0
     distinct: set[tuple[str, ...]] = set()
@@ -196,7 +196,7 @@ def _streamed(out: Path, drawer: _Drawer, params: dict[str, Any], reporter: Repo
 def _held(out: Path, drawer: _Drawer, quotas: dict[str, int], params: dict[str, Any], reporter: Reporter,
           skipped: list[str]) -> SampleResult:
     """Balanced sets and/or counterfactual pairs: everything drawn first, written only on success."""
-    from tagtune.resumable import atomic_write_json
+    from tagtune.files.resumable import atomic_write_json
     from tagtune.vae.balance import _training_counts, balance
     from tagtune.vae.pairs import draw_pairs, parse_concepts
 

@@ -2,7 +2,7 @@
 
 :func:`train` takes the composed ``vae_training`` config and does everything the command does:
 read and split the data, build the model from ``model.*`` and ``loss.*``, fit it with the
-shared Lightning trainer (:mod:`tagtune.training`: checkpoints with ``last.ckpt``, early stopping,
+shared Lightning trainer (:mod:`tagtune.models.training`: checkpoints with ``last.ckpt``, early stopping,
 progress to the reporter, CSV logger, resume, interrupt and divergence rules), reload the best checkpoint, encode the training sets once more to store the
 aggregate posterior that sampling draws latents from, and write the self-contained directory
 (see :mod:`tagtune.vae.modeldir`).
@@ -96,9 +96,9 @@ def train(cfg: Any, reporter: Reporter = SILENT) -> TrainResult:
         OutputError: The directory already holds a trained model.
         Diverged: The loss became NaN or infinite.
     """
-    from tagtune.device import torch_threads
-    from tagtune.runs import prepare_run_dir
-    from tagtune.training import claim_run_dir, quiet_lightning
+    from tagtune.config.saved import prepare_run_dir
+    from tagtune.models.device import torch_threads
+    from tagtune.models.training import claim_run_dir, quiet_lightning
     from tagtune.vae.modeldir import WEIGHTS
 
     quiet_lightning()
@@ -134,8 +134,8 @@ def _fit(cfg: Any, data: VAEData, run_dir: Path, resume: str | None, reporter: R
     import lightning as L
     import torch
 
-    from tagtune.resumable import atomic_write_json
-    from tagtune.training import build_trainer, fit
+    from tagtune.files.resumable import atomic_write_json
+    from tagtune.models.training import build_trainer, fit
     from tagtune.vae.data import TensorBatches
     from tagtune.vae.modeldir import save_model_dir
 

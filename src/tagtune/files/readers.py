@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tagtune.errors import InputError
-from tagtune.resumable import check_text, iter_jsonl, json_error
+from tagtune.files.resumable import check_text, iter_jsonl, json_error
 
 PKG_PREFIX = "pkg:"
 FORMATS = {

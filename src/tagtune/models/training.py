@@ -71,7 +71,7 @@ def claim_run_dir(run_dir: Path, weights: str, what: str, resume: str | None, re
     A folder that already holds ``weights`` (a finished run) is refused unless ``resume`` names a
     checkpoint to train further from; a folder tagtune did not make is refused (nothing is read yet).
     """
-    from tagtune.runs import check_claimable
+    from tagtune.files.runs import check_claimable
 
     finished = (run_dir / weights).is_file()
     checkpoint = resume_path(resume, run_dir, finished)

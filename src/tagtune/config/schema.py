@@ -426,7 +426,7 @@ def dig(data: Any, key: str) -> Any:
 
 def schema_for(config_name: str) -> tuple[Section, list[Section]]:
     """The schema of a main config (a user's ``vae_mine`` uses its stage's) and its siblings' schemas."""
-    from tagtune.config import stage_of
+    from tagtune.config.tree import stage_of
 
     if config_name in SCHEMAS:
         own = config_name

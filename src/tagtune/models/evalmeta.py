@@ -44,7 +44,7 @@ def write_manifest(folder: Path, protocol: str, n: Mapping[str, int], metrics: M
                    models: Iterable[Mapping[str, Any]], packages: Iterable[str], **extra: Any) -> Path:
     """``folder/eval_manifest.json``: protocol, metrics, models, n, package versions, when and where."""
     from tagtune import __version__
-    from tagtune.resumable import atomic_write_json
+    from tagtune.files.resumable import atomic_write_json
 
     record = {"protocol": protocol, "n": dict(n), "metrics": dict(metrics), "models": list(models),
               "packages": {"tagtune": __version__, **package_versions(packages)},

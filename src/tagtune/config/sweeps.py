@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tagtune.config import find_yaml
+from tagtune.config.tree import find_yaml
 from tagtune.errors import ConfigError
 
 

@@ -32,7 +32,7 @@ def reserved_names() -> frozenset[str]:
     """Field names the rows use for other things (a category may not take them)."""
     from dataclasses import fields
 
-    from tagtune.schema import ROW_TYPES
+    from tagtune.records.schema import ROW_TYPES
 
     return frozenset(f.name for kind in ROW_TYPES for f in fields(kind)) | {"text", "aspect_list", "split"}
 
@@ -168,7 +168,7 @@ class Taxonomy:
     @classmethod
     def load(cls, path: str | Path) -> Taxonomy:
         """Read a taxonomy from JSON or YAML (``pkg:`` paths point inside the package)."""
-        from tagtune.records import resolve_path
+        from tagtune.files.readers import resolve_path
 
         path = resolve_path(path)
         if not path.is_file():
@@ -286,7 +286,7 @@ class Taxonomy:
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
     def save(self, path: str | Path) -> Path:
-        from tagtune.resumable import atomic_write_json
+        from tagtune.files.resumable import atomic_write_json
 
         return atomic_write_json(Path(path), self.to_dict())
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tagtune.errors import ConfigError
-from tagtune.ids import stable_hash
+from tagtune.files.ids import stable_hash
 
 
 @dataclass(frozen=True)

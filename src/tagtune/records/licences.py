@@ -43,7 +43,7 @@ class Source:
 def _registry() -> dict[str, Any]:
     import yaml
 
-    from tagtune.records import resources_dir
+    from tagtune.files.readers import resources_dir
 
     return yaml.safe_load((resources_dir() / "licences.yaml").read_text(encoding="utf-8"))
 

@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from tagtune.errors import InputError
-from tagtune.records import is_missing, iter_records, parse_tags, resolve_path
+from tagtune.files.readers import is_missing, iter_records, parse_tags, resolve_path
 
 if TYPE_CHECKING:
-    from tagtune.taxonomy import Taxonomy
+    from tagtune.records.taxonomy import Taxonomy
 
 # The order of the fields in every written line (a row type writes the ones it declares).
 FIELD_ORDER = ("file_name", "id", "split", "tags", "caption", "reference_caption", "duration", "sample_rate",
@@ -240,7 +240,7 @@ def _row_id(rec: Mapping[str, Any], column: str, source: str, line: int) -> str:
 
 def _tags_of(rec: Mapping[str, Any], res: _Resolved, taxonomy: Taxonomy | None, line: int,
              unknown: str, stats: ReadStats, need_tags: bool) -> list[str]:
-    from tagtune.taxonomy import normalize_tag
+    from tagtune.records.taxonomy import normalize_tag
 
     raw: list[str] = []
     columns = res.tags or ([] if need_tags else [c for c in TAG_COLUMNS if c in rec][:1])
@@ -296,7 +296,7 @@ def read_rows(
     """Turn user records into rows of one hop; the single reader of every tag-set file.
 
     Args:
-        records: ``(line, record)`` pairs (:func:`tagtune.records.iter_records`, a Hub dataset...).
+        records: ``(line, record)`` pairs (:func:`tagtune.files.readers.iter_records`, a Hub dataset...).
         source: Names the file in errors.
         kind: The hop's row type; :class:`CaptionRow` and later need a caption.
         taxonomy: Orders and checks tags; without one, tags are only normalised.

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tagtune.ids import stable_hash
+from tagtune.files.ids import stable_hash
 
 _CHOSEN = 0.0
 _NOT_CHOSEN = -1.0e4  # finite, so guidance arithmetic on it stays finite (and fits in float16)

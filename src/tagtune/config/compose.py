@@ -1,10 +1,10 @@
-"""Finding, listing and composing the packaged Hydra configs.
+"""Composing the packaged Hydra configs into a command's typed config.
 
-The YAML tree ships inside the wheel as ``tagtune/config``; in a source checkout or an editable
-install it is the repository's top-level ``config/``. It is always found relative to this file,
-never through the current directory. Composition goes through Hydra's compose API, so there is
-no Hydra run directory: :func:`save_config` writes the resolved config into each run's output
-directory instead. Hydra's exceptions are turned into one-line :class:`ConfigError` messages.
+Composition goes through Hydra's compose API (the tree is found by :mod:`tagtune.config.tree`),
+so there is no Hydra run directory: :mod:`tagtune.config.saved` writes the resolved config into
+each run's output directory instead. Hydra's exceptions are turned into one-line
+:class:`ConfigError` messages, and the result is checked against the command's config class
+(:mod:`tagtune.config.typed`).
 """
 
 from __future__ import annotations
@@ -16,94 +16,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tagtune.config.tree import STAGES, config_dir, groups, main_configs, stage_of
+from tagtune.config.yamlcheck import check_user_dirs, check_user_yaml
 from tagtune.errors import ConfigError
 
 if TYPE_CHECKING:  # omegaconf is light, but keep module import free of it for `tagtune --help`
     from omegaconf import DictConfig
 
 # Stages whose commands take --preset, and the main config each command composes.
-STAGES = ("vae", "caption", "tta", "pipeline")
-_IGNORED_DIRS = {"__pycache__"}
-
-
-def config_dir() -> Path:
-    """The directory holding the packaged config tree (wheel or source checkout)."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "config", here.parent.parent / "config"):
-        if (candidate / "vae_training.yaml").is_file():
-            return candidate
-    raise ConfigError(
-        f"the packaged configs are missing (looked in {here / 'config'})",
-        hint="reinstall tagtune: pip install --force-reinstall tagtune",
-    )
-
-
-def stage_of(config_name: str) -> str:
-    """The stage a main config belongs to, read from its name (``caption_inference`` -> ``caption``)."""
-    head = Path(config_name).stem.split("_", 1)[0]
-    if head not in STAGES:
-        raise ConfigError(
-            f"cannot tell the stage of config '{config_name}': its name must start with one of "
-            + ", ".join(f"'{s}_'" for s in STAGES)
-        )
-    return head
-
-
-def main_configs(extra_dirs: Sequence[Path] = ()) -> list[str]:
-    """Names of the main configs: the YAML files at the top of the tree (and of each extra dir)."""
-    names = {p.stem for p in config_dir().glob("*.yaml")}
-    for d in extra_dirs:
-        names |= {p.stem for p in Path(d).glob("*.yaml")}
-    return sorted(names)
-
-
-def groups(extra_dirs: Sequence[Path] = ()) -> dict[str, list[str]]:
-    """Every config group (``model/vae``, ``preset/tta``, ``trainer`` ...) and its options, by scanning."""
-    found: dict[str, set[str]] = {}
-    for root in (config_dir(), *map(Path, extra_dirs)):
-        for path in root.rglob("*.yaml"):
-            rel = path.relative_to(root)
-            if len(rel.parts) < 2 or _IGNORED_DIRS & set(rel.parts):
-                continue
-            found.setdefault(rel.parent.as_posix(), set()).add(path.stem)
-    return {g: sorted(opts) for g, opts in sorted(found.items())}
-
-
-def presets(stage: str, extra_dirs: Sequence[Path] = ()) -> list[str]:
-    """The presets of one stage (options of ``preset/<stage>``)."""
-    return groups(extra_dirs).get(f"preset/{stage}", [])
-
-
-def find_yaml(name: str, extra_dirs: Sequence[Path] = ()) -> Path:
-    """Locate a main config (``vae_training``), a group option (``model/vae/default``) or a file path."""
-    as_path = Path(name)
-    if as_path.suffix in (".yaml", ".yml") and as_path.is_file():
-        return as_path
-    rel = name if name.endswith((".yaml", ".yml")) else f"{name}.yaml"
-    for root in (config_dir(), *map(Path, extra_dirs)):
-        if (root / rel).is_file():
-            return root / rel
-    known = main_configs(extra_dirs) + [f"{g}/{o}" for g, opts in groups(extra_dirs).items() for o in opts]
-    close = [k for k in known if Path(name).name in k][:8]
-    raise ConfigError(
-        f"no config named '{name}'" + (f"; did you mean: {', '.join(close)}" if close else ""),
-        hint="see `tagtune config list`",
-    )
-
-
-def copy_config(name: str, dest: Path, extra_dirs: Sequence[Path] = (), force: bool = False) -> Path:
-    """Copy a packaged config out for editing (like ``tune cp``); returns the written path."""
-    src = find_yaml(name, extra_dirs)
-    dest = Path(dest)
-    if dest.is_dir():
-        dest = dest / src.name
-    if dest.exists() and not force:
-        raise ConfigError(f"{dest} already exists", hint="pass --force to overwrite it")
-    from tagtune.resumable import atomic_write_bytes
-
-    return atomic_write_bytes(dest, src.read_bytes())
-
-
 def _searchpath_override(dirs: Sequence[Path]) -> str:
     items = []
     for d in dirs:
@@ -127,7 +47,8 @@ def _culprit_override(overrides: Sequence[str]) -> str | None:
     return None
 
 
-def _one_line(exc: BaseException, overrides: Sequence[str], dirs: Sequence[Path] = (), name: str = "") -> ConfigError:
+def _one_line(exc: BaseException, overrides: Sequence[str], dirs: Sequence[Path] = (), name: str = "",
+              classes: Sequence[type] = ()) -> ConfigError:
     """Condense a Hydra / OmegaConf exception into one readable ConfigError."""
     from hydra.errors import MissingConfigException, OverrideParseException
 
@@ -156,10 +77,15 @@ def _one_line(exc: BaseException, overrides: Sequence[str], dirs: Sequence[Path]
         return ConfigError(msg, hint="see `tagtune config list`")
     unknown = re.search(r"Could not override '([^']+)'", text)
     if unknown and name:  # Hydra suggests "+key=..."; the schema knows the key that was meant
-        from tagtune.config_schema import describe
-
         key = unknown.group(1)
-        known = [k for k, _ in describe(name)]
+        if classes:
+            from tagtune.config.typed import keys
+
+            known = sorted({k for c in classes for k in keys(c)})
+        else:
+            from tagtune.config.schema import describe
+
+            known = [k for k, _ in describe(name)]
         if key in known:  # a mapping that starts empty (sample.quotas, dataset.input_licenses): its entries are new keys
             return ConfigError(f"cannot set '{key}' to a mapping with new entries this way", key=key,
                                hint=f"add each entry with +{key}.NAME=VALUE")
@@ -171,53 +97,6 @@ def _one_line(exc: BaseException, overrides: Sequence[str], dirs: Sequence[Path]
         return ConfigError(" ".join(lines[:2]), hint="see `tagtune config show NAME` for valid keys")
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return ConfigError("; ".join(lines[:3]) or type(exc).__name__)
-
-
-_USER_YAML_MAX_BYTES = 1 << 20
-_USER_YAML_MAX_NODES = 100_000
-
-
-def check_user_yaml(path: Path) -> None:
-    """Refuse a user YAML that is huge or expands into a huge tree (a "billion laughs" of aliases).
-
-    PyYAML keeps aliases as shared nodes; OmegaConf copies them out, so a few lines of nested
-    aliases can expand to billions of values. The expanded size is counted on the node graph.
-    """
-    import yaml
-
-    path = Path(path)
-    if path.stat().st_size > _USER_YAML_MAX_BYTES:
-        raise ConfigError(f"{path}: config file is larger than {_USER_YAML_MAX_BYTES >> 20} MiB")
-    try:
-        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:160]})") from exc
-    sizes: dict[int, int] = {}
-
-    def size(node: Any) -> int:
-        if id(node) in sizes:
-            return sizes[id(node)]
-        sizes[id(node)] = 1  # a cycle counts once
-        total = 1
-        if isinstance(node, yaml.MappingNode):
-            total += sum(size(k) + size(v) for k, v in node.value)
-        elif isinstance(node, yaml.SequenceNode):
-            total += sum(size(v) for v in node.value)
-        sizes[id(node)] = min(total, _USER_YAML_MAX_NODES + 1)
-        return sizes[id(node)]
-
-    if root is not None and size(root) > _USER_YAML_MAX_NODES:
-        raise ConfigError(f"{path}: YAML aliases expand to more than {_USER_YAML_MAX_NODES:,} values",
-                          hint="remove the nested anchors (&) and aliases (*)")
-
-
-def _check_user_dirs(dirs: Sequence[Path]) -> None:
-    for d in dirs:
-        for path in sorted(Path(d).rglob("*.y*ml"))[:2000]:
-            if path.suffix in (".yaml", ".yml") and path.is_file():
-                check_user_yaml(path)
 
 
 _GLOBAL_HEADER = re.compile(r"^#\s*@package\s+_global_\s*$", re.M)
@@ -316,7 +195,8 @@ def _primary(config_name: str, dirs: list[Path]) -> tuple[Path, str, list[Path]]
 
 
 def _hydra_compose(primary: Path, name: str, overrides: list[str], user_overrides: Sequence[str],
-                   dirs: Sequence[Path]) -> DictConfig:
+                   dirs: Sequence[Path], schema: type | None = None,
+                   siblings: Sequence[tuple[str, type]] = ()) -> DictConfig:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -326,7 +206,7 @@ def _hydra_compose(primary: Path, name: str, overrides: list[str], user_override
         with initialize_config_dir(version_base=None, config_dir=str(primary)):
             return hydra_compose(config_name=name, overrides=overrides)
     except Exception as exc:  # Hydra raises many types; all are config problems here
-        raise _one_line(exc, list(user_overrides), dirs, name) from exc
+        raise _one_line(exc, list(user_overrides), dirs, name, [c for c in [schema] if c] + [c for _, c in siblings]) from exc
     finally:
         GlobalHydra.instance().clear()
 
@@ -338,12 +218,16 @@ def compose(
     config_dirs: Sequence[Path] = (),
     updates: Mapping[str, Any] | None = None,
     recorded: Mapping[str, Any] | None = None,
-) -> DictConfig:
+    *,
+    schema: type | None = None,
+    command: str | None = None,
+    siblings: Sequence[tuple[str, type]] = (),
+) -> Any:
     """Compose a main config with a preset, Hydra overrides and explicit updates, then validate it.
 
     Precedence, lowest first: the config's defaults, ``recorded``, the preset, the overrides,
     ``updates`` (values of explicit CLI flags such as ``-o`` or ``-n``). The result is resolved
-    (``${now:...}`` is evaluated once, here) and checked against :mod:`tagtune.config_schema`.
+    (``${now:...}`` is evaluated once, here) and checked against :mod:`tagtune.config.schema`.
 
     Args:
         config_name: A main config name (``vae_training``) or a path to a YAML file.
@@ -353,6 +237,11 @@ def compose(
         updates: ``{dotted.key: value}`` set after composition; keys must exist.
         recorded: Settings an earlier run recorded (``tta verify`` judges a folder with the tagmap
             and models it was made with); any preset or override still wins.
+        schema: The command's typed config class: the result is an instance of it holding only
+            the keys the command reads; a key the user set that it does not read is refused.
+        command: The command's name for messages (``caption infer``).
+        siblings: ``(command, class)`` of the other commands sharing the main config or its
+            stage's presets: keys only they read are checked and dropped, not refused.
 
     Raises:
         ConfigError: For any composition or validation problem, in one line (``key`` set when a
@@ -360,7 +249,7 @@ def compose(
     """
     _check_overrides(overrides)
     dirs = [Path(d).expanduser() for d in config_dirs]
-    _check_user_dirs(dirs)
+    check_user_dirs(dirs)
     primary, name, dirs = _primary(config_name, dirs)
     with tempfile.TemporaryDirectory(prefix="tagtune-cfg-") as tmpdir:
         head: list[str] = []
@@ -375,28 +264,38 @@ def compose(
             head.append(f"+preset/{stage_of(name)}=recorded__")
         if preset:
             head.append(preset_override)
-        cfg = _hydra_compose(primary, name, [*head, *overrides], overrides, dirs)
-    return _finish(cfg, name, updates or {})
+        cfg = _hydra_compose(primary, name, [*head, *overrides], overrides, dirs, schema, siblings)
+    data = _finish(cfg, name, updates or {})
+    if schema is None:
+        from omegaconf import OmegaConf
+
+        from tagtune.config.schema import validate
+
+        return OmegaConf.create(validate(name, data, first=list(updates or {})))
+    from tagtune.config.typed import build
+
+    user_keys = [override_key(o) for o in overrides] + list(updates or {})
+    return build(schema, data, command=command, siblings=siblings, user_keys=user_keys)
 
 
-def _finish(cfg: DictConfig, name: str, updates: Mapping[str, Any]) -> DictConfig:
-    """Apply the flag updates, resolve, validate and convert (``"5"`` from a flag becomes 5)."""
+def override_key(override: str) -> str:
+    """The dotted key an override sets (``+trainer.x=1`` -> ``trainer.x``; ``model=vae/beta_low`` -> ``model``)."""
+    return override.lstrip("+~").split("=", 1)[0].strip().replace("/", ".")
+
+
+def _finish(cfg: DictConfig, name: str, updates: Mapping[str, Any]) -> dict[str, Any]:
+    """Apply the flag updates and resolve (``${now:...}`` once) into plain containers."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
-
-    from tagtune.config_schema import validate
 
     try:
         for key, value in updates.items():
             if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
                 raise ConfigError(f"config '{name}' has no key '{key}'", key=key)
             OmegaConf.update(cfg, key, value, merge=False)
-        data = OmegaConf.to_container(cfg, resolve=True)
+        return OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as exc:
         raise ConfigError(f"in config '{name}': {str(exc).splitlines()[0]}") from exc
-    return OmegaConf.create(validate(name, data, first=list(updates)))
-
-
 def validate_file(path: Path, stage: str | None = None, config_dirs: Sequence[Path] = ()) -> list[str]:
     """Check a user's preset or main config; returns one line per main config it composed with.
 
@@ -436,26 +335,10 @@ def validate_file(path: Path, stage: str | None = None, config_dirs: Sequence[Pa
 
 def _fit(preset: Any, stage: str) -> int:
     """How many of a preset's top-level keys the stage's main configs know (which stage it is for)."""
-    from tagtune.config_schema import SCHEMAS
+    from tagtune.config.schema import SCHEMAS
 
     keys = set(preset) if isinstance(preset, Mapping) else set()
     known = {k for name, spec in SCHEMAS.items() if name.split("_", 1)[0] == stage for k in spec.fields}
     return len(keys & known)
 
 
-def to_yaml(cfg: Any) -> str:
-    """The config as YAML text, as saved in run directories."""
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_yaml(cfg)
-
-
-def save_config(cfg: Any, path: Path) -> Path:
-    """Write the resolved config to ``path`` atomically (a directory gets ``config.yaml``)."""
-    from tagtune.resumable import atomic_write_text
-
-    path = Path(path)
-    if path.is_dir() or path.suffix == "":
-        path = path / "config.yaml"
-    atomic_write_text(path, to_yaml(cfg))
-    return path

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from tagtune.errors import DependencyError
-from tagtune.sharding import local_device_index
+from tagtune.files.sharding import local_device_index
 
 
 def cuda_available() -> bool:

@@ -1,0 +1,1 @@
+"""Configuration: composing the packaged Hydra configs into typed, checked config objects."""

@@ -1,0 +1,1 @@
+"""Models and devices: loading from the Hub, devices and dtypes, seeded sampling, the Lightning trainer."""

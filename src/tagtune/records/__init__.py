@@ -1,0 +1,1 @@
+"""Records and taxonomy: the row types stages exchange, the tag taxonomy, tag-set data, licences."""
