@@ -76,7 +76,8 @@ def _bare(loaded: Any, cfg: Any) -> float:
 
     from tagtune.caption.infer import CaptionGenerator
     from tagtune.models.device import torch_threads
-    from tagtune.records.schema import TagSetRow, read_file
+    from tagtune.records.reader import read_file
+    from tagtune.records.rows import TagSetRow
     from tagtune.records.tagsets import columns_of
     from tagtune.records.taxonomy import Taxonomy
 

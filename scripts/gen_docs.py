@@ -5,7 +5,7 @@
 
 The CLI reference walks the Typer app; the configuration reference walks ``config/`` (each file's
 header comment and keys) and the config schema (every key's type and range); the schema tables
-come from the row types of ``tagtune.records.schema``. None of them can drift from the code.
+come from the row types of ``tagtune.records.reader``. None of them can drift from the code.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import yaml  # noqa: E402
 from tagtune.cli import app  # noqa: E402
 from tagtune.config import schema as config_schema  # noqa: E402
 from tagtune.config.tree import config_dir, groups, main_configs  # noqa: E402
-from tagtune.records import schema  # noqa: E402
+from tagtune.records import rows as schema  # noqa: E402
 
 SCHEMA_BEGIN, SCHEMA_END = "<!-- generated: schema fields -->", "<!-- end of generated fields -->"
 

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from tagtune.errors import InputError
 from tagtune.files.readers import columns, iter_records, parse_tags, resolve_path
-from tagtune.records.schema import CaptionRow, Columns, ReadStats, TagSetRow, read_rows
+from tagtune.records.reader import Columns, ReadStats, read_rows
+from tagtune.records.rows import CaptionRow, TagSetRow
 from tagtune.records.tagsets import TagDataset, load_tag_dataset, split_records
 from tagtune.records.taxonomy import Taxonomy
 

@@ -27,7 +27,7 @@ def _rewrite(meta, rows):
 
 def test_generate_writes_clips_and_audiofolder_metadata(make_cfg, tiny_backend, prompt_rows, tmp_path):
     from tagtune import __version__
-    from tagtune.records.schema import CaptionRow
+    from tagtune.records.rows import CaptionRow
 
     cfg = make_cfg()
     assert cfg.generate.output == str(tmp_path / "out")  # -o defaults to paths.output_dir

@@ -56,7 +56,7 @@ def test_duration_must_be_positive(bad):
 
 
 def test_generated_length_matches_steps(tiny_backend):
-    from tagtune.records.schema import CaptionRow
+    from tagtune.records.rows import CaptionRow
     from tagtune.tta.model import SamplingParams
 
     params = SamplingParams(True, 1.0, 50, 0.0, 3.0)

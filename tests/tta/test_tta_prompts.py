@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from helpers import write_jsonl
 from tagtune.errors import InputError
 from tagtune.files.ids import safe_id
-from tagtune.records.schema import CaptionRow
+from tagtune.records.rows import CaptionRow
 from tagtune.tta.prompts import clip_name, iter_prompts, scan_prompts
 
 

@@ -75,7 +75,7 @@ def test_synth_backend_records_unrendered_tags_and_misses_on_purpose(synth_dir):
     assert all("missed" not in r["provenance"]["audio"] for r in rows)  # miss_rate defaults to 0
 
     from tagtune.config.compose import compose
-    from tagtune.records.schema import CaptionRow
+    from tagtune.records.rows import CaptionRow
     from tagtune.tta.model import load_backend
 
     cfg = compose("tta_inference", ["model=tta/synth", "model.miss_rate=1.0"])

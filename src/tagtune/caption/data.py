@@ -1,6 +1,6 @@
 """Data for the caption LLM: tag/caption pairs tokenized for fine-tuning.
 
-(Tag sets to caption are read by :func:`tagtune.records.schema.read_file`, like every tag-set file.)
+(Tag sets to caption are read by :func:`tagtune.records.reader.read_file`, like every tag-set file.)
 Fine-tuning examples are tokenized as ``prompt + answer`` with the prompt tokenized on its own, exactly as it is at
 inference, and labels masked to -100 on the prompt (and on padding) so the loss only counts the
 caption.

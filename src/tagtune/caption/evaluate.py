@@ -16,7 +16,8 @@ from typing import Any
 
 from tagtune.caption import metrics as M
 from tagtune.errors import ConfigError, InputError
-from tagtune.records.schema import CaptionRow, Columns, ReadStats, read_file
+from tagtune.records.reader import Columns, ReadStats, read_file
+from tagtune.records.rows import CaptionRow
 from tagtune.records.taxonomy import Taxonomy
 from tagtune.report import SILENT, Reporter
 

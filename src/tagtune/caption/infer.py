@@ -1,9 +1,9 @@
 """Batched, resumable, shardable caption generation: ``tagtune caption infer``.
 
-Tag sets are read by the one tag-set reader (:mod:`tagtune.records.schema`, file:line:field errors), this
+Tag sets are read by the one tag-set reader (:mod:`tagtune.records.reader`, file:line:field errors), this
 worker's shard is selected, ids already captioned in the output are skipped, and the rest is
 captioned in batches with left padding. Each finished batch is appended to the JSONL output in
-whole lines (so a SIGKILL loses at most the batch in flight) as :class:`~tagtune.records.schema.CaptionRow`
+whole lines (so a SIGKILL loses at most the batch in flight) as :class:`~tagtune.records.rows.CaptionRow`
 lines: every input field kept, ``caption`` and ``provenance.caption`` added.
 
 Sampling is seeded per row (:mod:`tagtune.models.sampling`): each tag set draws its tokens from its own
@@ -27,7 +27,7 @@ from tagtune.caption.data import order_tags
 from tagtune.caption.prompts import end_markers, render_prompt
 from tagtune.errors import ConfigError
 from tagtune.models.sampling import row_seed
-from tagtune.records.schema import CaptionRow, TagSetRow
+from tagtune.records.rows import CaptionRow, TagSetRow
 from tagtune.records.taxonomy import Taxonomy
 from tagtune.report import SILENT, Reporter
 
@@ -199,7 +199,7 @@ def infer(cfg: Any, reporter: Reporter = SILENT, loaded: Any = None) -> InferRes
     from tagtune.config.saved import prepare_run_dir, sidecar_config
     from tagtune.files.resumable import JsonlAppender
     from tagtune.files.sharding import resolve_shard
-    from tagtune.records.schema import read_file
+    from tagtune.records.reader import read_file
     from tagtune.records.tagsets import columns_of
 
     shard = resolve_shard(cfg.infer.shard)

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 if TYPE_CHECKING:
-    from omegaconf import DictConfig
+    from tagtune.config.commands import Command
 
 # Stage commands let unknown tokens through to the overrides, where `compose` names them
 # ("unknown option '--x'") instead of Click's generic usage error.
@@ -102,20 +102,25 @@ def split_input(first: str | None, overrides: list[str] | None) -> tuple[str | N
 
 
 def compose_or_show(
-    config_name: str,
+    command: Command | str,
     overrides: list[str] | None,
     preset: str | None,
     config_dirs: list[Path] | None,
     show_config: bool,
     flags: Mapping[str, tuple[str, Any]] | None = None,
     recorded: Mapping[str, Any] | None = None,
-) -> DictConfig:
-    """Compose the command's config with its flags; with ``--show-config`` print it and exit 0.
+    commands: Sequence[Command] = (),
+) -> Any:
+    """Compose the command's typed config with its flags; with ``--show-config`` print it and exit 0.
 
     Args:
+        command: The command (its main config and config class); a bare main-config name
+            composes the untyped config.
         flags: ``{config key: (flag name, value)}``; flags left unset (None) change nothing.
         recorded: Settings recorded in the folder the command works on (below preset and overrides).
+        commands: The stage's commands (whose keys its presets may set).
     """
+    from tagtune.config.commands import compose_command
     from tagtune.config.compose import compose
     from tagtune.config.saved import to_yaml
     from tagtune.errors import ConfigError
@@ -123,8 +128,12 @@ def compose_or_show(
     flags = flags or {}
     updates = {key: (str(v) if isinstance(v, Path) else v) for key, (_, v) in flags.items() if v is not None}
     try:
-        cfg = compose(config_name, overrides=overrides or [], preset=preset, config_dirs=config_dirs or [], updates=updates,
-                      recorded=recorded)
+        if isinstance(command, str):
+            cfg = compose(command, overrides=overrides or [], preset=preset, config_dirs=config_dirs or [],
+                          updates=updates, recorded=recorded)
+        else:
+            cfg = compose_command(command, commands or [command], overrides or [], preset, config_dirs or [], updates,
+                                  recorded)
     except ConfigError as exc:
         if exc.key in flags and flags[exc.key][1] is not None:
             raise ConfigError(f"{exc.message} (set by {flags[exc.key][0]})", hint=exc.hint, key=exc.key) from exc

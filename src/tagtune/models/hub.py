@@ -117,3 +117,11 @@ def load_pretrained(loader: Callable[..., T], name: str, what: str = "model", **
         why = "offline mode is on (HF_HUB_OFFLINE)" if offline_mode() else "the Hub cannot be reached"
         raise ModelNotFoundError(f"cannot load {what} '{name}': not in the local cache and {why}", hint=HINT) from cached_error
     return _load(loader, name, what, **kwargs)
+
+
+def quiet_transformers() -> None:
+    """No info logs or download bars from transformers (its errors still reach tagtune's messages)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()

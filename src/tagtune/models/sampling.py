@@ -28,6 +28,12 @@ def row_seed(seed: int, row_id: str, bits: int = 63) -> int:
     return stable_hash(f"{int(seed)}:{row_id}") % (2**bits)
 
 
+def seed_for_row(seed: int, row: Any, bits: int = 63) -> int:
+    """A row's own seed: from its pair's id for a counterfactual pair (both members draw alike), else
+    its id. Not a function of the batch, the shard or the resume point."""
+    return row_seed(seed, getattr(row, "pair_id", None) or row.id, bits=bits)
+
+
 def _warpers(temperature: float | None, top_k: int | None, top_p: float | None) -> list[Any]:
     from transformers.generation import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 

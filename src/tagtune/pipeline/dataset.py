@@ -37,7 +37,8 @@ from tagtune.files.resumable import (
     ensure_dir,
     link_or_copy,
 )
-from tagtune.records.schema import ClipRow, DatasetRow, read_file
+from tagtune.records.reader import read_file
+from tagtune.records.rows import ClipRow, DatasetRow
 from tagtune.records.taxonomy import Taxonomy
 from tagtune.report import SILENT, Reporter
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tagtune.records.schema import Columns, TagSetRow, read_file
+from tagtune.records.reader import Columns, read_file
+from tagtune.records.rows import TagSetRow
 from tagtune.records.taxonomy import normalize_tag
 
 _WORDS = re.compile(r"[a-z0-9]+")

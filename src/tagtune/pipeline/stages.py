@@ -1,6 +1,6 @@
 """The pipeline's stages: what each one reads and writes, its composed configs, and how to run it.
 
-Stages talk only through the hop files of :mod:`tagtune.records.schema`. Each :class:`Stage` declares the
+Stages talk only through the hop files of :mod:`tagtune.records.reader`. Each :class:`Stage` declares the
 hop it consumes and the one it produces, composes its configs from the pipeline config and the
 file it is handed (its input and output keys are the same in every stage: ``<section>.input`` /
 ``<section>.output``, ``seed``), and runs the same functions as the stage commands, which write

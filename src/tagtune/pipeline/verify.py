@@ -34,7 +34,8 @@ from tagtune.files.resumable import (
     link_or_copy,
 )
 from tagtune.models.sampling import row_seed
-from tagtune.records.schema import ClipRow, read_file
+from tagtune.records.reader import read_file
+from tagtune.records.rows import ClipRow
 from tagtune.report import Reporter
 
 

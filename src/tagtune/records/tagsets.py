@@ -1,7 +1,7 @@
 """Training data of tag sets (optionally with captions), from a local file or the Hub.
 
 Shared by ``vae train`` (tag sets) and ``caption finetune`` (tag/caption pairs). Rows are read by
-the one reader of :mod:`tagtune.records.schema` and checked against a :class:`~tagtune.records.taxonomy.Taxonomy`:
+the one reader of :mod:`tagtune.records.reader` and checked against a :class:`~tagtune.records.taxonomy.Taxonomy`:
 unknown tags are counted (the most frequent reported), rows left without a known tag are dropped
 with a count.
 """
@@ -15,7 +15,8 @@ from typing import Any
 
 from tagtune.errors import DependencyError, InputError
 from tagtune.files.readers import iter_records, resolve_path
-from tagtune.records.schema import Columns, ReadStats, TagSetRow, read_rows
+from tagtune.records.reader import Columns, ReadStats, read_rows
+from tagtune.records.rows import TagSetRow
 from tagtune.records.taxonomy import Taxonomy
 
 
@@ -94,7 +95,7 @@ def load_tag_dataset(data_cfg: Mapping[str, Any], taxonomy: Taxonomy | None = No
         taxonomy: Use this taxonomy instead of ``data.taxonomy_path``.
         caption: Read (and require) the caption column too (fine-tuning pairs).
     """
-    from tagtune.records.schema import CaptionRow
+    from tagtune.records.rows import CaptionRow
 
     taxonomy = taxonomy or Taxonomy.load(data_cfg["taxonomy_path"])
     if data_cfg.get("path"):

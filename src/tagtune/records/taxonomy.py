@@ -18,11 +18,12 @@ import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tagtune.errors import TaxonomyError
+from tagtune.records.rows import ROW_TYPES
 
 if TYPE_CHECKING:
     import numpy as np
@@ -30,10 +31,6 @@ if TYPE_CHECKING:
 @functools.lru_cache(maxsize=1)
 def reserved_names() -> frozenset[str]:
     """Field names the rows use for other things (a category may not take them)."""
-    from dataclasses import fields
-
-    from tagtune.records.schema import ROW_TYPES
-
     return frozenset(f.name for kind in ROW_TYPES for f in fields(kind)) | {"text", "aspect_list", "split"}
 
 

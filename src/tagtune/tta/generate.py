@@ -3,7 +3,7 @@
 The run streams its input twice: a first pass validates every prompt and id (so bad input fails
 before a model is loaded or a file is written), a second one feeds batches to the model. Only a
 batch of audio is held at a time. Each clip is written to a temporary name, read back, renamed,
-and only then gets its metadata line (a :class:`~tagtune.records.schema.ClipRow`, appended by whole
+and only then gets its metadata line (a :class:`~tagtune.records.rows.ClipRow`, appended by whole
 lines). A line counts as done only while it still matches: its file reads back with the length
 the line records, and the hash of what shaped the clip (caption, duration, model, settings, seed)
 equals the current one. Lines that no longer match are dropped and their clips rendered again,
@@ -27,7 +27,7 @@ from typing import Any
 from tagtune.errors import ConfigError, InputError
 from tagtune.files.resumable import JsonlAppender, ensure_dir, iter_jsonl
 from tagtune.models.sampling import row_seed
-from tagtune.records.schema import CaptionRow, ClipRow
+from tagtune.records.rows import CaptionRow, ClipRow
 from tagtune.report import SILENT, Reporter
 from tagtune.tta.merge import METADATA, MergeReport, merge_dir, metadata_parts, part_name
 from tagtune.tta.prompts import AUDIO_DIR, clip_name, iter_prompts, scan_prompts

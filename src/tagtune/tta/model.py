@@ -8,7 +8,7 @@ the procedural renderer of :mod:`tagtune.tta.synth`: no model, no download, and 
 carries its tempo and instrument tags, so verification has a real oracle offline. All expose the
 same small surface: ``name``, ``revision``, ``sample_rate``, ``frame_rate``, ``channels``,
 ``steps_for(seconds)``, ``samples_for_steps(steps)``, ``generate(prompts, seeds, steps, params)``
-(prompts are :class:`~tagtune.records.schema.CaptionRow`) and ``provenance(prompt, seed)`` (what the
+(prompts are :class:`~tagtune.records.rows.CaptionRow`) and ``provenance(prompt, seed)`` (what the
 backend adds to a clip's ``provenance.audio``).
 
 Per-sample seeding (transformers backend): each clip draws its tokens from its own seed through
@@ -25,7 +25,7 @@ from typing import Any
 from tagtune.errors import ConfigError, DependencyError, ModelNotFoundError
 from tagtune.models.hub import load_pretrained, resolved_revision
 from tagtune.models.sampling import RowSeededSampler
-from tagtune.records.schema import CaptionRow
+from tagtune.records.rows import CaptionRow
 
 TINY_NAME = "tiny"
 

@@ -1,7 +1,7 @@
 """The prompts of ``tagtune tta generate``: caption rows, each with the audio file it becomes.
 
-Prompts are read by the one row reader (:func:`tagtune.records.schema.read_file`) as
-:class:`~tagtune.records.schema.CaptionRow`: JSONL, CSV/TSV, Parquet, or plain text with one caption a
+Prompts are read by the one row reader (:func:`tagtune.records.reader.read_file`) as
+:class:`~tagtune.records.rows.CaptionRow`: JSONL, CSV/TSV, Parquet, or plain text with one caption a
 line; the caption comes from ``data.caption_column`` (else ``caption``, then ``text``), ids from
 ``data.id_column`` (rows without one get ``row-<line>``). Ids stay exactly as given; the audio
 file is named after :func:`tagtune.files.ids.safe_id` of the id, which keeps letters of any script and
@@ -18,7 +18,8 @@ from typing import Any
 
 from tagtune.errors import InputError
 from tagtune.files.ids import safe_id
-from tagtune.records.schema import CaptionRow, Columns, read_file
+from tagtune.records.reader import Columns, read_file
+from tagtune.records.rows import CaptionRow
 from tagtune.tta.merge import AUDIO_DIR
 
 

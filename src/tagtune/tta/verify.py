@@ -30,7 +30,7 @@ from tagtune.config.saved import config_hash
 from tagtune.errors import ConfigError, InputError
 from tagtune.files.resumable import JsonlAppender, atomic_path, atomic_write_json, iter_jsonl
 from tagtune.files.runs import file_sha256
-from tagtune.records.schema import FIELD_ORDER
+from tagtune.records.rows import FIELD_ORDER
 from tagtune.report import SILENT, Reporter
 
 VERIFICATION = "verification.jsonl"

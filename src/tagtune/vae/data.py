@@ -1,6 +1,6 @@
 """Tag sets for the VAE: read the ``data`` config, split it, encode it, and feed Lightning.
 
-Reading goes through :func:`tagtune.records.tagsets.load_tag_dataset` (the one row reader of :mod:`tagtune.records.schema`), so every supported file type and
+Reading goes through :func:`tagtune.records.tagsets.load_tag_dataset` (the one row reader of :mod:`tagtune.records.reader`), so every supported file type and
 tag-column layout (list, comma string, JSON / Python-literal list string, per-category columns)
 works here, and unknown tags / empty rows are reported the same way in every stage. Batches are
 slices of one in-memory tensor: the whole dataset is a few hundred kilobytes, and a plain

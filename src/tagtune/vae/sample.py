@@ -2,7 +2,7 @@
 
 The sets come from :func:`tagtune.vae.sampler.generate_sets` (modes, priors, constraints, and the
 taxonomy's rules, which no set breaks). The output is the tag-set file of ``docs/schema.md``
-(:class:`tagtune.records.schema.TagSetRow`, with the sampling settings and the model's fingerprint under
+(:class:`tagtune.records.rows.TagSetRow`, with the sampling settings and the model's fingerprint under
 ``provenance.tags``), written to a temporary name and renamed; the same model, settings and seed
 give the same bytes.
 
@@ -24,7 +24,7 @@ from typing import Any
 
 from tagtune.errors import ConfigError
 from tagtune.models.sampling import row_seed
-from tagtune.records.schema import TagSetRow
+from tagtune.records.rows import TagSetRow
 from tagtune.records.taxonomy import Taxonomy
 from tagtune.report import SILENT, Reporter
 from tagtune.vae.constraints import ConstraintError, Constraints, parse_constraints

@@ -1,19 +1,10 @@
-"""The rows that travel between the stages: one declared type per hop, one reader, one writer.
+"""The one reader of every hop's file: user records in, declared rows out.
 
-::
-
-    tag sets      (vae sample)       TagSetRow    id, tags, <category lists>, provenance.tags
-    captions      (caption infer)    CaptionRow   + caption, reference_caption, provenance.caption
-    audio clips   (tta generate)     ClipRow      + file_name, duration, sample_rate, provenance.audio
-    dataset       (pipeline run)     DatasetRow   + split, realised_tags, realisation
-
-One name per concept from the first file to the last: ``id``, ``tags``, ``caption``. Readers also
-accept the usual spellings of other projects (``aspect_list``, ``text``, ``prediction``) and any
-supported file type; writers always use ours. Columns a user adds ride along unchanged in
-``extra`` through every hop into the dataset. :func:`read_rows` is the only loop that turns
-user records into rows: it resolves the columns once, gives rows without an id the documented
-``row-<line>`` id, parses tag cells and names ``file:line: field`` in every error.
-``docs/schema.md`` is generated from the field declarations here (``scripts/gen_docs.py``).
+Readers accept the usual spellings of other projects (``aspect_list``, ``text``, ``prediction``)
+and any supported file type (:mod:`tagtune.files.readers`); :func:`read_rows` is the only loop
+that turns user records into rows (:mod:`tagtune.records.rows`): it resolves the columns once,
+gives rows without an id the documented ``row-<line>`` id, parses tag cells and names
+``file:line: field`` in every error. :func:`read_clips` reads a clip folder's ``metadata.jsonl``.
 """
 
 from __future__ import annotations
@@ -24,92 +15,12 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any
 
 from tagtune.errors import InputError
 from tagtune.files.readers import is_missing, iter_records, parse_tags, resolve_path
-
-if TYPE_CHECKING:
-    from tagtune.records.taxonomy import Taxonomy
-
-# The order of the fields in every written line (a row type writes the ones it declares).
-FIELD_ORDER = ("file_name", "id", "split", "tags", "caption", "reference_caption", "duration", "sample_rate",
-               "pair_id", "concept", "edit", "realised_tags", "realisation", "provenance")
-# Input spellings accepted for our fields when the user does not name the column.
-TAG_COLUMNS = ("tags", "aspect_list", "aspects")
-CAPTION_COLUMNS = ("caption", "text", "prediction")
-
-
-def _doc(text: str, **kw: Any) -> Any:
-    return field(metadata={"doc": text}, **kw)
-
-
-@dataclass(kw_only=True)
-class TagSetRow:
-    """Hop 1, written by ``vae sample`` (or your own file): one tag set."""
-
-    hop: ClassVar[str] = "tag set"
-    id: str = _doc("unique within the file; rows without one get `row-<line>` (6 digits)")
-    tags: list[str] = _doc("the whole set: taxonomy tags in taxonomy order, then any others")
-    caption: str | None = _doc("a caption already in the input (fine-tuning pairs); optional", default=None)
-    pair_id: str | None = _doc("counterfactual pairs: the pair both members share", default=None)
-    concept: str | None = _doc("counterfactual pairs: the tag the members differ in", default=None)
-    edit: str | None = _doc("counterfactual pairs: `base`, `add` or `remove`", default=None)
-    provenance: dict[str, Any] = _doc("per stage (`tags`, `caption`, `audio`): model, revision, seed, settings",
-                                      default_factory=dict)
-    extra: dict[str, Any] = _doc("every other column of the input, carried unchanged", default_factory=dict)
-    line: int = field(default=0, compare=False, metadata={"doc": None})
-
-    def to_record(self, taxonomy: Taxonomy | None = None) -> dict[str, Any]:
-        """The JSON line: declared fields in the documented order (:data:`FIELD_ORDER`), the category
-        lists after ``tags``, empty optional fields left out, then ``extra``."""
-        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("extra", "line")}
-        rec: dict[str, Any] = {}
-        for name in FIELD_ORDER:
-            value = values.get(name)
-            if name == "tags":
-                rec["tags"] = list(self.tags)
-                if taxonomy is not None:
-                    rec.update(taxonomy.by_category(self.tags))
-            elif name in values and value is not None and value != {}:
-                rec[name] = value
-        for key, value in self.extra.items():
-            rec.setdefault(key, value)
-        return rec
-
-
-@dataclass(kw_only=True)
-class CaptionRow(TagSetRow):
-    """Hop 2, written by ``caption infer``: a tag set with its caption."""
-
-    hop: ClassVar[str] = "caption"
-    caption: str = _doc("the description of the music (the text the audio is rendered from)")
-    reference_caption: str | None = _doc("the input's own caption when the row was captioned again", default=None)
-    duration: float | None = _doc("requested seconds of audio for this row; optional", default=None)
-
-
-@dataclass(kw_only=True)
-class ClipRow(CaptionRow):
-    """Hop 3, written by ``tta generate`` (``DIR/metadata.jsonl``): a rendered clip."""
-
-    hop: ClassVar[str] = "clip"
-    file_name: str = _doc("the audio file, relative to the folder (`audio/<file-name-safe id>.wav`)")
-    duration: float = _doc("seconds of audio in the file")
-    sample_rate: int = _doc("Hz")
-    realised_tags: list[str] | None = _doc("tags the audio was judged to carry (the pipeline's verify step)", default=None)
-    realisation: float | None = _doc("realised / judged intended tags (verify step; null when none could be judged)",
-                                     default=None)
-
-
-@dataclass(kw_only=True)
-class DatasetRow(ClipRow):
-    """Hop 4, written by ``pipeline run`` (``DIR/dataset/<split>/metadata.parquet``)."""
-
-    hop: ClassVar[str] = "dataset row"
-    split: str = _doc("train, validation or test")
-
-
-ROW_TYPES: tuple[type[TagSetRow], ...] = (TagSetRow, CaptionRow, ClipRow, DatasetRow)
+from tagtune.records.rows import CAPTION_COLUMNS, TAG_COLUMNS, ClipRow, TagSetRow
+from tagtune.records.taxonomy import Taxonomy, normalize_tag
 
 
 @dataclass
@@ -240,8 +151,6 @@ def _row_id(rec: Mapping[str, Any], column: str, source: str, line: int) -> str:
 
 def _tags_of(rec: Mapping[str, Any], res: _Resolved, taxonomy: Taxonomy | None, line: int,
              unknown: str, stats: ReadStats, need_tags: bool) -> list[str]:
-    from tagtune.records.taxonomy import normalize_tag
-
     raw: list[str] = []
     columns = res.tags or ([] if need_tags else [c for c in TAG_COLUMNS if c in rec][:1])
     for col in columns:
@@ -382,22 +291,12 @@ def read_file(path: str | Path, kind: type[TagSetRow] = TagSetRow, taxonomy: Tax
     yield from read_rows(iter_records(path, text_field=text_field), path, kind, taxonomy, columns, **kw)
 
 
-def describe() -> str:
-    """Markdown tables of every hop's fields (the body of docs/schema.md)."""
-    out: list[str] = []
-    seen: set[str] = set()
-    for kind in ROW_TYPES:
-        out += [f"### {kind.hop}: `{kind.__name__}`", "", (kind.__doc__ or "").strip(), "",
-                "| field | type | meaning |", "|---|---|---|"]
-        for f in fields(kind):
-            doc = f.metadata.get("doc")
-            if not doc or (f.name in seen and f.name not in ("caption", "duration")):
-                continue
-            seen.add(f.name)
-            out.append(f"| `{f.name}` | `{_type_name(f.type)}` | {doc} |")
-        out.append("")
-    return "\n".join(out)
+def read_clips(path: str | Path, **kw: Any) -> Iterator[ClipRow]:
+    """The rows of a clip folder's ``metadata.jsonl`` (or a shard part): the one reader of clip metadata.
 
-
-def _type_name(annotation: Any) -> str:
-    return str(annotation).replace("typing.", "").replace(" | None", ", optional").replace("|", "or")
+    Every line needs ``file_name``, ``duration`` and ``sample_rate``; tags are optional per line and
+    kept as written (no taxonomy); ids follow the one rule of :func:`read_rows`.
+    """
+    kw.setdefault("empty", "keep")
+    kw.setdefault("need_tags", False)
+    yield from read_file(path, ClipRow, None, **kw)
