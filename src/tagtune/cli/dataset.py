@@ -9,6 +9,7 @@ import typer
 
 from tagtune.cli.common import NO_METAVAR, examples, out_console
 from tagtune.cli.render import reporter
+from tagtune.pipeline.exporters.base import EXPORTERS
 
 app = typer.Typer(help="Export a finished dataset folder (Parquet with embedded audio, JSONL, audiocraft, WebDataset; Hub upload).",
                   no_args_is_help=True, rich_markup_mode="rich")
@@ -27,7 +28,7 @@ app = typer.Typer(help="Export a finished dataset folder (Parquet with embedded 
 )
 def export_cmd(
     directory: Annotated[Path, typer.Argument(help="A pipeline output folder or its dataset/ folder.")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="parquet | jsonl | audiocraft | webdataset | concepts.")] = "parquet",
+    fmt: Annotated[str, typer.Option("--format", "-f", help=f"{' | '.join(EXPORTERS.builtins)}, or a format of yours (package.module:Class, or an entry point of {EXPORTERS.group}).")] = "parquet",
     output: Annotated[Optional[Path], typer.Option("--output", "--output-dir", "-o", help="Where to write \\[default: DIR/export-<format>].", show_default=False)] = None,
     exclude: Annotated[Optional[list[Path]], typer.Option("--exclude", help="Drop rows whose tag set or caption is in this evaluation file (repeatable).", show_default=False)] = None,
     push: Annotated[Optional[str], typer.Option("--push", "--push-to-hub", help="Upload the Parquet export to this Hub dataset repo.", show_default=False)] = None,
@@ -43,8 +44,8 @@ def export_cmd(
 
     result = export_dataset(directory, fmt=fmt.lower(), out_dir=output, exclude=[str(p) for p in exclude or []],
                             push=push, licence_checked=licence_checked, shard_bytes=shard_mb << 20, reporter=reporter(),
-                            concept_options={"min_examples": min_examples, "random_sets": random_sets,
-                                             "random_size": random_size, "seed": seed})
+                            params={"min_examples": min_examples, "random_sets": random_sets,
+                                    "random_size": random_size, "seed": seed})
     console = out_console()
     for split, files in result.files.items():
         console.print(f"{split:<12} {result.rows[split]:>7} rows  {', '.join(str(f) for f in files[:3])}"

@@ -16,7 +16,10 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from tagtune.files.readers import resources_dir
 from tagtune.files.resumable import atomic_path, atomic_write_text, ensure_dir
+from tagtune.pipeline.hf import arrow_schema, dataset_info, features, size_category
+from tagtune.records import licences
 from tagtune.records.taxonomy import Taxonomy
 
 
@@ -183,13 +186,17 @@ def _made(provenance: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> s
     return "\n".join(lines)
 
 
+def _sources(provenance: Mapping[str, Any]) -> list[licences.Source]:
+    return [licences.Source.from_dict(s) for s in provenance.get("licences", [])]
+
+
 def _licences(dataset_cfg: Mapping[str, Any], provenance: Mapping[str, Any]) -> str:
-    srcs = provenance.get("licences", [])
+    srcs = _sources(provenance)
     lines = [f"Declared licence of this dataset: **{dataset_cfg['license']}**. The inputs below require at least "
              f"**{provenance.get('inherited_license')}**.", "",
-             _table(["input", "what", "licence"], [[f"{s['role']}: `{s['id']}`", s["what"] or "-", s["license_name"]]
-                                                   for s in srcs]), ""]
-    obligations = list(dict.fromkeys(o for s in srcs for o in s["obligations"]))
+             _table(["input", "what", "licence"], [[f"{s.role}: `{s.identifier}`", s.what or "-",
+                                                    s.licence.name if s.licence else licences.UNKNOWN] for s in srcs]), ""]
+    obligations = licences.obligations(srcs)
     if obligations:
         lines += ["Obligations (also in `NOTICE.md`):", ""] + [f"- {o}" for o in obligations] + [""]
     attribution = dataset_cfg.get("attribution")
@@ -203,11 +210,8 @@ def card_data(rows: Sequence[Mapping[str, Any]], dataset_cfg: Mapping[str, Any],
     """The card's YAML header as ``DatasetCardData`` (shared with the Parquet export)."""
     from huggingface_hub import DatasetCardData
 
-    from tagtune.pipeline.hf import arrow_schema, dataset_info, features, size_category
-    from tagtune.records import licences
-
-    sources = sorted({f"extended|{s['id']}" for s in provenance.get("licences", [])
-                      if s["license"] and "musiccaps" in s["id"].lower()}) or ["original"]
+    sources = sorted({f"extended|{s.identifier}" for s in _sources(provenance)
+                      if s.licence and "musiccaps" in s.identifier.lower()}) or ["original"]
     data = DatasetCardData(
         **licences.card_licence(dataset_cfg["license"]), pretty_name=dataset_cfg["name"],
         size_categories=[size_category(len(rows))], task_categories=["text-to-audio"], language=["en"],
@@ -223,13 +227,11 @@ def write_card(out_dir: Path, rows: Sequence[Mapping[str, Any]], taxonomy: Taxon
                provenance: Mapping[str, Any], plots: Sequence[Path], splits: Mapping[str, tuple[int, int]],
                config_paths: Mapping[str, list[str]] | None = None, load_path: str | None = None) -> Path:
     """README.md: header from :func:`card_data`, body from the template (``resources/dataset_card.md``)."""
-    from tagtune.files.readers import resources_dir
-
     config_paths = config_paths or {s: [f"{s}/**/*.wav", f"{s}/**/*.flac", f"{s}/metadata.parquet"] for s in splits}
     data = card_data(rows, dataset_cfg, provenance, splits, config_paths)
     n = len(rows)
     excluded = provenance.get("excluded") or {}
-    uses_llama = any(s["license"] == "llama3.1" for s in provenance.get("licences", []))
+    uses_llama = any(s.licence and s.licence.id == "llama3.1" for s in _sources(provenance))
     body = Template((resources_dir() / "dataset_card.md").read_text(encoding="utf-8")).substitute(
         name=dataset_cfg["name"],
         summary=(f"A concept-labelled text-to-music dataset of **{n} clips**, made with tagtune: tag sets from "

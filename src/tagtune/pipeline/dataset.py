@@ -171,7 +171,7 @@ def build_dataset(tta_dir: Path, out_dir: Path, taxonomy: Taxonomy, dataset_cfg:
                       f"{licences.inherited(srcs)})")
     from omegaconf import OmegaConf
 
-    provenance = {**run, "excluded": excluded, "licences": [_source_dict(s) for s in srcs],
+    provenance = {**run, "excluded": excluded, "licences": [s.to_dict() for s in srcs],
                   "declared_license": dataset_cfg["license"], "inherited_license": licences.inherited(srcs),
                   "taxonomy": taxonomy.to_dict(), "dataset": OmegaConf.to_container(OmegaConf.create(dict(dataset_cfg)))}
     atomic_write_json(out_dir / "provenance.json", provenance)
@@ -180,11 +180,6 @@ def build_dataset(tta_dir: Path, out_dir: Path, taxonomy: Taxonomy, dataset_cfg:
     counts = {s: len(by_split.get(s, [])) for s in SPLITS if s in by_split}
     write_card(out_dir, rows, taxonomy, dataset_cfg, provenance, plots, {s: (counts[s], sizes[s]) for s in counts})
     return DatasetSummary(out_dir, len(rows), counts, plots, excluded, conflicts)
-
-
-def _source_dict(s: Any) -> dict[str, Any]:
-    return {"role": s.role, "id": s.identifier, "what": s.what, "license": s.licence.id if s.licence else None,
-            "license_name": s.licence.name if s.licence else "unknown: check it", "obligations": s.obligations}
 
 
 def _notice(srcs: list[Any]) -> str:

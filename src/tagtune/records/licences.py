@@ -38,6 +38,21 @@ class Source:
     obligations: list[str] = field(default_factory=list)
     notice: str = ""
 
+    def to_dict(self) -> dict[str, Any]:
+        """The source as ``provenance.json`` records it (read back with :meth:`from_dict`)."""
+        return {"role": self.role, "id": self.identifier, "what": self.what,
+                "license": self.licence.id if self.licence else None,
+                "license_name": self.licence.name if self.licence else UNKNOWN, "obligations": list(self.obligations)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Source:
+        ident = data.get("license")
+        return cls(str(data["role"]), str(data["id"]), str(data.get("what") or ""),
+                   declared_licence(ident) if ident else None, list(data.get("obligations") or []))
+
+
+UNKNOWN = "unknown: check it"
+
 
 @functools.lru_cache(maxsize=1)
 def _registry() -> dict[str, Any]:
@@ -52,6 +67,11 @@ def licence(licence_id: str) -> Licence | None:
     """The registry's entry for a licence id (``cc-by-4.0``...), or None."""
     entry = _registry()["licences"].get(str(licence_id).lower())
     return None if entry is None else Licence(id=str(licence_id).lower(), **entry)
+
+
+def declared_licence(licence_id: str) -> Licence:
+    """A licence id given by the user: the registry's entry, or a custom licence of that name."""
+    return licence(licence_id) or Licence(str(licence_id), str(licence_id), "", True, False, True)
 
 
 def _entry(identifier: str) -> dict[str, Any] | None:
@@ -89,7 +109,7 @@ def sources(inputs: Mapping[str, str | None], declared: Mapping[str, str] | None
             continue
         found = lookup(ident, role)
         if declared and role in declared:
-            found[0].licence = licence(declared[role]) or Licence(declared[role], declared[role], "", True, False, True)
+            found[0].licence = declared_licence(declared[role])
             found[0].what = found[0].what or "declared in dataset.input_licenses"
         out += found
     return out

@@ -1,4 +1,4 @@
-"""``tagtune dataset export D --format concepts``: concept sets for TCAV-style probing.
+"""``--format concepts``: concept sets for TCAV-style probing.
 
 For every tag (concept) with examples::
 
@@ -25,7 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tagtune.files.ids import safe_id
 from tagtune.files.resumable import atomic_write_text, dumps_line, link_or_copy
+from tagtune.pipeline.exporters.base import ExportOptions, ExportResult, ExportRow
+from tagtune.records.taxonomy import Taxonomy
 from tagtune.report import Reporter
 
 README = """# Concept sets
@@ -70,9 +73,10 @@ class _Clip:
         return self.realised is None or tag in self.realised or tag in self.unjudged
 
 
-def _clips(rows: Iterator[tuple[str, dict[str, Any], Path]]) -> list[_Clip]:
+def _clips(rows: Iterator[ExportRow]) -> list[_Clip]:
     out = []
-    for _, rec, audio in rows:
+    for row in rows:
+        rec, audio = row.record, row.audio
         verify = (rec.get("provenance") or {}).get("verify") or {}
         realised = rec.get("realised_tags")
         out.append(_Clip(str(rec["id"]), list(rec.get("tags") or []), audio,
@@ -108,15 +112,27 @@ def matched_negatives(positives: list[int], candidates: list[int], matrix: Any, 
     return picked
 
 
-def export_concepts(ds_dir: Path, out: Path, rows: Iterator[tuple[str, dict[str, Any], Path]], reporter: Reporter,
-                    min_examples: int = 1, random_sets: int = 10, random_size: int = 50, seed: int = 0) -> Any:
-    """Write the concept sets (see the module docstring); returns an ExportResult."""
+class ConceptsExporter:
+    """Per concept: positives, matched negatives, counterfactual pairs; random sets; a manifest.
+
+    ``options.params``: ``min_examples``, ``random_sets``, ``random_size``, ``seed``.
+    """
+
+    name = "concepts"
+    publishable = False
+
+    def write(self, ds_dir: Path, out: Path, rows: Iterator[ExportRow], options: ExportOptions,
+              reporter: Reporter) -> ExportResult:
+        settings = {k: int(v) for k, v in options.params.items() if k in ("min_examples", "random_sets", "random_size", "seed")}
+        return export_concepts(ds_dir, out, rows, reporter, **settings)
+
+
+def export_concepts(ds_dir: Path, out: Path, rows: Iterator[ExportRow], reporter: Reporter,
+                    min_examples: int = 1, random_sets: int = 10, random_size: int = 50, seed: int = 0) -> ExportResult:
+    """Write the concept sets (see the module docstring)."""
     import numpy as np
 
-    from tagtune.files.ids import safe_id
     from tagtune.pipeline.dataset import read_provenance
-    from tagtune.pipeline.export import ExportResult
-    from tagtune.records.taxonomy import Taxonomy
 
     clips = _clips(rows)
     taxonomy = read_provenance(ds_dir).get("taxonomy")

@@ -1,4 +1,4 @@
-"""WebDataset tar shards: ``<key>.<audio suffix>`` and ``<key>.json`` members, side by side.
+"""``--format webdataset``: tar shards of ``<key>.<audio suffix>`` and ``<key>.json`` members, side by side.
 
 Written with the standard library's ``tarfile`` (deterministic member headers), rolled to a new
 shard once ``max_bytes`` are written; read by ``webdataset.WebDataset`` and by stable-audio-tools'
@@ -11,8 +11,13 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from tagtune.files.ids import safe_id
+from tagtune.pipeline.exporters.base import ExportOptions, ExportResult, ExportRow
+from tagtune.report import Reporter
 
 
 class TarShards:
@@ -56,3 +61,27 @@ class TarShards:
     def close(self) -> list[Path]:
         self._close_current()
         return list(self._files)
+
+
+def wds_key(row_id: str) -> str:
+    """A WebDataset key (no dots: the key ends at the first dot of a member's name)."""
+    return safe_id(row_id).replace(".", "_")
+
+
+class WebDatasetExporter:
+    """``E/<split>-000000.tar`` shards (what stable-audio-tools trains from): audio plus a JSON with ``prompt``."""
+
+    name = "webdataset"
+    publishable = False
+
+    def write(self, ds_dir: Path, out: Path, rows: Iterator[ExportRow], options: ExportOptions,
+              reporter: Reporter) -> ExportResult:
+        shards: dict[str, TarShards] = {}
+        for row in rows:
+            rec = row.record
+            if row.split not in shards:
+                shards[row.split] = TarShards(out, row.split, options.shard_bytes)
+            meta = {"prompt": rec.get("caption"), "seconds_total": rec.get("duration"), **rec}
+            shards[row.split].add(wds_key(str(rec["id"])), row.audio, meta)
+        files = {s: t.close() for s, t in shards.items()}
+        return ExportResult(out, files, {s: t.rows for s, t in shards.items()})
