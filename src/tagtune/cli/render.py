@@ -119,3 +119,12 @@ def interrupted_line(task: Any = None) -> str:
     of = f" of {task.total}" if task.total else ""
     return (f"interrupted during {task.description.strip()} ({task.completed}{of} {task.unit} done): "
             "finished work is kept; run the same command again to resume")
+
+
+def number(value: Any, digits: int = 4) -> str:
+    """A metric for a table: ``-`` when absent, scientific when tiny, else ``digits`` decimals."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.2e}" if value != 0 and abs(value) < 1e-2 else f"{value:.{digits}f}"
+    return str(value)
