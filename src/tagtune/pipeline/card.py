@@ -17,66 +17,18 @@ from string import Template
 from typing import Any
 
 from tagtune.files.readers import resources_dir
-from tagtune.files.resumable import atomic_path, atomic_write_text, ensure_dir
+from tagtune.files.resumable import atomic_write_text
 from tagtune.pipeline.hf import arrow_schema, dataset_info, features, size_category
-from tagtune.records import licences
+from tagtune.records import licences, plots
 from tagtune.records.taxonomy import Taxonomy
-
-
-def _save(fig: Any, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    return path
-
-
-def _tag_frequency_plot(rows: Sequence[Mapping[str, Any]], taxonomy: Taxonomy, path: Path, top: int) -> Path:
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
-
-    common = Counter(t for r in rows for t in r["tags"] if t in taxonomy).most_common(top)
-    cats = list(taxonomy.categories)
-    fig, ax = plt.subplots(figsize=(8, max(3, 0.25 * len(common))))
-    if common:
-        labels, values = zip(*reversed(common))
-        ax.barh(labels, values, color=[f"C{cats.index(taxonomy.category_of[t]) % 10}" for t in labels])
-        ax.legend(handles=[Patch(color=f"C{i % 10}", label=c) for i, c in enumerate(cats)], loc="lower right")
-    ax.set_xlabel("items")
-    ax.set_title(f"Most frequent tags (top {top}, coloured by category)")
-    _save(fig, path)
-    plt.close(fig)
-    return path
-
-
-def _bars(ax: Any, values: list[int], title: str, color: str) -> None:
-    sizes = Counter(values)
-    xs = list(range(max(sizes) + 1)) if sizes else [0]
-    ax.bar(xs, [sizes.get(x, 0) for x in xs], color=color)
-    ax.set_title(title)
-    ax.set_xlabel("tags per item")
 
 
 def write_plots(rows: Sequence[Mapping[str, Any]], taxonomy: Taxonomy, out_dir: Path, top: int = 30) -> list[Path]:
     """tag_frequency.png, category_sizes.png and set_size.png under ``out_dir``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ensure_dir(out_dir)
-    paths = [_tag_frequency_plot(rows, taxonomy, out_dir / "tag_frequency.png", top)]
-    cats = list(taxonomy.categories)
-    fig, axes = plt.subplots(1, len(cats), figsize=(3 * len(cats), 2.8), squeeze=False)
-    for i, (ax, cat) in enumerate(zip(axes[0], cats)):
-        _bars(ax, [len(r.get(cat) or []) for r in rows], cat, f"C{i % 10}")
-    axes[0][0].set_ylabel("items")
-    paths.append(_save(fig, out_dir / "category_sizes.png"))
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(5, 3))
-    _bars(ax, [len(r["tags"]) for r in rows], "Tag-set size", "C2")
-    ax.set_ylabel("items")
-    paths.append(_save(fig, out_dir / "set_size.png"))
-    plt.close(fig)
-    return paths
+    sets = {"dataset": plots.multi_hot(rows, taxonomy)}
+    return [plots.tag_frequency_plot(out_dir / "tag_frequency.png", sets, taxonomy, top),
+            plots.category_sizes_plot(out_dir / "category_sizes.png", sets, taxonomy),
+            plots.set_size_plot(out_dir / "set_size.png", sets)]
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

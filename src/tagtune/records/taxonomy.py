@@ -294,3 +294,12 @@ class Taxonomy:
     def __repr__(self) -> str:
         sizes = ", ".join(f"{c}={len(t)}" for c, t in self.categories.items())
         return f"Taxonomy({sizes})"
+
+
+def cooccurrence(matrix: Any) -> np.ndarray:
+    """``C[i, j]``: the share of sets (rows of a multi-hot matrix) holding both tag i and tag j
+    (the diagonal: each tag's own frequency)."""
+    import numpy as np
+
+    m = np.asarray(matrix, dtype=np.float64)
+    return (m.T @ m) / max(len(m), 1)
