@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
+from tagtune.cli.render import reporter
+
 if TYPE_CHECKING:
     from tagtune.config.commands import Command
 
@@ -127,20 +129,23 @@ def compose_or_show(
 
     flags = flags or {}
     updates = {key: (str(v) if isinstance(v, Path) else v) for key, (_, v) in flags.items() if v is not None}
+    notes: list[str] = []
     try:
         if isinstance(command, str):
             cfg = compose(command, overrides=overrides or [], preset=preset, config_dirs=config_dirs or [],
-                          updates=updates, recorded=recorded)
+                          updates=updates, recorded=recorded, notes=notes)
         else:
             cfg = compose_command(command, commands or [command], overrides or [], preset, config_dirs or [], updates,
-                                  recorded)
+                                  recorded, notes=notes)
     except ConfigError as exc:
         if exc.key in flags and flags[exc.key][1] is not None:
             raise ConfigError(f"{exc.message} (set by {flags[exc.key][0]})", hint=exc.hint, key=exc.key) from exc
         raise
     if show_config:
-        sys.stdout.write(to_yaml(cfg))
+        sys.stdout.write("".join(f"# note: {n}\n" for n in dict.fromkeys(notes)) + to_yaml(cfg))
         raise typer.Exit(0)
+    for note in dict.fromkeys(notes):
+        reporter().note(note)
     return cfg
 
 

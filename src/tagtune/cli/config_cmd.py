@@ -95,7 +95,9 @@ def show_cmd(
             raise ConfigError(f"'{name}' is not a main config: overrides and --preset apply to main configs only")
         sys.stdout.write(find_yaml(name, dirs).read_text(encoding="utf-8"))
         return
-    sys.stdout.write(to_yaml(compose(name, overrides or [], preset=preset, config_dirs=dirs)))
+    notes: list[str] = []
+    cfg = compose(name, overrides or [], preset=preset, config_dirs=dirs, notes=notes)
+    sys.stdout.write("".join(f"# note: {n}\n" for n in dict.fromkeys(notes)) + to_yaml(cfg))
 
 
 @app.command(

@@ -44,16 +44,18 @@ def compose_command(
     config_dirs: Sequence[Path] = (),
     updates: Mapping[str, Any] | None = None,
     recorded: Mapping[str, Any] | None = None,
+    strict: bool = True,
+    notes: list[str] | None = None,
 ) -> Any:
     """The typed config of ``command``: its main config composed with the preset, overrides and flags.
 
     Args:
         command: The command to compose for.
         commands: Every command of its stage (the siblings whose keys a preset may set).
-        overrides, preset, config_dirs, updates, recorded: As :func:`tagtune.config.compose.compose`.
+        overrides, preset, config_dirs, updates, recorded, strict, notes: As :func:`tagtune.config.compose.compose`.
 
     Raises:
         ConfigError: One line naming the key at fault (an unread key the user set included).
     """
     return compose(command.main, overrides, preset, config_dirs, updates, recorded, schema=command.schema,
-                   command=command.name, siblings=siblings_of(command, commands))
+                   command=command.name, siblings=siblings_of(command, commands), strict=strict, notes=notes)

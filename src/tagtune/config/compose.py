@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tagtune.config import aliases
 from tagtune.config.tree import STAGES, config_dir, groups, main_configs, stage_of
 from tagtune.config.yamlcheck import check_user_dirs, check_user_yaml
 from tagtune.errors import ConfigError
@@ -222,6 +223,8 @@ def compose(
     schema: type | None = None,
     command: str | None = None,
     siblings: Sequence[tuple[str, type]] = (),
+    strict: bool = True,
+    notes: list[str] | None = None,
 ) -> Any:
     """Compose a main config with a preset, Hydra overrides and explicit updates, then validate it.
 
@@ -242,6 +245,9 @@ def compose(
         command: The command's name for messages (``caption infer``).
         siblings: ``(command, class)`` of the other commands sharing the main config or its
             stage's presets: keys only they read are checked and dropped, not refused.
+        strict: Refuse a key the overrides set that the command does not read (False: the
+            pipeline, whose stage overrides serve several commands, checks that itself).
+        notes: Receives one line per alias name that was rewritten (``inference.num_samples``).
 
     Raises:
         ConfigError: For any composition or validation problem, in one line (``key`` set when a
@@ -251,6 +257,8 @@ def compose(
     dirs = [Path(d).expanduser() for d in config_dirs]
     check_user_dirs(dirs)
     primary, name, dirs = _primary(config_name, dirs)
+    notes = notes if notes is not None else []
+    overrides = aliases.rewrite(stage_of(name), overrides, notes)
     with tempfile.TemporaryDirectory(prefix="tagtune-cfg-") as tmpdir:
         head: list[str] = []
         if recorded:
@@ -266,6 +274,7 @@ def compose(
             head.append(preset_override)
         cfg = _hydra_compose(primary, name, [*head, *overrides], overrides, dirs, schema, siblings)
     data = _finish(cfg, name, updates or {})
+    aliases.move(stage_of(name), data, notes)
     if schema is None:
         from omegaconf import OmegaConf
 
@@ -274,8 +283,8 @@ def compose(
         return OmegaConf.create(validate(name, data, first=list(updates or {})))
     from tagtune.config.typed import build
 
-    user_keys = [override_key(o) for o in overrides] + list(updates or {})
-    return build(schema, data, command=command, siblings=siblings, user_keys=user_keys)
+    user_keys = ([override_key(o) for o in overrides] if strict else []) + list(updates or {})
+    return build(schema, data, command=command, siblings=siblings, user_keys=user_keys, first=list(updates or {}))
 
 
 def override_key(override: str) -> str:

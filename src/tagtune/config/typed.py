@@ -316,8 +316,27 @@ def unknown_key(key: str, ctx: _Context | None = None, known: Sequence[str] = ()
     return ConfigError(f"unknown config key '{key}': nothing reads it", key=key, hint=hint)
 
 
+def _annotation_at(cls: type, key: str) -> Any:
+    """The annotation of a dotted key of a config class (None: not declared there)."""
+    here: Any = cls
+    tp: Any = None
+    for part in key.split("."):
+        if not is_dataclass(here) or not any(f.name == part for f in _declared(here)):
+            return None
+        tp = hints(here)[part]
+        here, _, _ = _split(tp)
+    return tp
+
+
+def _dig(data: Any, key: str) -> Any:
+    for part in key.split("."):
+        data = data.get(part) if isinstance(data, Mapping) else None
+    return data
+
+
 def build(cls: type, data: Mapping[str, Any], *, command: str | None = None,
-          siblings: Sequence[tuple[str, type]] = (), user_keys: Iterable[str] = ()) -> Any:
+          siblings: Sequence[tuple[str, type]] = (), user_keys: Iterable[str] = (),
+          first: Sequence[str] = ()) -> Any:
     """A checked instance of the config class ``cls`` from plain containers.
 
     Args:
@@ -328,12 +347,18 @@ def build(cls: type, data: Mapping[str, Any], *, command: str | None = None,
             sets keys for several commands); keys only they read are checked, then dropped.
         user_keys: Dotted keys the user set (overrides, flags): one this command does not read is
             refused in one line instead of silently ignored.
+        first: Keys to check before the others (the ones set by flags: an error names them rather
+            than a key that copies them, such as ``data.split_seed: ${seed}``).
 
     Raises:
         ConfigError: The first problem, naming its dotted key.
     """
     own = [(command or "", cls)]
     ctx = _Context(command, [*own, *siblings], frozenset(user_keys))
+    for key in first:
+        tp = _annotation_at(cls, key)
+        if tp is not None and not is_dataclass(_split(tp)[0]):
+            convert(tp, _dig(data, key), key)
     return _build(cls, data, "", ctx)
 
 
