@@ -16,6 +16,7 @@ help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 $(BIN)/tagtune: pyproject.toml
+	bash scripts/install-ffmpeg.sh   # FFmpeg's libraries where we may (root with apt); otherwise one line says what to run
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH) -e ".[$(EXTRAS)]"

@@ -21,6 +21,23 @@ def run(tmp_path_factory) -> Path:
     return out
 
 
+def _decodes_audio() -> bool:
+    """torchcodec (datasets >= 4 encodes and decodes Audio through it) loads only with FFmpeg's libraries."""
+    from tagtune.pipeline.hf import ffmpeg_available
+
+    if not ffmpeg_available():
+        return False
+    try:
+        import torchcodec.decoders  # noqa: F401
+    except Exception:  # noqa: BLE001 -- an ImportError or a RuntimeError from a missing shared library
+        return False
+    return True
+
+
+NO_FFMPEG = "FFmpeg's shared libraries are missing, so torchcodec cannot load (bash scripts/install-ffmpeg.sh installs them)"
+
+
+@pytest.mark.skipif(not _decodes_audio(), reason=NO_FFMPEG)
 def test_load_dataset_gives_the_three_splits_without_overlap(run):
     datasets = pytest.importorskip("datasets")
     from datasets import Audio
@@ -29,6 +46,39 @@ def test_load_dataset_gives_the_three_splits_without_overlap(run):
     assert set(ds) == set(SPLITS)
     ids = [i for s in SPLITS for i in ds[s].cast_column("audio", Audio(decode=False))["id"]]
     assert len(ids) == 12 == len(set(ids))  # every row written, none in two splits
+
+
+def test_the_card_says_how_to_load_the_folder_without_ffmpeg_and_that_code_runs(run, monkeypatch):
+    """The card's no-FFmpeg snippet, run as written from the folder that holds the dataset, gives every
+    split's rows and decodes a clip with soundfile (no torchcodec involved); the card names no path of
+    this machine."""
+    card = (run / "dataset" / "README.md").read_text(encoding="utf-8")
+    assert str(run) not in card
+    section = card.split("Without FFmpeg", 1)[1]
+    code = section.split("```python", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(run)
+    scope: dict = {}
+    exec(code, scope)  # noqa: S102 -- the card's own example
+    assert set(scope["ds"]) == set(SPLITS) and sum(len(scope["ds"][s]) for s in SPLITS) == 12
+    assert scope["rate"] > 0 and len(scope["audio"]) > 0
+
+
+@pytest.mark.parametrize("present", [True, False])
+def test_the_load_line_works_with_and_without_ffmpeg(run, monkeypatch, present):
+    """`pipeline run` prints how to load the folder here: load_dataset with FFmpeg, the Parquet metadata
+    without it (and that line, evaluated, loads)."""
+    import datasets
+
+    from tagtune.pipeline import dataset, hf
+
+    monkeypatch.setattr(hf, "ffmpeg_available", lambda: present)
+    lines = dataset.load_lines(run / "dataset")
+    if present:
+        assert lines == [f"datasets.load_dataset('{run / 'dataset'}')"]
+        return
+    assert lines[0].startswith("datasets.load_dataset('parquet'") and "FFmpeg" in lines[1]
+    ds = eval(lines[0], {"datasets": datasets})  # noqa: S307 -- the printed line itself
+    assert sum(len(ds[s]) for s in SPLITS) == 12 and "file_name" in ds["train"].column_names
 
 
 def test_every_row_says_how_it_was_made(run):

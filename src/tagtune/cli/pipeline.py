@@ -89,6 +89,7 @@ def run_cmd(
 
         sys.stdout.write(OmegaConf.to_yaml(cfg))
         raise typer.Exit(0)
+    from tagtune.pipeline.dataset import load_lines
     from tagtune.pipeline.run import run_pipeline
 
     result = run_pipeline(cfg, force=list(force or []), reporter=reporter())
@@ -98,5 +99,6 @@ def run_cmd(
         console.print(f"Dataset: {ds}  ({result.dataset.items} items: "
                       + ", ".join(f"{k} {v}" for k, v in result.dataset.splits.items()) + ")")
         console.print(f"  card:   {ds / 'README.md'}")
-        console.print(f"  load:   datasets.load_dataset('{ds}')")
+        for i, line in enumerate(load_lines(ds)):
+            console.print(f"  {'load:' if i == 0 else '':<7} {line}", soft_wrap=True)
         console.print(f"  export: tagtune dataset export {result.output_dir} --format parquet")

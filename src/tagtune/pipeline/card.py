@@ -18,7 +18,7 @@ from typing import Any
 
 from tagtune.files.readers import resources_dir
 from tagtune.files.resumable import atomic_write_text
-from tagtune.pipeline.hf import arrow_schema, dataset_info, features, size_category
+from tagtune.pipeline.hf import arrow_schema, dataset_info, features, size_category, without_ffmpeg
 from tagtune.records import licences, plots
 from tagtune.records.taxonomy import Taxonomy
 
@@ -146,7 +146,7 @@ def _licences(dataset_cfg: Mapping[str, Any], provenance: Mapping[str, Any]) -> 
     srcs = _sources(provenance)
     lines = [f"Declared licence of this dataset: **{dataset_cfg['license']}**. The inputs below require at least "
              f"**{provenance.get('inherited_license')}**.", "",
-             _table(["input", "what", "licence"], [[f"{s.role}: `{s.identifier}`", s.what or "-",
+             _table(["input", "what", "licence"], [[f"{s.role}: `{s.display}`", s.what or "-",
                                                     s.licence.name if s.licence else licences.UNKNOWN] for s in srcs]), ""]
     obligations = licences.obligations(srcs)
     if obligations:
@@ -162,7 +162,7 @@ def card_data(rows: Sequence[Mapping[str, Any]], dataset_cfg: Mapping[str, Any],
     """The card's YAML header as ``DatasetCardData`` (shared with the Parquet export)."""
     from huggingface_hub import DatasetCardData
 
-    sources = sorted({f"extended|{s.identifier}" for s in _sources(provenance)
+    sources = sorted({f"extended|{s.display}" for s in _sources(provenance)
                       if s.licence and "musiccaps" in s.identifier.lower()}) or ["original"]
     data = DatasetCardData(
         **licences.card_licence(dataset_cfg["license"]), pretty_name=dataset_cfg["name"],
@@ -177,8 +177,15 @@ def card_data(rows: Sequence[Mapping[str, Any]], dataset_cfg: Mapping[str, Any],
 
 def write_card(out_dir: Path, rows: Sequence[Mapping[str, Any]], taxonomy: Taxonomy, dataset_cfg: Mapping[str, Any],
                provenance: Mapping[str, Any], plots: Sequence[Path], splits: Mapping[str, tuple[int, int]],
-               config_paths: Mapping[str, list[str]] | None = None, load_path: str | None = None) -> Path:
-    """README.md: header from :func:`card_data`, body from the template (``resources/dataset_card.md``)."""
+               config_paths: Mapping[str, list[str]] | None = None, load_path: str | None = None,
+               embedded: bool = False) -> Path:
+    """README.md: header from :func:`card_data`, body from the template (``resources/dataset_card.md``).
+
+    Args:
+        load_path: What ``load_dataset`` is given in the card (a Hub repo id); None: the folder,
+            relative to the one that holds it (a card never names a path of this machine).
+        embedded: The audio is embedded in Parquet rows (an export), not files beside the metadata.
+    """
     config_paths = config_paths or {s: [f"{s}/**/*.wav", f"{s}/**/*.flac", f"{s}/metadata.parquet"] for s in splits}
     data = card_data(rows, dataset_cfg, provenance, splits, config_paths)
     n = len(rows)
@@ -190,7 +197,9 @@ def write_card(out_dir: Path, rows: Sequence[Mapping[str, Any]], taxonomy: Taxon
                  f"a {len(taxonomy.categories)}-category taxonomy ({len(taxonomy)} tags), a caption for each tag set, "
                  "audio rendered from each caption. Every row records how it was made (`provenance`)."),
         built_with="**Built with Llama.**" if uses_llama else "",
-        load_path=load_path or str(out_dir), split_list=", ".join(splits),
+        load_path=load_path or f"./{out_dir.name}", split_list=", ".join(splits),
+        load_where="" if load_path else f"   # run from the folder that holds {out_dir.name}/",
+        without_ffmpeg=without_ffmpeg(load_path or f"./{out_dir.name}", list(splits), embedded),
         files=_files(splits, plots, config_paths),
         splits=_table(["split", "clips", "share"], [[s, c, f"{c / n:.1%}"] for s, (c, _) in splits.items()]),
         split_seed=dataset_cfg["split_seed"],

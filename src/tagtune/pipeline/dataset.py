@@ -209,3 +209,16 @@ def read_provenance(dataset_dir: Path) -> dict[str, Any]:
         return json.loads((Path(dataset_dir) / "provenance.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
+
+
+def load_lines(dataset_dir: Path) -> list[str]:
+    """How to load the folder from Python here: ``load_dataset`` where FFmpeg's libraries are present
+    (datasets decodes the audio through torchcodec), else the metadata through Parquet plus soundfile."""
+    from tagtune.pipeline.hf import ffmpeg_available
+
+    if ffmpeg_available():
+        return [f"datasets.load_dataset('{dataset_dir}')"]
+    files = ", ".join(f"'{s}': '{dataset_dir / s / METADATA}'" for s in SPLITS if (Path(dataset_dir) / s / METADATA).is_file())
+    return [f"datasets.load_dataset('parquet', data_files={{{files}}})",
+            f"(no FFmpeg here, so no audio decoding in datasets: open each row's {dataset_dir}/<split>/<file_name> "
+            "with soundfile, or install FFmpeg: bash scripts/install-ffmpeg.sh / apt install ffmpeg)"]

@@ -88,7 +88,7 @@ def export_dataset(path: Path, fmt: str = "parquet", out_dir: Path | None = None
         from tagtune.pipeline.exclude import load_excluder
 
         ex = load_excluder(exclude)
-    options = ExportOptions(shard_bytes, {**(params or {}), "card_load_path": push or str(out), "excluder": ex})
+    options = ExportOptions(shard_bytes, {**(params or {}), "card_load_path": push, "excluder": ex})
     result = exporter.write(ds_dir, out, iter_dataset(ds_dir, ex), options, reporter)
     result.excluded = ex.total_dropped if ex else 0
     if push:
@@ -97,11 +97,19 @@ def export_dataset(path: Path, fmt: str = "parquet", out_dir: Path | None = None
 
 
 def check_licence(ds_dir: Path, licence_checked: bool) -> None:
-    """Refuse to publish a dataset whose declared licence is less restrictive than an input's."""
+    """Refuse to publish a dataset whose declared licence is less restrictive than an input's, or one
+    with an input whose licence nobody knows (unless the user says they checked)."""
+    if licence_checked:
+        return
     prov = read_provenance(ds_dir)
     srcs = [licences.Source.from_dict(s) for s in prov.get("licences", [])]
+    unknown = licences.unknown(srcs)
+    if unknown:
+        raise ConfigError(f"the licence of an input is unknown ({unknown[0]}"
+                          + (f", and {len(unknown) - 1} more" if len(unknown) > 1 else "") + ")",
+                          hint="check it and declare it in dataset.input_licenses, or pass --licence-checked if you have checked it")
     conflicts = licences.conflicts(str(prov.get("declared_license", "other")), srcs)
-    if conflicts and not licence_checked:
+    if conflicts:
         raise ConfigError(
             f"the declared licence {prov.get('declared_license')} is less restrictive than an input's: {conflicts[0]}"
             + (f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""),

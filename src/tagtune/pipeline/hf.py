@@ -88,3 +88,25 @@ def dataset_info(card_data: Any, feats: Any, splits: Mapping[str, tuple[int, int
         dataset_size=sum(nbytes for _, nbytes in splits.values()),
     )
     datasets.info.DatasetInfosDict({"default": info}).to_dataset_card_data(card_data)
+
+
+def ffmpeg_available() -> bool:
+    """Whether FFmpeg's shared libraries can be found (torchcodec, and so ``datasets`` >= 4, decodes audio with them)."""
+    import ctypes.util
+
+    return ctypes.util.find_library("avutil") is not None
+
+
+def without_ffmpeg(load_path: str, splits: Sequence[str], embedded: bool) -> str:
+    """How to read the dataset where torchcodec cannot load (no FFmpeg): the card's words and code."""
+    if embedded:  # a Parquet export: the audio bytes are in the rows
+        return ("Without FFmpeg's libraries (torchcodec cannot load), read the bytes yourself:\n\n```python\n"
+                "import io, soundfile\nfrom datasets import Audio, load_dataset\n\n"
+                f'ds = load_dataset("{load_path}").cast_column("audio", Audio(decode=False))\n'
+                'audio, rate = soundfile.read(io.BytesIO(ds["train"][0]["audio"]["bytes"]))\n```')
+    files = ", ".join(f'"{s}": "{load_path}/{s}/metadata.parquet"' for s in splits)
+    first = splits[0] if splits else "train"
+    return ("Without FFmpeg's libraries (torchcodec cannot load), load the metadata and open each clip with "
+            "soundfile:\n\n```python\nimport soundfile\nfrom datasets import load_dataset\n\n"
+            f"ds = load_dataset(\"parquet\", data_files={{{files}}})\n"
+            f'row = ds["{first}"][0]\naudio, rate = soundfile.read(f"{load_path}/{first}/{{row[\'file_name\']}}")\n```')

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 
@@ -38,6 +39,16 @@ class Source:
     obligations: list[str] = field(default_factory=list)
     notice: str = ""
 
+    @property
+    def display(self) -> str:
+        """The identifier as a card shows it: a Hub id or name as given, a local path by its last part
+        (a published card never names a path of the machine it was made on)."""
+        text = self.identifier
+        if text.startswith(("/", "~", "./", "../")) or "\\" in text or ":\\" in text:
+            name, _ = identity(text)
+            return name if name != text else PurePosixPath(text.replace("\\", "/").rstrip("/")).name
+        return text
+
     def to_dict(self) -> dict[str, Any]:
         """The source as ``provenance.json`` records it (read back with :meth:`from_dict`)."""
         return {"role": self.role, "id": self.identifier, "what": self.what,
@@ -51,7 +62,7 @@ class Source:
                    declared_licence(ident) if ident else None, list(data.get("obligations") or []))
 
 
-UNKNOWN = "unknown: check it"
+UNKNOWN = "unknown: check before publishing"
 
 
 @functools.lru_cache(maxsize=1)
@@ -83,10 +94,69 @@ def _entry(identifier: str) -> dict[str, Any] | None:
     return None
 
 
+_HUB_CACHE = re.compile(r"(?:^|/)(models|datasets)--([^/]+?)--([^/]+)(?:/|$)")
+
+
+def identity(identifier: str) -> tuple[str, str | None]:
+    """What a model or data path *is*: ``(Hub id or the identifier, licence id its own card declares)``.
+
+    A licence follows the model, not the path it was loaded from: a Hugging Face cache path
+    (``.../models--facebook--musicgen-small/snapshots/<rev>``) names its repo; a local copy is known
+    by the ``license:`` of its model card (``README.md``) and the Hub id its ``config.json`` records
+    (``_name_or_path``), so a renamed copy keeps its licence.
+    """
+    text = str(identifier).strip()
+    found = _HUB_CACHE.search(text.replace("\\", "/"))
+    name = f"{found.group(2)}/{found.group(3)}" if found else text
+    folder = Path(text).expanduser()
+    card_licence = None
+    if folder.is_dir():
+        card_licence = _card_licence(folder / "README.md")
+        recorded = _recorded_name(folder / "config.json")
+        if not found and recorded:
+            name = recorded
+    return name, card_licence
+
+
+def _card_licence(readme: Path) -> str | None:
+    """The ``license:`` of a model card's YAML header, if any."""
+    try:
+        text = readme.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not text.startswith("---"):
+        return None
+    import yaml
+
+    try:
+        header = yaml.safe_load(text.split("---", 2)[1])
+    except yaml.YAMLError:
+        return None
+    value = header.get("license") if isinstance(header, dict) else None
+    return str(value).lower() if isinstance(value, str) and value.strip() and value != "other" else None
+
+
+def _recorded_name(config: Path) -> str | None:
+    """A Hub id a saved ``config.json`` records as its origin (``_name_or_path``), if it looks like one."""
+    import json
+
+    try:
+        value = json.loads(config.read_text(encoding="utf-8")).get("_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if isinstance(value, str) and re.fullmatch(r"[\w.-]+/[\w.-]+", value) and not Path(value).exists():
+        return value
+    return None
+
+
 def lookup(identifier: str, role: str) -> list[Source]:
-    """The sources behind one input (itself, then what it derives from); unknown inputs give a
-    source without a licence, so the card says to check it."""
-    entry = _entry(identifier)
+    """The sources behind one input (itself, then what it derives from), known by what the input is
+    (:func:`identity`), not the path it was loaded from; unknown inputs give a source without a
+    licence, so the card says to check it and ``--push`` refuses until you do."""
+    name, card_licence = identity(identifier)
+    entry = _entry(name)
+    if entry is None and card_licence:
+        return [Source(role, str(identifier), "licence from its model card", declared_licence(card_licence))]
     if entry is None:
         return [Source(role, str(identifier), "", None)]
     out = [Source(role, str(identifier), entry["what"], licence(entry["licence"]), list(entry.get("obligations", [])),
@@ -140,7 +210,7 @@ def conflicts(declared: str, srcs: Iterable[Source]) -> list[str]:
 
 def unknown(srcs: Iterable[Source]) -> list[str]:
     """Inputs the registry does not know (their licence must be checked by hand)."""
-    return [f"{s.role}: {s.identifier}" for s in srcs if s.licence is None]
+    return [f"{s.role}: {s.display}" for s in srcs if s.licence is None]
 
 
 def obligations(srcs: Iterable[Source]) -> list[str]:
