@@ -115,7 +115,7 @@ class ParquetExporter:
         result = ExportResult(out, files, {s: w.rows for s, w in writers.items()})
         excluder = options.params.get("excluder")  # the leakage guard's counts are final once the rows are read
         _export_card(ds_dir, out, records, files, {s: (w.rows, w.bytes) for s, w in writers.items()},
-                     str(options.params.get("card_load_path") or out), excluder.summary() if excluder else None)
+                     options.params.get("card_load_path"), excluder.summary() if excluder else None)
         return result
 
 
@@ -128,7 +128,7 @@ def _row_schema(ds_dir: Path, split: str) -> Any:
 
 
 def _export_card(ds_dir: Path, out: Path, records: list[dict[str, Any]], files: dict[str, list[Path]],
-                 split_bytes: dict[str, tuple[int, int]], load_path: str, excluded: dict[str, Any] | None) -> None:
+                 split_bytes: dict[str, tuple[int, int]], load_path: str | None, excluded: dict[str, Any] | None) -> None:
     """The card of an export folder, from exactly the rows written there (the dataset's card with its
     files section and configs rewritten), with the plots, notices and provenance it refers to."""
     from tagtune.pipeline.card import write_card, write_plots
@@ -147,4 +147,4 @@ def _export_card(ds_dir: Path, out: Path, records: list[dict[str, Any]], files: 
         return
     plots = write_plots(records, taxonomy, out / "plots")
     config_paths = {s: [f"data/{s}-*.parquet"] for s in files}
-    write_card(out, records, taxonomy, dataset_cfg, prov, plots, split_bytes, config_paths, load_path)
+    write_card(out, records, taxonomy, dataset_cfg, prov, plots, split_bytes, config_paths, load_path, embedded=True)
