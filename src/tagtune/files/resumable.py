@@ -23,7 +23,7 @@ from typing import Any
 from tagtune.errors import InputError, OutputError
 
 
-def _output_error(path: Path, exc: OSError) -> OutputError:
+def output_error(path: Path, exc: OSError) -> OutputError:
     if exc.errno == errno.ENOSPC:
         return OutputError(f"{path}: no space left on device", hint="free some disk space and run again; finished work is kept")
     if isinstance(exc, PermissionError) or exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
@@ -54,7 +54,7 @@ def locked(path: Path, hint: str) -> Iterator[None]:
     try:
         fh = open(path, "ab")
     except OSError as exc:
-        raise _output_error(Path(path), exc) from exc
+        raise output_error(Path(path), exc) from exc
     with fh:
         lock_handle(fh, Path(path), hint)
         yield
@@ -75,7 +75,7 @@ def ensure_dir(path: Path) -> Path:
     except FileExistsError as exc:
         raise OutputError(f"{path} exists and is not a directory") from exc
     except OSError as exc:
-        raise _output_error(path, exc) from exc
+        raise output_error(path, exc) from exc
     if not os.access(path, os.W_OK):
         raise OutputError(f"{path}: directory is not writable", hint="choose another output directory with -o")
     return path
@@ -94,7 +94,7 @@ def atomic_path(path: Path, suffix: str | None = None) -> Iterator[Path]:
             prefix=f".{path.name}.", suffix=(suffix if suffix is not None else path.suffix) + ".tmp", dir=path.parent
         )
     except OSError as exc:
-        raise _output_error(path, exc) from exc
+        raise output_error(path, exc) from exc
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -104,7 +104,7 @@ def atomic_path(path: Path, suffix: str | None = None) -> Iterator[Path]:
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise _output_error(path, exc) from exc
+        raise output_error(path, exc) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -252,14 +252,14 @@ class JsonlAppender:
             try:
                 self.path.unlink()
             except OSError as exc:
-                raise _output_error(self.path, exc) from exc
+                raise output_error(self.path, exc) from exc
         if self.path.exists():
             self.repaired_bytes = repair_tail(self.path)
             self._read_done(done_when)
         try:
             self._fh = open(self.path, "ab", buffering=0)  # unbuffered: append() owns every byte written
         except OSError as exc:
-            raise _output_error(self.path, exc) from exc
+            raise output_error(self.path, exc) from exc
         self._lock()
 
     def _read_done(self, done_when: Callable[[dict[str, Any]], bool] | None) -> None:
@@ -308,7 +308,7 @@ class JsonlAppender:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, start)
-            raise _output_error(self.path, exc) from exc
+            raise output_error(self.path, exc) from exc
         for r in records:
             self.done.add(str(r[self.key]))
         return len(records)

@@ -11,13 +11,16 @@ leakage guard.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from tagtune.errors import ConfigError, DependencyError, InputError, TagtuneError
+from tagtune.errors import ConfigError, DependencyError, InputError, OutputError, TagtuneError
 from tagtune.files.readers import iter_records
-from tagtune.files.runs import claim_dir
+from tagtune.files.resumable import output_error
+from tagtune.files.runs import MARKER, claim_dir
 from tagtune.pipeline.dataset import METADATA, SPLITS, read_provenance
 from tagtune.pipeline.exporters.base import (
     EXPORTERS,
@@ -31,6 +34,7 @@ from tagtune.records import licences
 from tagtune.report import SILENT, Reporter
 
 SHARD_BYTES = 500 << 20
+MIN_SHARD_BYTES = 1 << 20  # smaller shards make one file per clip: never what a trainer or the Hub wants
 
 
 def find_dataset_dir(path: Path) -> Path:
@@ -43,20 +47,74 @@ def find_dataset_dir(path: Path) -> Path:
                      hint="run `tagtune pipeline run` first, or point at its output folder")
 
 
-def iter_dataset(ds_dir: Path, exclude: Any = None) -> Iterator[ExportRow]:
-    """Every row of a dataset folder with its audio file, checked; excluded rows skipped."""
+def _rows(ds_dir: Path) -> Iterator[tuple[str, Path, int, dict[str, Any], Path]]:
+    """``(split, metadata file, line, row, audio file)`` of every row; a missing clip is an InputError."""
+    root = ds_dir.resolve()
     for split in SPLITS:
         meta = ds_dir / split / METADATA
         if not meta.is_file():
             continue
         for line, rec in iter_records(meta):
             name = rec.get("file_name")
-            audio = (ds_dir / split / str(name)).resolve() if isinstance(name, str) else None
-            if audio is None or not audio.is_relative_to(ds_dir.resolve()) or not audio.is_file():
+            audio = Path(os.path.abspath(ds_dir / split / str(name))) if isinstance(name, str) else None
+            if audio is None or not audio.is_relative_to(root) or not audio.is_file():  # links may point anywhere
                 raise InputError(f"audio file {name} is missing", meta, line, "file_name")
-            if exclude is not None and not exclude.keep(rec.get("tags") or [], rec.get("caption")):
-                continue
-            yield ExportRow(split, rec, audio)
+            yield split, meta, line, rec, audio
+
+
+def check_dataset(ds_dir: Path) -> int:
+    """Check a dataset folder before anything of it is published; returns its row count.
+
+    Ids are unique across splits, and each clip is readable and as long as its row says (within
+    one sample frame): a row copied into another split, or a clip truncated since the build,
+    stops the export in one line before a file is written.
+
+    Raises:
+        InputError: ``file:line: field`` of the first row that fails a check.
+    """
+    seen: dict[str, str] = {}
+    for split, meta, line, rec, audio in _rows(ds_dir):
+        rid = str(rec.get("id"))
+        if rid in seen:
+            raise InputError(f"id '{rid}' is in both {seen[rid]} and {split}: a row may be in one split only",
+                             meta, line, "id", hint="rebuild the dataset folder with `tagtune pipeline run`")
+        seen[rid] = split
+        _check_clip(audio, rec, meta, line)
+    return len(seen)
+
+
+def iter_dataset(ds_dir: Path, exclude: Any = None) -> Iterator[ExportRow]:
+    """Every row of a dataset folder with its audio file; rows the leakage guard excludes are skipped."""
+    for split, _, _, rec, audio in _rows(ds_dir):
+        if exclude is not None and not exclude.keep(rec.get("tags") or [], rec.get("caption")):
+            continue
+        yield ExportRow(split, rec, audio)
+
+
+def _check_clip(audio: Path, rec: dict[str, Any], meta: Path, line: int) -> None:
+    """The clip opens and holds the duration its row states (one sample frame of slack)."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(audio))
+    except (RuntimeError, sf.LibsndfileError) as exc:
+        raise InputError(f"audio file {audio.name} is not readable audio ({' '.join(str(exc).split())[:120]})",
+                         meta, line, "file_name") from exc
+    stated = rec.get("duration")
+    if isinstance(stated, (int, float)) and abs(info.frames - stated * info.samplerate) > 1:
+        raise InputError(f"audio file {audio.name} holds {info.frames / info.samplerate:.3f} s but its row says "
+                         f"{float(stated):.3f} s", meta, line, "duration",
+                         hint="the clip was changed after the dataset was built: rebuild it with `tagtune pipeline run`")
+
+
+def _first_or_fail(rows: Iterator[ExportRow], excluded: Any) -> Iterator[ExportRow]:
+    """The rows, refusing in one line before anything is written when there are none to export."""
+    first = next(rows, None)
+    if first is None:
+        why = f": the leakage guard left out all {excluded.total_dropped} rows" if excluded is not None else ""
+        raise InputError(f"no rows to export{why}", hint="check the --exclude files: nothing would be published")
+    yield first
+    yield from rows
 
 
 def export_dataset(path: Path, fmt: str = "parquet", out_dir: Path | None = None, exclude: list[str] | None = None,
@@ -74,6 +132,9 @@ def export_dataset(path: Path, fmt: str = "parquet", out_dir: Path | None = None
             ``licence_checked``).
     """
     exporter: Exporter = load(EXPORTERS, fmt)()
+    if shard_bytes < MIN_SHARD_BYTES:
+        raise ConfigError(f"--shard-mb must be at least {MIN_SHARD_BYTES >> 20} (got {shard_bytes / (1 << 20):g})",
+                          hint="shards of a few hundred MB suit the Hub and trainers (default 500)")
     if push and not exporter.publishable:
         raise ConfigError(f"--push uploads a publishable export; {fmt} is not one", hint="use --format parquet with --push")
     ds_dir = find_dataset_dir(path)
@@ -82,6 +143,8 @@ def export_dataset(path: Path, fmt: str = "parquet", out_dir: Path | None = None
     out = Path(out_dir) if out_dir else ds_dir.parent / f"export-{exporter.name}"
     if out.resolve().is_relative_to(ds_dir.resolve()):
         raise ConfigError(f"export folder {out} is inside the dataset folder", hint="export next to it, e.g. -o export")
+    _check_one_format(out, exporter.name)
+    check_dataset(ds_dir)
     claim_dir(out, f"dataset export --format {exporter.name}")  # a folder of yours is refused, an earlier export is updated
     ex = None
     if exclude:
@@ -89,11 +152,28 @@ def export_dataset(path: Path, fmt: str = "parquet", out_dir: Path | None = None
 
         ex = load_excluder(exclude)
     options = ExportOptions(shard_bytes, {**(params or {}), "card_load_path": push, "excluder": ex})
-    result = exporter.write(ds_dir, out, iter_dataset(ds_dir, ex), options, reporter)
+    try:
+        result = exporter.write(ds_dir, out, _first_or_fail(iter_dataset(ds_dir, ex), ex), options, reporter)
+    except OSError as exc:  # a full disk, a folder that turned read-only: one line, no half-written shard left
+        for tmp in out.rglob("*.tmp"):
+            tmp.unlink(missing_ok=True)
+        raise output_error(out, exc) from exc
     result.excluded = ex.total_dropped if ex else 0
     if push:
         result.pushed_to = push_to_hub(out, push)
     return result
+
+
+def _check_one_format(out: Path, name: str) -> None:
+    """An export folder holds one format: refuse to write another format's files beside it."""
+    try:
+        made_by = json.loads((out / MARKER).read_text(encoding="utf-8")).get("command", "")
+    except (OSError, ValueError, AttributeError):
+        return
+    prefix = "dataset export --format "
+    if isinstance(made_by, str) and made_by.startswith(prefix) and made_by[len(prefix):] != name:
+        raise OutputError(f"{out} holds a {made_by[len(prefix):]} export: a {name} export would mix formats",
+                          hint="export each format into its own folder (-o)")
 
 
 def check_licence(ds_dir: Path, licence_checked: bool) -> None:

@@ -111,7 +111,7 @@ class ParquetExporter:
                 writers[row.split].add(row.record, row.audio)
                 records.append(row.record)
                 task.advance(1)
-        files = {s: w.close() for s, w in writers.items()}
+            files = {s: w.close() for s, w in writers.items()}
         result = ExportResult(out, files, {s: w.rows for s, w in writers.items()})
         excluder = options.params.get("excluder")  # the leakage guard's counts are final once the rows are read
         _export_card(ds_dir, out, records, files, {s: (w.rows, w.bytes) for s, w in writers.items()},
