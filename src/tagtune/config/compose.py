@@ -127,7 +127,7 @@ def _preset_override(stage: str, preset: str, dirs: Sequence[Path], tmp: Path) -
     if path is None:
         return f"+preset/{stage}={preset}", None
     check_user_yaml(path)  # a YAML syntax error (or an alias bomb) is one line naming the file
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8-sig")  # a BOM (Notepad's) is not part of the first key
     body = yaml.safe_load(text)
     if body is not None and not isinstance(body, Mapping):
         raise ConfigError(
@@ -272,7 +272,13 @@ def compose(
             head.append(f"+preset/{stage_of(name)}=recorded__")
         if preset:
             head.append(preset_override)
-        cfg = _hydra_compose(primary, name, [*head, *overrides], overrides, dirs, schema, siblings)
+        try:
+            cfg = _hydra_compose(primary, name, [*head, *overrides], overrides, dirs, schema, siblings)
+        except ConfigError as exc:  # name the user's preset, not tagtune's staged copy of it
+            if preset and staged is not None:
+                copy = str(staged / "preset" / stage_of(name) / f"user__{Path(preset).stem}.yaml")
+                raise ConfigError(exc.message.replace(copy, str(preset)), hint=exc.hint, key=exc.key) from exc
+            raise
     data = _finish(cfg, name, updates or {})
     aliases.move(stage_of(name), data, notes)
     if schema is None:
@@ -321,12 +327,19 @@ def validate_file(path: Path, stage: str | None = None, config_dirs: Sequence[Pa
     if not path.is_file():
         raise ConfigError(f"{path} does not exist")
     check_user_yaml(path)
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    text = path.read_text(encoding="utf-8-sig")
+    data = yaml.safe_load(text)
     head = path.stem.split("_", 1)[0]
-    if head in STAGES and isinstance(data, Mapping) and "defaults" in data and "_global_" not in path.read_text(encoding="utf-8"):
+    if head in STAGES and isinstance(data, Mapping) and "defaults" in data and "_global_" not in text:
         compose(str(path), config_dirs=config_dirs)
         return [f"ok: {path} is a valid {head} main config"]
     parts = path.resolve().parts
+    if stage is not None and stage not in STAGES:
+        import difflib
+
+        close = difflib.get_close_matches(stage, STAGES, n=1)
+        raise ConfigError(f"unknown stage '{stage}' (--stage): the stages are {', '.join(STAGES)}",
+                          hint=f"did you mean '{close[0]}'?" if close else None)
     stage = stage or next((s for s in STAGES if ("preset", s) in zip(parts, parts[1:])), None)
     candidates = [stage] if stage else sorted(STAGES, key=lambda s: -_fit(data, s))
     errors: list[ConfigError] = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,11 +14,17 @@ _USER_YAML_MAX_BYTES = 1 << 20
 _USER_YAML_MAX_NODES = 100_000
 
 
-def check_user_yaml(path: Path) -> None:
-    """Refuse a user YAML that is huge or expands into a huge tree (a "billion laughs" of aliases).
+_MAX_DEPTH = 100  # a config is a few levels deep; thousands of levels is an attack or a mistake
+_ENV = re.compile(r"\$\{oc\.env:([^,}\s]+)\}")  # an environment variable without a default
 
-    PyYAML keeps aliases as shared nodes; OmegaConf copies them out, so a few lines of nested
-    aliases can expand to billions of values. The expanded size is counted on the node graph.
+
+def check_user_yaml(path: Path) -> None:
+    """Refuse, naming the file (and line), a user YAML tagtune cannot take as a config.
+
+    Huge files and files whose aliases expand into a huge tree (a "billion laughs": PyYAML keeps
+    aliases as shared nodes, OmegaConf copies them out, so the expanded size is counted on the node
+    graph), nesting deeper than any config needs, a key given twice in one mapping, and an
+    environment variable used without a default that is not set.
     """
     import yaml
 
@@ -24,26 +32,57 @@ def check_user_yaml(path: Path) -> None:
     if path.stat().st_size > _USER_YAML_MAX_BYTES:
         raise ConfigError(f"{path}: config file is larger than {_USER_YAML_MAX_BYTES >> 20} MiB")
     try:
-        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+        text = path.read_text(encoding="utf-8-sig")
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"{path}: nested more than {_MAX_DEPTH} levels deep", hint="a config is a few levels deep") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:160]})") from exc
+    if root is not None:
+        _walk(root, path)
+    for number, line in enumerate(text.splitlines(), start=1):
+        for name in _ENV.findall(line):
+            if name not in os.environ:
+                raise ConfigError(f"{path}:{number}: environment variable {name} is not set",
+                                  hint=f"set it, or give a default: ${{oc.env:{name},DEFAULT}}")
+
+
+def _walk(root: Any, path: Path) -> None:
+    """Depth, duplicate keys and expanded size of a YAML node graph, without recursion."""
+    import yaml
+
     sizes: dict[int, int] = {}
-
-    def size(node: Any) -> int:
+    stack: list[tuple[Any, int, bool]] = [(root, 1, False)]
+    while stack:
+        node, depth, done = stack.pop()
+        if done:
+            children = [n for kv in node.value for n in kv] if isinstance(node, yaml.MappingNode) else node.value
+            sizes[id(node)] = min(1 + sum(sizes.get(id(c), 1) for c in children), _USER_YAML_MAX_NODES + 1)
+            continue
         if id(node) in sizes:
-            return sizes[id(node)]
+            continue
         sizes[id(node)] = 1  # a cycle counts once
-        total = 1
+        if depth > _MAX_DEPTH:
+            raise ConfigError(f"{path}:{node.start_mark.line + 1}: nested more than {_MAX_DEPTH} levels deep",
+                              hint="a config is a few levels deep")
         if isinstance(node, yaml.MappingNode):
-            total += sum(size(k) + size(v) for k, v in node.value)
+            keys: dict[Any, int] = {}
+            for key, _ in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value in keys:
+                    raise ConfigError(f"{path}:{key.start_mark.line + 1}: key '{key.value}' is given twice "
+                                      f"(first on line {keys[key.value]})", hint="keep one of them")
+                if isinstance(key, yaml.ScalarNode):
+                    keys[key.value] = key.start_mark.line + 1
+            children = [n for kv in node.value for n in kv]
         elif isinstance(node, yaml.SequenceNode):
-            total += sum(size(v) for v in node.value)
-        sizes[id(node)] = min(total, _USER_YAML_MAX_NODES + 1)
-        return sizes[id(node)]
-
-    if root is not None and size(root) > _USER_YAML_MAX_NODES:
+            children = list(node.value)
+        else:
+            continue
+        stack.append((node, depth, True))
+        stack.extend((c, depth + 1, False) for c in children)
+    if sizes.get(id(root), 1) > _USER_YAML_MAX_NODES:
         raise ConfigError(f"{path}: YAML aliases expand to more than {_USER_YAML_MAX_NODES:,} values",
                           hint="remove the nested anchors (&) and aliases (*)")
 
