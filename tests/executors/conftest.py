@@ -98,9 +98,12 @@ def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         stop_all(state)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[Any]:
-    """One embedded Ray cluster for the whole session (starting one costs seconds and a GB)."""
+    """One embedded Ray cluster for the session's Ray tests (starting one costs seconds and a GB).
+
+    Module-scoped because only test_executors_ray.py uses it: it starts once per session all
+    the same, and stops when that module ends instead of idling through the rest of the suite."""
     ray = pytest.importorskip("ray")
     previous = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TOYS), previous]))  # inherited by Ray's workers

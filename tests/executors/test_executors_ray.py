@@ -86,3 +86,16 @@ def test_a_task_past_its_time_limit_is_cancelled(ray_executor, plan, run_dir):
     assert time.monotonic() - start < 20
     assert outcomes[0].state == "failed" and outcomes[0].retryable
     assert outcomes[0].error == "timed out after 0.03 minutes (executor.ray.task_timeout_minutes)"
+
+
+def test_an_address_where_no_cluster_answers_is_one_line():
+    """Probed before Ray is asked: Ray retries a wrong address for minutes."""
+    from tagtune.executors.ray import check_reachable
+
+    start = time.monotonic()
+    with pytest.raises(DependencyError) as err:
+        check_reachable("127.0.0.1:1")
+    assert time.monotonic() - start < 15
+    assert err.value.message.startswith("no Ray cluster answers at 127.0.0.1:1: ") and "\n" not in err.value.message
+    assert "executor.ray.address" in err.value.hint
+    check_reachable("auto")  # names Ray resolves itself are left to it

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from helpers.slurm_standin import job, submissions
+from tagtune.errors import ConfigError, DependencyError
 from tagtune.executors import Resources, make_executor, shard_status
 from tagtune.executors import markers as mk
 
@@ -38,16 +39,21 @@ def sbatch_lines(sub) -> list[str]:
 
 
 def test_one_throttled_array_per_stage(executor_config, plan, run_dir, standin):
-    ex = slurm(executor_config, **{"slurm.array_parallelism": 2, "slurm.partition": "gpu", "slurm.setup": ["echo setup"]})
+    ex = slurm(executor_config, **{"slurm.array_parallelism": 2, "slurm.partition": "gpu", "slurm.account": "proj",
+                                   "slurm.qos": "high", "slurm.setup": ["export TOY_SETUP=1"],
+                                   "slurm.additional": {"constraint": "a100", "kill-on-invalid-dep": None}})
     assert ex.remote and ex.detached
     tasks = plan("tta", 4)
     sub = ex.submit(tasks, Resources(gpus=1, cpus=2, memory_gb=4, time_minutes=30))
     assert [s["array"] for s in submissions(standin)] == ["0-3%2"]
     assert sub.job_ids == {i: f"{sub.arrays[0]}_{i}" for i in range(4)}
     lines = sbatch_lines(sub)
-    for expected in ("--array=0-3%2", "--requeue", "--kill-on-invalid-dep=yes", "--gres=gpu:1", "--partition=gpu",
-                     "--time=30", "--cpus-per-task=2", "--mem=4GB", "--job-name=tagtune-tta", "--signal=USR2@90"):
+    for expected in ("--array=0-3%2", "--requeue", "--gres=gpu:1", "--partition=gpu",
+                     "--time=30", "--cpus-per-task=2", "--mem=4GB", "--job-name=tagtune-tta", "--signal=USR2@90",
+                     "--account=proj", "--qos=high", "--constraint=a100"):
         assert f"#SBATCH {expected}" in lines
+    assert not any("kill-on-invalid-dep" in line for line in lines)  # a null in `additional` drops an option
+    assert "export TOY_SETUP=1" in Path(sub.logs[0]).with_name(f"{sub.arrays[0]}_submission.sh").read_text()
     outcomes = ex.wait(sub)
     assert [(o.index, o.state, o.rows) for o in outcomes] == [(i, "done", 3) for i in range(4)]
     assert [o.job_id for o in outcomes] == [sub.job_ids[i] for i in range(4)]
@@ -186,3 +192,19 @@ def test_cluster_local_runs_submitit_local_processes(executor_config, plan, run_
     done = json.loads(mk.done_path(tasks[0].marker_dir, 0, 3).read_text())
     assert done["job_id"] == outcomes[0].job_id and done["job_id"].isdigit()  # the local job's id
     assert len(list((run_dir / "tta").glob("id-*.txt"))) == 8
+
+
+def test_a_refused_array_is_one_line_naming_the_settings(executor_config, plan, standin, monkeypatch):
+    monkeypatch.setenv("SLURM_STANDIN_PARTITIONS", "gpu,cpu")
+    ex = slurm(executor_config, **{"slurm.partition": "gpuu"})
+    with pytest.raises(ConfigError) as err:
+        ex.submit(plan("tta", 2), RES)
+    assert str(err.value).startswith("sbatch refused the tta array: sbatch: error: Batch job submission failed: "
+                                     "Invalid partition name specified (hint: check executor.slurm")
+    assert err.value.key == "executor.slurm" and submissions(standin) == []
+
+
+def test_no_sbatch_on_path_is_one_line(executor_config, plan, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(DependencyError, match=r"executor.slurm.cluster is slurm, but sbatch is not on PATH"):
+        slurm(executor_config).submit(plan("tta", 1), RES)

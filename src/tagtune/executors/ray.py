@@ -83,6 +83,22 @@ def check_fits(resources: Resources, address: str) -> None:
                 hint="lower executor.resources, or add nodes that have them to the cluster")
 
 
+def check_reachable(address: str) -> None:
+    """A quick TCP probe of ``host:port`` / ``ray://host:port``: Ray itself retries a wrong address
+    for minutes before it gives up."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto", "local", or a form Ray resolves itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except OSError as exc:
+        raise DependencyError(f"no Ray cluster answers at {address}: {exc.strerror or exc}",
+                              hint="check executor.ray.address (the head node's host:port, or ray://host:10001 "
+                                   "for Ray Client)") from exc
+
+
 class RayExecutor:
     """Shard tasks as Ray Core tasks, see the module docstring."""
 
@@ -104,6 +120,7 @@ class RayExecutor:
 
         if not ray.is_initialized():
             address = self.settings.address
+            check_reachable(address)
             try:
                 if address == "local":
                     ray.init(address="local", include_dashboard=False)

@@ -18,12 +18,14 @@ and ``sacct`` names the end state of a job that left the queue without a marker.
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
+from tagtune.errors import ConfigError, DependencyError
 from tagtune.executors import markers
 from tagtune.executors.base import (
     Resources,
@@ -175,23 +177,39 @@ class SlurmExecutor:
             return skip_all(sub, "")
         if why := blocked_by(after):
             return skip_all(sub, why)
+        if self.settings.cluster == "slurm" and shutil.which("sbatch") is None:
+            raise DependencyError("executor.slurm.cluster is slurm, but sbatch is not on PATH (not a SLURM login node?)",
+                                  hint="run from a node that submits jobs, or set executor.slurm.cluster=local")
         auto = self._auto(self._folder(tasks), stage, resources, after)
         if self.settings.cluster == "local":
             sub.handle = auto  # local processes start when wait() runs them, array_parallelism at a time
             return sub
-        by_index = {t.index: t for t in tasks}
-        arrays = []
+        try:
+            self._submit_arrays(auto._executor, sub)
+        finally:  # arrays sbatch accepted are recorded even when a later one is refused
+            if sub.job_ids:
+                markers.record_submission(tasks[0].marker_dir, executor="slurm", stage=stage, count=tasks[0].count,
+                                          config_hash=tasks[0].config_hash,
+                                          jobs={i: (sub.job_ids[i], sub.logs[i]) for i in sub.job_ids})
+        return sub
+
+    def _submit_arrays(self, executor: Any, sub: Submission) -> None:
+        """One sbatch per array (see :func:`split_arrays`); a refusal by sbatch is one line."""
+        by_index = {t.index: t for t in sub.tasks}
         for offset, indices in split_arrays(list(by_index), self.settings.max_array_size):
-            array_id, jobs = _submit_array(auto._executor, [by_index[i] for i in indices], offset,
-                                           self.settings.array_parallelism)
-            arrays.append(array_id)
+            try:
+                array_id, jobs = _submit_array(executor, [by_index[i] for i in indices], offset,
+                                               self.settings.array_parallelism)
+            except Exception as exc:
+                if type(exc).__name__ != "FailedJobError":
+                    raise
+                said = [ln for ln in str(exc).splitlines() if ln.strip()] or ["no message"]
+                raise ConfigError(f"sbatch refused the {sub.stage} array: {said[-1].strip()}", key="executor.slurm",
+                                  hint="check executor.slurm (partition, account, qos, gres, additional) and "
+                                       "executor.resources against your site's limits") from exc
+            sub.arrays += (array_id,)
             for index, job in jobs.items():
                 sub.job_ids[index], sub.logs[index] = job.job_id, str(job.paths.stderr)
-        sub.arrays = tuple(arrays)
-        markers.record_submission(tasks[0].marker_dir, executor="slurm", stage=stage, count=tasks[0].count,
-                                  config_hash=tasks[0].config_hash,
-                                  jobs={i: (sub.job_ids[i], sub.logs[i]) for i in sub.job_ids})
-        return sub
 
     # -- wait -----------------------------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ Environment:
                                (stage: the job name without its "tagtune-" prefix)
     SLURM_STANDIN_NODE_FAIL    the same, but the first attempt ends NODE_FAIL (requeued if --requeue)
     SLURM_STANDIN_HOLD         "1": record submissions, run nothing (benchmarks of submission alone)
+    SLURM_STANDIN_PARTITIONS   "a,b": sbatch refuses any other --partition, as SLURM does
     SLURM_STANDIN_MAX_SECONDS  a job's scheduler gives up after this long (default 600)
 """
 
@@ -63,6 +64,11 @@ def sbatch(argv: list[str]) -> int:
     state = state_dir()
     script = Path(argv[-1]).resolve()
     opts = sbatch_options(script, argv[:-1])
+    partitions = [p for p in os.environ.get("SLURM_STANDIN_PARTITIONS", "").split(",") if p]
+    if partitions and opts.get("partition") not in partitions:
+        print(f"sbatch: error: invalid partition specified: {opts.get('partition')}", file=sys.stderr)
+        print("sbatch: error: Batch job submission failed: Invalid partition name specified", file=sys.stderr)
+        return 1
     indices, throttle = parse_array(opts["array"]) if "array" in opts else ([0], None)
     deps = []
     for clause in filter(None, opts.get("dependency", "").split(",")):
