@@ -20,6 +20,7 @@ from tagtune.config import aliases
 from tagtune.config.tree import STAGES, config_dir, groups, main_configs, stage_of
 from tagtune.config.yamlcheck import check_user_dirs, check_user_yaml
 from tagtune.errors import ConfigError
+from tagtune.files.readers import missing_file
 
 if TYPE_CHECKING:  # omegaconf is light, but keep module import free of it for `tagtune --help`
     from omegaconf import DictConfig
@@ -109,7 +110,7 @@ def _preset_file(stage: str, preset: str, dirs: Sequence[Path]) -> Path | None:
     as_path = Path(preset)
     if as_path.suffix in (".yaml", ".yml"):
         if not as_path.is_file():
-            raise ConfigError(f"preset file {preset} does not exist")
+            raise ConfigError(f"preset file {preset}: {missing_file(as_path, 'file')}")
         return as_path
     for root in (config_dir(), *dirs):
         candidate = Path(root) / "preset" / stage / f"{preset}.yaml"
@@ -179,7 +180,7 @@ def _primary(config_name: str, dirs: list[Path]) -> tuple[Path, str, list[Path]]
     as_path = Path(config_name)
     if as_path.suffix in (".yaml", ".yml"):
         if not as_path.is_file():
-            raise ConfigError(f"config file {config_name} does not exist")
+            raise ConfigError(f"config file {config_name}: {missing_file(as_path, 'file')}")
         check_user_yaml(as_path)
         primary, name = as_path.parent.resolve(), as_path.stem
     elif not (primary / f"{name}.yaml").is_file():
@@ -325,7 +326,7 @@ def validate_file(path: Path, stage: str | None = None, config_dirs: Sequence[Pa
 
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path} does not exist")
+        raise ConfigError(f"{path}: {missing_file(path, 'file')}")
     check_user_yaml(path)
     text = path.read_text(encoding="utf-8-sig")
     data = yaml.safe_load(text)

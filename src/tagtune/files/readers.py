@@ -57,11 +57,20 @@ def detect_format(path: Path) -> str:
     return fmt
 
 
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise InputError("file does not exist", path)
+def missing_file(path: Path, what: str = "file") -> str | None:
+    """Why ``path`` is not a readable file (``does not exist``, ``is a directory ...``), or None."""
+    path = Path(path)
     if path.is_dir():
-        raise InputError("is a directory, expected a file", path)
+        return f"is a directory, expected a {what}"
+    if not path.exists():
+        return f"{what} does not exist"
+    return None
+
+
+def _check_file(path: Path) -> None:
+    problem = missing_file(path)
+    if problem:
+        raise InputError(problem, path)
     if path.stat().st_size == 0:
         raise InputError("file is empty", path)
 
@@ -120,6 +129,8 @@ def _iter_csv(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str, Any]]
                 raise InputError("no header row", path, 1)
             if len(set(reader.fieldnames)) != len(reader.fieldnames):
                 raise InputError("header repeats a column name", path, 1)
+            if len(reader.fieldnames) == 1:
+                _check_delimiter(reader.fieldnames[0], delimiter, path)
             for row in reader:
                 line = reader.line_num
                 if None in row:
@@ -129,6 +140,17 @@ def _iter_csv(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str, Any]]
         raise InputError(f"not UTF-8 text (near line {line + 1})", path, hint="re-save the file as UTF-8") from exc
     except csv.Error as exc:
         raise InputError(f"malformed CSV ({exc})", path, line + 1) from exc
+
+
+def _check_delimiter(header: str, delimiter: str, path: Path) -> None:
+    """A one-column header that holds another separator: the file uses it between fields."""
+    for other, name in ((";", "semicolons"), ("\t", "tabs"), (",", "commas")):
+        if other != delimiter and header.count(other) >= 1:
+            expected = "commas" if delimiter == "," else "tabs"
+            raise InputError(f"the header is one column '{header[:60]}': the fields seem separated by {name}, "
+                             f"not {expected}", path, 1,
+                             hint="save it as CSV with commas between fields (a spreadsheet's 'CSV UTF-8'), "
+                                  "or name a tab-separated file .tsv")
 
 
 def _iter_parquet(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:

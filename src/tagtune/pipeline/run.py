@@ -29,6 +29,7 @@ from typing import Any
 
 from tagtune.config.saved import config_hash, save_config
 from tagtune.errors import ConfigError
+from tagtune.files.readers import missing_file
 from tagtune.files.resumable import locked
 from tagtune.files.runs import (
     MARKER,
@@ -104,7 +105,7 @@ def _plan(cfg: Any, out: Path) -> _Plan:
     starts = {hop: Path(p).expanduser().resolve() for hop, p in (("tags", cfg.tags), ("captions", cfg.captions)) if p}
     for hop, path in starts.items():
         if not path.is_file():
-            raise ConfigError(f"the {hop} file {path} does not exist", key=hop)
+            raise ConfigError(f"the {hop} file {path}: {missing_file(path)}", key=hop)
     produced = [s.produces for s in STAGES]
     last_given = max((produced.index(h) for h in starts), default=-1)
     replaced = {s.name: starts.get("captions", starts.get("tags")) for s in STAGES[:last_given + 1]}

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tagtune.errors import TaxonomyError
+from tagtune.files.readers import missing_file, resolve_path
 from tagtune.records.rows import ROW_TYPES
 
 if TYPE_CHECKING:
@@ -165,11 +166,10 @@ class Taxonomy:
     @classmethod
     def load(cls, path: str | Path) -> Taxonomy:
         """Read a taxonomy from JSON or YAML (``pkg:`` paths point inside the package)."""
-        from tagtune.files.readers import resolve_path
-
         path = resolve_path(path)
-        if not path.is_file():
-            raise TaxonomyError("taxonomy file does not exist", path, hint="set data.taxonomy_path")
+        problem = missing_file(path, "taxonomy file")
+        if problem:
+            raise TaxonomyError(problem, path, hint="set data.taxonomy_path")
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
