@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tagtune.errors import InputError
 from tagtune.records.reader import Columns, read_file
 from tagtune.records.rows import TagSetRow
 from tagtune.records.taxonomy import normalize_tag
@@ -95,10 +96,17 @@ def load_excluder(paths: Iterable[str | Path], n: int = 4, threshold: float = 0.
     ex = Excluder(n=n, threshold=threshold)
     for path in paths:
         ex.files.append(str(path))
+        before = (len(ex.tag_sets), len(ex.captions))
+        columns: list[str] = []
         for row in read_file(path, TagSetRow, None, Columns(), need_tags=False, empty="keep", unique_ids=False):
+            columns = columns or [*row.extra] + ["id"]
             if row.tags:
                 ex.tag_sets.add(frozenset(map(normalize_tag, row.tags)))
             text = row.caption or row.extra.get("text") or row.extra.get("prediction")
             if isinstance(text, str):
                 ex.add_caption(text)
+        if (len(ex.tag_sets), len(ex.captions)) == before:
+            raise InputError("holds no tag set and no caption: as a leakage guard it would exclude nothing",
+                             path, hint="an evaluation file needs a tags column (tags, aspect_list) and/or a "
+                                        f"caption column (caption, text, prediction); its columns: {', '.join(columns[:8])}")
     return ex
