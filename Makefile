@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0 torchcodec==0.13.0
-EXTRAS ?= dev,eval,hub
+EXTRAS ?= dev,eval,hub,slurm,ray
 DEMO_DIR ?= demo
 
 .PHONY: help install demo test test-fast lint bench bench-quick docs wheel clean

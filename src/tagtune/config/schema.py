@@ -403,6 +403,7 @@ PIPELINE = S(
     tta=S(**_STAGE),
     verify=S(policy=Str(choices=("keep", "rerender", "drop")), min_realisation=Float(min=0, max=1),
              max_attempts=Int(min=1, max=20), overrides=List(Str())),
+    executor=AnyValue(),  # checked by tagtune.executors.config (the typed configs replace this module)
     dataset=S(splits=Dict(Float(min=0, max=1)), split_seed=SEED, name=Str(), license=Str(), attribution=Str(),
               input_licenses=Dict(Str()),
               exclude=List(Str()), exclude_ngram=Int(min=1, max=20), exclude_threshold=Float(above=0, max=1)),

@@ -7,12 +7,13 @@ dataset folder's splits, card and licence settings, ``executor`` where shard tas
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from dataclasses import dataclass
+from typing import Annotated, Literal
 
 from tagtune.config.commands import Command
 from tagtune.config.sections import Paths
 from tagtune.config.typed import Count, Range, Seed
+from tagtune.executors.config import ExecutorConfig
 
 StageName = Literal["vae", "caption", "tta", "verify"]
 
@@ -79,7 +80,7 @@ class PipelineConfig:
     tta: StageSection
     verify: VerifyStep
     dataset: DatasetSection
-    executor: dict[str, Any] = field(default_factory=dict)
+    executor: ExecutorConfig
 
 
 RUN = Command("pipeline run", "pipeline", PipelineConfig)
