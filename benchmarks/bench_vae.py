@@ -47,10 +47,13 @@ def _training_file(tmp: Path) -> tuple[list[str], str]:
     return [f"data.path={path}"], f"packaged demo data x4 ({4 * len(lines)} sets, 64 tags)"
 
 
-def _compose(overrides: list[str], **updates: Any) -> Any:
-    from tagtune.config.compose import compose
+def _compose(command: Any, overrides: list[str], preset: str | None = None, **updates: Any) -> Any:
+    """The typed config of a `vae` command (`vae train` without its progress bar)."""
+    from tagtune.config.commands import compose_command
+    from tagtune.vae.config import COMMANDS, TRAIN
 
-    return compose("vae_training", ["callbacks.progress_bar.enabled=false", *overrides], updates=updates)
+    quiet = ["callbacks.progress_bar.enabled=false"] if command is TRAIN else []
+    return compose_command(command, COMMANDS, [*quiet, *overrides], preset=preset, updates=updates)
 
 
 def _plain_lightning_seconds(cfg: Any, epochs: int, threads: int) -> float:
@@ -67,12 +70,12 @@ def _plain_lightning_seconds(cfg: Any, epochs: int, threads: int) -> float:
     quiet_lightning()
     torch.set_num_threads(threads)
     data = load_vae_data(cfg.data)
-    L.seed_everything(int(cfg.seed), verbose=False)
-    loss = cfg.loss
+    L.seed_everything(cfg.seed, verbose=False)
+    m, loss = cfg.model, cfg.loss
     module = VAEModule(
-        _architecture(cfg, data), beta=float(cfg.model.beta), learning_rate=float(cfg.model.learning_rate),
-        weight_decay=float(cfg.model.weight_decay), bce_weight=float(loss.bce_weight), kld_weight=float(loss.kld_weight),
-        size_weight=float(loss.size_weight), free_bits=float(loss.free_bits), kl_warmup_epochs=int(loss.kl_warmup_epochs),
+        _architecture(m, data), beta=m.beta, learning_rate=m.learning_rate, weight_decay=m.weight_decay,
+        bce_weight=loss.bce_weight, kld_weight=loss.kld_weight, size_weight=loss.size_weight, free_bits=loss.free_bits,
+        kl_warmup_epochs=loss.kl_warmup_epochs,
     )
     train_dl = DataLoader(TensorDataset(torch.as_tensor(data.train)), batch_size=32, shuffle=True, drop_last=len(data.train) % 32 == 1)
     val_dl = DataLoader(TensorDataset(torch.as_tensor(data.val)), batch_size=32)
@@ -85,13 +88,14 @@ def _plain_lightning_seconds(cfg: Any, epochs: int, threads: int) -> float:
 
 
 def _timing(quick: bool, tmp: Path) -> list[str]:
+    from tagtune.vae.config import SAMPLE, TRAIN
     from tagtune.vae.sample import sample
     from tagtune.vae.train import train
 
     overrides, what = _training_file(tmp)
     extra = ["trainer.max_epochs=15"] if quick else []
     model = tmp / "timing_model"
-    cfg = _compose([*overrides, *extra], **{"train.output": str(model)})
+    cfg = _compose(TRAIN, [*overrides, *extra], **{"train.output": str(model)})
     with _quiet():
         ours = train(cfg).metrics
     epochs = ours["epochs"]
@@ -102,7 +106,7 @@ def _timing(quick: bool, tmp: Path) -> list[str]:
     rows = []
     for mode in ("sized", "bernoulli", "threshold"):
         out = tmp / f"timing_{mode}.jsonl"
-        scfg = _compose([*overrides, f"sample.mode={mode}"], **{
+        scfg = _compose(SAMPLE, [f"sample.mode={mode}"], **{
             "sample.model": str(model), "sample.num_samples": 5000, "sample.output": str(out)})
         best = float("inf")
         for _ in range(1 if quick else 3):
@@ -160,6 +164,7 @@ def _quality(tmp: Path, seeds: tuple[int, ...]) -> list[str]:
     from tagtune.records.tagsets import load_tag_dataset
     from tagtune.records.taxonomy import Taxonomy
     from tagtune.vae import metrics as M
+    from tagtune.vae.config import SAMPLE, TRAIN
     from tagtune.vae.sample import sample
     from tagtune.vae.train import train
 
@@ -180,13 +185,10 @@ def _quality(tmp: Path, seeds: tuple[int, ...]) -> list[str]:
         base = [f"data.path={train_csv}", f"data.taxonomy_path={SHARED / 'taxonomy.json'}", "data.tags_column=aspect_list"]
         for name, preset in (("ours (default settings)", None), ("reference recipe (--preset reference)", "reference")):
             model = tmp / f"q{seed}_{preset or 'default'}"
-            from tagtune.config.compose import compose
-
-            # training keeps the config's own seed; sampling runs at seed 0 (the top-level `seed` serves both,
-            # so the sampling config is composed separately)
-            cfg, scfg = (compose("vae_training", ["callbacks.progress_bar.enabled=false", *base], preset=preset, updates={
-                "train.output": str(model), "sample.model": str(model), "sample.num_samples": 5000,
-                "sample.output": str(model / "s.jsonl"), **extra}) for extra in ({}, {"seed": 0}))
+            # training keeps the config's own seed; sampling runs at seed 0
+            cfg = _compose(TRAIN, base, preset, **{"train.output": str(model)})
+            scfg = _compose(SAMPLE, [], preset, **{"sample.model": str(model), "sample.num_samples": 5000,
+                                                  "sample.output": str(model / "s.jsonl"), "seed": 0})
             with _quiet():
                 r = train(cfg)
                 sample(scfg)

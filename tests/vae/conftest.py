@@ -59,6 +59,17 @@ def small_jsonl(tmp_path_factory: pytest.TempPathFactory, small_sets: list[list[
 
 
 @pytest.fixture(scope="session")
+def tag_data():
+    """``data`` sections for :func:`tagtune.vae.data.load_vae_data`: `vae train`'s default one with keys replaced."""
+    from tagtune.config.commands import compose_command
+    from tagtune.config.typed import replace
+    from tagtune.vae.config import COMMANDS, TRAIN
+
+    base = compose_command(TRAIN, COMMANDS).data
+    return lambda **keys: replace(base, keys)
+
+
+@pytest.fixture(scope="session")
 def demo_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model trained in-process with --preset quick_test on the packaged demo data."""
     out = tmp_path_factory.mktemp("models") / "demo"

@@ -300,3 +300,75 @@ def test_bad_flag_values_name_the_config_key_and_the_flag(tagtune_main, tmp_path
     assert code == 2 and out == ""
     _one_error_line(err, key)
     assert not (tmp_path / "s.jsonl").exists()
+
+
+# -- each command reads only its own keys ------------------------------------------------------------
+def test_sample_show_config_has_no_training_sections(tagtune_main, tmp_path):
+    code, out, err = tagtune_main("vae", "sample", "--model", tmp_path, "--show-config")
+    assert code == 0, err
+    import yaml
+
+    cfg = yaml.safe_load(out)
+    assert set(cfg) == {"seed", "sample"}  # no trainer, callbacks, logger, model, data, paths
+    assert "trainer" not in out and "callbacks" not in out and "logger" not in out
+
+
+def test_show_config_lists_only_the_sections_each_command_reads(tagtune_main, tmp_path):
+    import yaml
+
+    expected = {
+        "train": {"task_name", "seed", "paths", "data", "model", "loss", "trainer", "callbacks", "logger", "train"},
+        "evaluate": {"seed", "data", "evaluate"},
+    }
+    for command, sections in expected.items():
+        code, out, err = tagtune_main("vae", command, "--show-config")
+        assert code == 0, err
+        assert set(yaml.safe_load(out)) == sections, command
+    code, out, _ = tagtune_main("vae", "evaluate", "--show-config")
+    assert yaml.safe_load(out)["data"] == {"taxonomy_path": "pkg:taxonomy.yaml"}  # the fallback taxonomy only
+
+
+@pytest.mark.parametrize(
+    ("command", "key"),
+    [
+        (["sample", "--model", "m"], "trainer.max_epochs=3"),
+        (["sample", "--model", "m"], "model.beta=2"),
+        (["evaluate", "s.jsonl"], "data.path=x.csv"),
+        (["train"], "sample.num_samples=3"),
+        (["train"], "evaluate.k=5"),
+    ],
+)
+def test_a_key_the_command_does_not_read_is_refused_in_one_line(tagtune_main, tmp_path, monkeypatch, command, key):
+    monkeypatch.chdir(tmp_path)  # nothing may be written, not even a run directory
+    code, out, err = tagtune_main("vae", *command, key)
+    assert code == 2 and out == ""
+    name = key.split("=")[0]
+    _one_error_line(err, f"config key '{name}' is not read by `tagtune vae {command[0]}`")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_preset_key_for_train_is_accepted_and_dropped_by_sample(tagtune_main, tmp_path):
+    # quick_test sets trainer.max_epochs and model.* (vae train) and sample.num_samples (vae sample)
+    code, out, err = tagtune_main("vae", "sample", "--model", tmp_path, "--preset", "quick_test", "--show-config")
+    assert code == 0, err
+    import yaml
+
+    cfg = yaml.safe_load(out)
+    assert cfg["sample"]["num_samples"] == 50 and "trainer" not in cfg and "model" not in cfg
+    code, out, err = tagtune_main("vae", "evaluate", "--preset", "quick_test", "--show-config")
+    assert code == 0, err
+    assert yaml.safe_load(out)["evaluate"]["subsample"] == 200
+
+
+def test_a_bad_preset_value_for_a_sibling_command_is_still_refused(tagtune_main, tmp_path):
+    preset = tmp_path / "p.yaml"
+    preset.write_text("trainer:\n  max_epochs: lots\n", encoding="utf-8")
+    code, _, err = tagtune_main("vae", "sample", "--model", tmp_path, "--preset", preset, "--show-config")
+    assert code == 2
+    _one_error_line(err, "trainer.max_epochs: expected an integer")
+
+
+def test_an_unknown_key_still_names_the_closest(tagtune_main, tmp_path):
+    code, _, err = tagtune_main("vae", "sample", "--model", tmp_path, "sample.temprature=0.5")
+    assert code == 2
+    _one_error_line(err, "unknown config key 'sample.temprature'", "did you mean 'sample.temperature'?")

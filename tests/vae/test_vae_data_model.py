@@ -56,40 +56,40 @@ def _layouts(tmp: Path) -> dict[str, tuple[Path, dict]]:
 
 @pytest.mark.parametrize("layout", ["comma string csv", "json list string csv", "python literal csv",
                                     "per-category columns", "list jsonl", "list parquet"])
-def test_every_tag_column_layout_gives_the_same_matrix(tmp_path, layout):
+def test_every_tag_column_layout_gives_the_same_matrix(tmp_path, layout, tag_data):
     layouts, tax = _layouts(tmp_path)
     tax_path = tmp_path / "tax.json"
     tax.save(tax_path)
     path, extra = layouts[layout]
-    data = load_vae_data({"path": str(path), "taxonomy_path": str(tax_path), "val_fraction": 0.0,
-                          "test_fraction": 0.0, "split_seed": 0, **extra})
+    data = load_vae_data(tag_data(path=str(path), taxonomy_path=str(tax_path), val_fraction=0.0, test_fraction=0.0,
+                                  split_seed=0, **extra))
     expected = tax.encode_many(SETS)
     assert data.train.shape == (3, len(tax))
     # The split shuffles rows; compare as sets of rows.
     assert sorted(map(tuple, data.train.tolist())) == sorted(map(tuple, expected.tolist()))
 
 
-def test_unknown_tags_counted_and_empty_rows_dropped(tmp_path, small_taxonomy):
+def test_unknown_tags_counted_and_empty_rows_dropped(tmp_path, small_taxonomy, tag_data):
     path = _write_csv(tmp_path / "x.csv", ["tags"], [["rock, kazoo"], ["kazoo, theremin"], ["jazz, piano, kazoo"]])
-    data = load_vae_data({"path": str(path), "taxonomy_path": str(small_taxonomy), "tags_column": "tags",
-                          "val_fraction": 0.0, "test_fraction": 0.0, "split_seed": 0})
+    data = load_vae_data(tag_data(path=str(path), taxonomy_path=str(small_taxonomy), tags_column="tags",
+                                  val_fraction=0.0, test_fraction=0.0, split_seed=0))
     s = data.summary()
     assert s["rows_read"] == 3 and s["rows_kept"] == 2 and s["rows_dropped"] == 1
     assert s["top_unknown_tags"]["kazoo"] == 3 and s["unknown_tag_uses"] == 4
     assert any("kazoo" in line for line in s["report"])
 
 
-def test_missing_column_lists_available_columns(tmp_path, small_taxonomy):
+def test_missing_column_lists_available_columns(tmp_path, small_taxonomy, tag_data):
     path = _write_csv(tmp_path / "x.csv", ["caption", "labels"], [["a song", "rock"]])
     with pytest.raises(InputError, match=r"no column 'concepts'; available columns: caption, labels"):
-        load_vae_data({"path": str(path), "taxonomy_path": str(small_taxonomy), "tags_column": "concepts"})
+        load_vae_data(tag_data(path=str(path), taxonomy_path=str(small_taxonomy), tags_column="concepts"))
 
 
-def test_split_is_seeded(small_jsonl, small_taxonomy):
+def test_split_is_seeded(small_jsonl, small_taxonomy, tag_data):
     cfg = {"path": str(small_jsonl), "taxonomy_path": str(small_taxonomy), "val_fraction": 0.2, "test_fraction": 0.1}
-    a = load_vae_data({**cfg, "split_seed": 1})
-    b = load_vae_data({**cfg, "split_seed": 1})
-    c = load_vae_data({**cfg, "split_seed": 2})
+    a = load_vae_data(tag_data(**cfg, split_seed=1))
+    b = load_vae_data(tag_data(**cfg, split_seed=1))
+    c = load_vae_data(tag_data(**cfg, split_seed=2))
     assert (len(a.train), len(a.val), len(a.test)) == (42, 12, 6)
     assert np.array_equal(a.val, b.val) and not np.array_equal(a.val, c.val)
 

@@ -15,7 +15,8 @@ import pytest
 @pytest.mark.slow
 @pytest.mark.shared_data
 def test_default_settings_clear_a_loose_quality_bar(shared_data, tmp_path):
-    from tagtune.config.compose import compose
+    from tagtune.config.commands import compose_command
+    from tagtune.vae.config import COMMANDS, EVALUATE, SAMPLE, TRAIN
     from tagtune.vae.evaluate import evaluate
     from tagtune.vae.sample import sample
     from tagtune.vae.train import train
@@ -33,21 +34,15 @@ def test_default_settings_clear_a_loose_quality_bar(shared_data, tmp_path):
             w.writeheader()
             w.writerows(rows[i] for i in idx)
     model = tmp_path / "model"
-    cfg = compose(
-        "vae_training",
-        [f"data.path={paths['train']}", f"data.taxonomy_path={shared_data / 'taxonomy.json'}",
-         "data.tags_column=aspect_list", "callbacks.progress_bar.enabled=false"],
-        updates={
-            "train.output": str(model), "sample.model": str(model), "sample.num_samples": 5000,
-            "sample.output": str(tmp_path / "s.jsonl"),
-            "evaluate.input": str(tmp_path / "s.jsonl"), "evaluate.reference": str(paths["heldout"]),
-            "evaluate.train": str(paths["train"]), "evaluate.plots": False,
-        },
-    )
-    result = train(cfg)
+    result = train(compose_command(TRAIN, COMMANDS, [
+        f"data.path={paths['train']}", f"data.taxonomy_path={shared_data / 'taxonomy.json'}",
+        "data.tags_column=aspect_list", "callbacks.progress_bar.enabled=false"], updates={"train.output": str(model)}))
     assert result.metrics["fit_seconds"] < 120
-    sample(cfg)
-    m = evaluate(cfg).metrics
+    sample(compose_command(SAMPLE, COMMANDS, updates={
+        "sample.model": str(model), "sample.num_samples": 5000, "sample.output": str(tmp_path / "s.jsonl")}))
+    m = evaluate(compose_command(EVALUATE, COMMANDS, [f"data.taxonomy_path={shared_data / 'taxonomy.json'}"], updates={
+        "evaluate.input": str(tmp_path / "s.jsonl"), "evaluate.reference": str(paths["heldout"]),
+        "evaluate.train": str(paths["train"]), "evaluate.plots": False})).metrics
     summary = {k: round(m[k], 4) for k in ("jsd", "cooccurrence_r", "set_size_w1", "precision", "coverage", "mmd2", "novelty", "diversity")}
     assert m["jsd"] <= 0.045, summary
     assert m["cooccurrence_r"] >= 0.70, summary

@@ -125,24 +125,29 @@ def test_constraints_beyond_the_draw_budget_keep_the_sets_drawn(tagtune_main, de
 
 def test_threshold_reference_behaviour_collapses_sizes(demo_model, tmp_path):
     """Thresholding keeps only confident tags: smaller sets and fewer distinct ones than `sized`."""
-    from tagtune.config.compose import compose
+    from tagtune.config.commands import compose_command
+    from tagtune.vae.config import COMMANDS, SAMPLE
     from tagtune.vae.sample import sample
 
     stats = {}
     for mode in ("sized", "threshold"):
-        cfg = compose("vae_training", [f"sample.mode={mode}", "sample.min_tags=0", "sample.rules=false"],
-                      updates={"sample.model": str(demo_model), "sample.num_samples": 500,
-                               "sample.output": str(tmp_path / f"{mode}.jsonl")})
+        cfg = compose_command(SAMPLE, COMMANDS, [f"sample.mode={mode}", "sample.min_tags=0", "sample.rules=false"],
+                              updates={"sample.model": str(demo_model), "sample.num_samples": 500,
+                                       "sample.output": str(tmp_path / f"{mode}.jsonl")})
         stats[mode] = sample(cfg)
     assert stats["threshold"].mean_set_size < stats["sized"].mean_set_size
     assert stats["threshold"].unique_share < stats["sized"].unique_share
 
 
 def test_constraints_from_config_mappings(demo_model):
+    from tagtune.config.commands import compose_command
+    from tagtune.vae.config import COMMANDS, SAMPLE
     from tagtune.vae.constraints import parse_constraints
 
     tax = Taxonomy.load(demo_model / "taxonomy.json")
-    c = parse_constraints({"require": ["Jazz"], "forbid": [], "category_min": {"Mood": 1}, "category_max": {"tempo": "1"},
-                           "min_tags": 2, "max_tags": 8}, tax)
+    s = compose_command(SAMPLE, COMMANDS, updates={
+        "sample.require": ["Jazz"], "sample.forbid": [], "sample.category_min": {"Mood": 1},
+        "sample.category_max": {"tempo": "1"}, "sample.min_tags": 2, "sample.max_tags": 8}).sample
+    c = parse_constraints(s, tax)
     assert c.require == [tax.index["jazz"]] and c.category_min == {"mood": 1} and c.category_max == {"tempo": 1}
     assert (c.min_tags, c.max_tags) == (2, 8) and c.active()

@@ -1,13 +1,14 @@
 """``tagtune vae``: the tags stage: train a beta-VAE on tag sets, sample new sets, evaluate them.
 
-Thin commands: parse flags, compose ``vae_training`` (each flag sets one config key), call one
-function of :mod:`tagtune.vae` with the rich reporter, print a short summary.
+Thin commands: parse flags, compose the command's typed config from ``vae_training`` (each flag
+sets one config key; see :mod:`tagtune.vae.config`), call one function of :mod:`tagtune.vae` with
+the rich reporter, print a short summary.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -27,7 +28,11 @@ from tagtune.cli.common import (
     out_console,
     split_input,
 )
-from tagtune.cli.render import reporter
+from tagtune.cli.render import number, reporter
+from tagtune.vae.config import COMMANDS, EVALUATE, SAMPLE, TRAIN
+
+if TYPE_CHECKING:
+    from tagtune.vae.evaluate import EvaluationResult
 
 app = typer.Typer(
     help="Tags stage: train a beta-VAE on tag sets, sample new sets, evaluate them.",
@@ -40,14 +45,6 @@ ModelDir = Annotated[Optional[Path], typer.Option("--model", "-m", help="A model
 
 def _default(key: str) -> str:
     return config_default("vae_training", key)
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.2e}" if value != 0 and abs(value) < 1e-2 else f"{value:.4f}"
-    return str(value)
 
 
 @app.command(
@@ -72,8 +69,8 @@ def train(
 
     Rerun the same command after an interruption: training continues from the run's last checkpoint.
     """
-    cfg = compose_or_show("vae_training", overrides, preset, config_dir, show_config,
-                          flags={"train.output": ("-o", output), "seed": ("--seed", seed)})
+    cfg = compose_or_show(TRAIN, overrides, preset, config_dir, show_config,
+                          flags={"train.output": ("-o", output), "seed": ("--seed", seed)}, commands=COMMANDS)
     from tagtune.vae.train import train as run
 
     result = run(cfg, reporter())
@@ -84,7 +81,7 @@ def train(
         f"  {data['train']} train / {data['val']} val / {data['test']} test sets, {data['num_tags']} tags; "
         f"{m['epochs']} epochs{' (early stop)' if m['stopped_early'] else ''} in {m['fit_seconds']:.1f} s"
     )
-    con.print(f"  train loss {_fmt(m['train_loss'])}  val loss {_fmt(m['val_loss'])}  best val loss {_fmt(m['best_val_loss'])}")
+    con.print(f"  train loss {number(m['train_loss'])}  val loss {number(m['val_loss'])}  best val loss {number(m['best_val_loss'])}")
     con.print(f"next: tagtune vae sample --model {result.model_dir} -n 1000 -o tags.jsonl")
 
 
@@ -128,7 +125,7 @@ def sample(
     rare tags; --counterfactual adds minimal pairs (pair_id, concept, edit) for concept probing.
     """
     cfg = compose_or_show(
-        "vae_training", overrides, preset, config_dir, show_config,
+        SAMPLE, overrides, preset, config_dir, show_config, commands=COMMANDS,
         flags={
             "sample.model": ("--model", model), "sample.num_samples": ("-n", num), "sample.output": ("-o", output),
             "sample.temperature": ("--temperature", temperature), "sample.threshold": ("--threshold", threshold),
@@ -186,7 +183,7 @@ def evaluate(
     """Compare sampled tag sets with real ones: JSD, co-occurrence r, set-size W1, precision/recall/density/coverage, MMD."""
     samples, rest = split_input(samples, overrides)
     cfg = compose_or_show(
-        "vae_training", rest, preset, config_dir, show_config,
+        EVALUATE, rest, preset, config_dir, show_config, commands=COMMANDS,
         flags={
             "evaluate.input": ("SAMPLES", samples), "evaluate.reference": ("--reference", reference),
             "evaluate.train": ("--train", train), "evaluate.taxonomy_path": ("--taxonomy", taxonomy),
@@ -199,7 +196,7 @@ def evaluate(
     _render_evaluation(run(cfg, reporter()))
 
 
-def _render_evaluation(r: Any) -> None:
+def _render_evaluation(r: EvaluationResult) -> None:
     from rich.table import Table
 
     from tagtune.vae.evaluate import METRICS
@@ -210,12 +207,12 @@ def _render_evaluation(r: Any) -> None:
         table.add_column(column, justify="right" if column == "value" else "left")
     for key, better, what in METRICS:
         if key in m:
-            table.add_row(key, _fmt(m[key]), better, what)
+            table.add_row(key, number(m[key]), better, what)
     for rule, count in (m.get("rule_violations_detail") or {}).get("samples", {}).get("by_rule", {}).items():
         table.add_row(f"  {rule}", str(count), "lower", "generated sets breaking this rule")
     ref_cat = m.get("reference_mean_set_size_by_category") or {}
     for cat, value in (m.get("mean_set_size_by_category") or {}).items():
-        table.add_row(f"  {cat} tags/set", _fmt(value), "", f"reference: {_fmt(ref_cat.get(cat))}")
+        table.add_row(f"  {cat} tags/set", number(value), "", f"reference: {number(ref_cat.get(cat))}")
     con = out_console()
     con.print(table)
     con.print(f"metrics: {r.json_path}")

@@ -20,8 +20,10 @@ import math
 import signal
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from tagtune.config.sections import Callbacks, Logger, Trainer
+from tagtune.config.typed import to_dict
 from tagtune.errors import DependencyError, InputError, Interrupted, OutputError, TagtuneError
 from tagtune.report import SILENT, Reporter
 
@@ -36,6 +38,19 @@ LAST = "last.ckpt"
 
 class Diverged(TagtuneError):
     """Training produced a non-finite loss (exit 2; the last good checkpoint is kept)."""
+
+
+class TrainingConfig(Protocol):
+    """What :func:`build_trainer` reads from a training command's typed config (``vae train``, ``caption finetune``)."""
+
+    @property
+    def trainer(self) -> Trainer: ...
+
+    @property
+    def callbacks(self) -> Callbacks: ...
+
+    @property
+    def logger(self) -> Logger: ...
 
 
 def check_loss(value: float, step: int) -> None:
@@ -82,11 +97,10 @@ def claim_run_dir(run_dir: Path, weights: str, what: str, resume: str | None, re
     return checkpoint
 
 
-def _logger(cfg: Any, run_dir: Path) -> Any:
-    kind = cfg.logger.name if cfg.get("logger") is not None else "none"
-    if kind == "none":
+def _logger(lg: Logger, run_dir: Path) -> Any:
+    if lg.name == "none":
         return False
-    if kind == "csv":
+    if lg.name == "csv":
         from lightning.pytorch.loggers import CSVLogger
 
         # metrics/version_N/metrics.csv: a resumed run starts a new version and keeps the old rows
@@ -97,9 +111,8 @@ def _logger(cfg: Any, run_dir: Path) -> Any:
         raise DependencyError("logger=wandb needs the wandb package", hint="pip install 'tagtune[wandb]' or use logger=csv") from exc
     from lightning.pytorch.loggers import WandbLogger
 
-    lg = cfg.logger
-    return WandbLogger(project=lg.get("project", "tagtune"), entity=lg.get("entity"), offline=bool(lg.get("offline", False)),
-                       log_model=bool(lg.get("log_model", False)), save_dir=str(run_dir), name=run_dir.name)
+    return WandbLogger(project=lg.project or "tagtune", entity=lg.entity, offline=bool(lg.offline),
+                       log_model=bool(lg.log_model), save_dir=str(run_dir), name=run_dir.name)
 
 
 def _check_accelerator(accelerator: str) -> None:
@@ -147,12 +160,12 @@ def _progress_callback(reporter: Reporter, per: str, total: int) -> Any:
     return ReporterProgress()
 
 
-def build_trainer(cfg: Any, run_dir: Path, reporter: Reporter = SILENT, progress: str = "epoch",
+def build_trainer(cfg: TrainingConfig, run_dir: Path, reporter: Reporter = SILENT, progress: str = "epoch",
                   callbacks: list[Any] | None = None, **overrides: Any) -> Any:
     """A ``lightning.Trainer`` for ``cfg`` writing checkpoints and metrics under ``run_dir``.
 
     Args:
-        cfg: A composed training config with ``trainer``, ``callbacks`` and ``logger`` sections.
+        cfg: A training command's typed config (its ``trainer``, ``callbacks`` and ``logger`` sections).
         run_dir: The run's output directory.
         reporter: Receives the training progress (when ``callbacks.progress_bar.enabled``).
         progress: ``epoch`` or ``step``: what one unit of progress is.
@@ -161,11 +174,10 @@ def build_trainer(cfg: Any, run_dir: Path, reporter: Reporter = SILENT, progress
     """
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-    from omegaconf import OmegaConf
 
     quiet_lightning()
     run_dir = Path(run_dir)
-    trainer_cfg = {k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if v is not None}
+    trainer_cfg = {k: v for k, v in to_dict(cfg.trainer).items() if v is not None}
     _check_accelerator(trainer_cfg.get("accelerator", "auto"))
     cbs: list[Any] = list(callbacks or [])
     ckpt, stop = cfg.callbacks.model_checkpoint, cfg.callbacks.early_stopping
@@ -181,7 +193,7 @@ def build_trainer(cfg: Any, run_dir: Path, reporter: Reporter = SILENT, progress
         max_epochs = int(trainer_cfg.get("max_epochs", 1))
         cbs.append(_progress_callback(reporter, progress, max_epochs if progress == "epoch" else 0))
     kwargs: dict[str, Any] = {
-        **trainer_cfg, "default_root_dir": str(run_dir), "callbacks": cbs, "logger": _logger(cfg, run_dir),
+        **trainer_cfg, "default_root_dir": str(run_dir), "callbacks": cbs, "logger": _logger(cfg.logger, run_dir),
         "enable_checkpointing": bool(ckpt.enabled), "enable_progress_bar": False, "enable_model_summary": False,
         **overrides,
     }

@@ -1,8 +1,8 @@
 """What every sampled tag set must satisfy: required and forbidden tags, per-category counts, and
 the taxonomy's own rules (:class:`tagtune.records.taxonomy.Rules`).
 
-``--require`` / ``--forbid`` / ``--min CATEGORY=K`` / ``--max CATEGORY=K`` (and ``sample.min_tags`` /
-``sample.max_tags``) are checked against the model's taxonomy and turned into taxonomy indices
+``sample.require`` / ``forbid`` / ``category_min`` / ``category_max`` / ``min_tags`` / ``max_tags``
+(``--require``, ``--forbid``, ``--min CATEGORY=K``, ``--max CATEGORY=K`` on the command line) are checked against the model's taxonomy and turned into taxonomy indices
 once, before anything is drawn; :func:`meets_counts` then tells which drawn sets satisfy them.
 """
 
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from tagtune.errors import ConfigError, TagtuneError
 from tagtune.records.taxonomy import Taxonomy, normalize_category, normalize_tag
+from tagtune.vae.config import VaeSample
 
 if TYPE_CHECKING:
     import torch
@@ -45,7 +46,7 @@ def _unknown_tag(tag: str, taxonomy: Taxonomy, key: str) -> ConfigError:
     return ConfigError(f"{key}: '{tag}' is not a tag of the model's taxonomy", key=key, hint=hint)
 
 
-def _counts(value: Any, key: str, taxonomy: Taxonomy) -> dict[str, int]:
+def _counts(value: Mapping[str, Any] | list[str] | None, key: str, taxonomy: Taxonomy) -> dict[str, int]:
     """``{category: k}`` from a mapping or from ``["cat=k", ...]``; categories must exist."""
     items: list[tuple[str, Any]] = []
     if value is None:
@@ -75,29 +76,28 @@ def _counts(value: Any, key: str, taxonomy: Taxonomy) -> dict[str, int]:
     return out
 
 
-def parse_constraints(spec: Mapping[str, Any], taxonomy: Taxonomy) -> Constraints:
+def parse_constraints(spec: VaeSample, taxonomy: Taxonomy) -> Constraints:
     """Check the ``sample`` constraint keys against the taxonomy and turn them into indices.
 
     Raises:
         ConfigError: An unknown tag (with close matches) or category, a bad count (the key named).
         ConstraintError: Constraints that contradict each other.
     """
-    def tags(key: str) -> list[int]:
+    def tags(values: list[str], key: str) -> list[int]:
         out = []
-        for tag in spec.get(key) or []:
+        for tag in values:
             if tag not in taxonomy:
-                raise _unknown_tag(str(tag), taxonomy, f"sample.{key}")
+                raise _unknown_tag(tag, taxonomy, key)
             idx = taxonomy.index[normalize_tag(tag)]
             if idx not in out:
                 out.append(idx)
         return out
 
     c = Constraints(
-        require=tags("require"), forbid=tags("forbid"),
-        category_min=_counts(spec.get("category_min"), "sample.category_min", taxonomy),
-        category_max=_counts(spec.get("category_max"), "sample.category_max", taxonomy),
-        min_tags=int(spec.get("min_tags") or 0),  # a plain mapping (tests, library use) may leave it out
-        max_tags=None if spec.get("max_tags") in (None, "") else int(spec.get("max_tags")),
+        require=tags(spec.require, "sample.require"), forbid=tags(spec.forbid, "sample.forbid"),
+        category_min=_counts(spec.category_min, "sample.category_min", taxonomy),
+        category_max=_counts(spec.category_max, "sample.category_max", taxonomy),
+        min_tags=spec.min_tags, max_tags=spec.max_tags,
     )
     both = set(c.require) & set(c.forbid)
     if both:

@@ -9,12 +9,14 @@ index-shuffling loader keeps Lightning's per-batch cost to the model's own compu
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from tagtune.config.sections import TagData
+from tagtune.config.typed import to_dict
 from tagtune.errors import InputError
 from tagtune.records.tagsets import TagDataset, load_tag_dataset, split_records
 from tagtune.records.taxonomy import Taxonomy
@@ -52,15 +54,15 @@ class VAEData:
         }
 
 
-def load_vae_data(data_cfg: Mapping[str, Any], taxonomy: Taxonomy | None = None) -> VAEData:
-    """Read and split the tag sets a ``data`` config section describes.
+def load_vae_data(data_cfg: TagData, taxonomy: Taxonomy | None = None) -> VAEData:
+    """Read and split the tag sets the ``data`` section describes.
 
     Raises:
         InputError: Unreadable data, a missing tag column (listing the available ones), or no
             training rows left after the split.
     """
-    taxonomy = taxonomy or Taxonomy.load(data_cfg["taxonomy_path"])
-    dataset = load_tag_dataset(data_cfg, taxonomy)
+    taxonomy = taxonomy or Taxonomy.load(data_cfg.taxonomy_path)
+    dataset = load_tag_dataset(to_dict(data_cfg), taxonomy)
     if len(dataset) == 0:
         common = ", ".join(f"'{t}' x{n}" for t, n in dataset.stats.unknown_tags.most_common(5))
         raise InputError(
@@ -68,8 +70,7 @@ def load_vae_data(data_cfg: Mapping[str, Any], taxonomy: Taxonomy | None = None)
             + (f" (unknown tags: {common})" if common else ""),
             dataset.source, hint="check data.tags_column and data.taxonomy_path",
         )
-    train, val, test = split_records(dataset.records, data_cfg["val_fraction"], data_cfg["test_fraction"],
-                                     data_cfg["split_seed"])
+    train, val, test = split_records(dataset.records, data_cfg.val_fraction, data_cfg.test_fraction, data_cfg.split_seed)
     enc = taxonomy.encode_many
     return VAEData(
         taxonomy=taxonomy, dataset=dataset,

@@ -13,9 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from tagtune.errors import ConfigError
+from tagtune.files.resumable import atomic_write_json
+from tagtune.files.runs import check_ours, json_has
+from tagtune.models.evalmeta import write_manifest
+from tagtune.records.tagsets import load_tag_dataset
 from tagtune.records.taxonomy import Taxonomy
 from tagtune.report import SILENT, Reporter
+from tagtune.vae import metrics as M
+from tagtune.vae.config import EvaluateConfig, VaeEvaluate
+from tagtune.vae.modeldir import read_taxonomy
 
 # Metric, direction and a short definition: the table, the JSON and docs/vae.md use these.
 METRICS: list[tuple[str, str, str]] = [
@@ -44,46 +53,38 @@ class EvaluationResult:
     plots: list[Path] = field(default_factory=list)
 
 
-def _taxonomy(ev: Any, cfg: Any) -> tuple[Taxonomy, str]:
-    from tagtune.vae.modeldir import read_taxonomy
-
+def _taxonomy(ev: VaeEvaluate, fallback: str) -> tuple[Taxonomy, str]:
+    """``evaluate.taxonomy_path``, else the ``evaluate.model`` directory's, else ``fallback`` (``data.taxonomy_path``)."""
     if ev.taxonomy_path:
         return Taxonomy.load(ev.taxonomy_path), str(ev.taxonomy_path)
     if ev.model:
         return read_taxonomy(ev.model), f"{ev.model}/taxonomy.json"
-    return Taxonomy.load(cfg.data.taxonomy_path), str(cfg.data.taxonomy_path)
+    return Taxonomy.load(fallback), str(fallback)
 
 
-def _read(path: Any, taxonomy: Taxonomy, column: str | None, keep_empty: bool = False) -> tuple[Any, list[str]]:
-    from tagtune.records.tagsets import load_tag_dataset
-
+def _read(path: str, taxonomy: Taxonomy, column: str | None, keep_empty: bool = False) -> tuple[Any, list[str]]:
     ds = load_tag_dataset({"path": str(path), "tags_column": column or None}, taxonomy=taxonomy)
     matrix = taxonomy.encode_many(ds.tag_sets())
     # The reader drops rows without a known tag. An empty *generated* set is a real outcome
     # (threshold sampling produces many), so on that side they are counted back in as empty sets.
     if keep_empty and ds.stats.dropped:
-        import numpy as np
-
         matrix = np.concatenate([matrix, np.zeros((ds.stats.dropped, len(taxonomy)), dtype=matrix.dtype)])
     return matrix, ds.report()
 
 
-def evaluate(cfg: Any, reporter: Reporter = SILENT) -> EvaluationResult:
+def evaluate(cfg: EvaluateConfig, reporter: Reporter = SILENT) -> EvaluationResult:
     """Run every metric for ``evaluate.input`` against ``evaluate.reference``.
 
     Uses ``evaluate.train`` for novelty, ``evaluate.tags_column`` for both sides (auto-detected
     when null), ``evaluate.k`` / ``subsample`` / ``repeats`` and ``seed`` for the k-NN metrics,
     writes ``evaluate.output`` (JSON) and, with ``evaluate.plots``, PNGs to ``evaluate.plots_dir``.
     """
-    from tagtune.files.resumable import atomic_write_json
-    from tagtune.vae import metrics as M
-
     ev = cfg.evaluate
     if not ev.input:
         raise ConfigError("no samples to evaluate", key="evaluate.input", hint="pass a file written by `tagtune vae sample`")
     if not ev.reference:
         raise ConfigError("no reference set", key="evaluate.reference", hint="name a file of real tag sets")
-    taxonomy, tax_source = _taxonomy(ev, cfg)
+    taxonomy, tax_source = _taxonomy(ev, cfg.data.taxonomy_path)
     sides = {"samples": (ev.input, True), "reference": (ev.reference, False), "train": (ev.train, False)}
     data: dict[str, Any] = {}
     for side, (path, keep_empty) in sides.items():
@@ -105,8 +106,6 @@ def evaluate(cfg: Any, reporter: Reporter = SILENT) -> EvaluationResult:
     metrics["taxonomy"] = tax_source
     metrics["files"] = {"samples": str(ev.input), "reference": str(ev.reference), "train": str(ev.train) if ev.train else None}
     out = Path(ev.output).expanduser() if ev.output else Path(str(ev.input) + ".metrics.json")
-    from tagtune.files.runs import check_ours, json_has
-
     check_ours(out, "vae evaluate", json_has("n_generated", "files"))
     json_path = atomic_write_json(out, metrics)
     _manifest(json_path.parent, ev, metrics, taxonomy)
@@ -118,10 +117,8 @@ def evaluate(cfg: Any, reporter: Reporter = SILENT) -> EvaluationResult:
     return EvaluationResult(metrics, json_path, plots)
 
 
-def _manifest(folder: Path, ev: Any, metrics: dict[str, Any], taxonomy: Taxonomy) -> None:
+def _manifest(folder: Path, ev: VaeEvaluate, metrics: dict[str, Any], taxonomy: Taxonomy) -> None:
     """``eval_manifest.json`` beside the metrics: what each number is, on which sets, with which code."""
-    from tagtune.models.evalmeta import write_manifest
-
     defs = {key: f"{what} ({better} is better)" if better else what for key, better, what in METRICS}
     write_manifest(folder, "tagtune-tags", {"generated": metrics["n_generated"], "reference": metrics["n_reference"]},
                    defs, [{"role": "taxonomy", "id": metrics["taxonomy"], "revision": taxonomy.fingerprint()[:16]}],

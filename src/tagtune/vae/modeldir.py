@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 WEIGHTS = "model.safetensors"
 TAXONOMY = "taxonomy.json"
 FORMAT = "tagtune-vae/1"
-_TRAIN_HINT = "train one with `tagtune vae train -o DIR` and pass --model DIR"
+_TRAIN_HINT = "train one with `tagtune vae train -o DIR` and give DIR as the model (sample.model, evaluate.model)"
 
 
 @dataclass

@@ -8,9 +8,9 @@ give the same bytes.
 
 Plain sampling streams (any number of sets in bounded memory) and, when the constraints are too
 strict for the draw budget, keeps the sets drawn so far. Two options hold the sets in memory and
-write nothing unless they succeed: balanced sampling (``--min-per-tag K``, ``sample.quotas``, see
+write nothing unless they succeed: balanced sampling (``sample.min_per_tag``, ``sample.quotas``, see
 :mod:`tagtune.vae.balance`), whose top-up sets carry ``provenance.tags.quota``, and
-counterfactual pairs (``--counterfactual N``, see :mod:`tagtune.vae.pairs`), written after the
+counterfactual pairs (``sample.counterfactual``, see :mod:`tagtune.vae.pairs`), written after the
 other sets with ``pair_id``, ``concept`` and ``edit``.
 """
 
@@ -20,15 +20,21 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from tagtune.config.saved import sidecar_config
 from tagtune.errors import ConfigError
+from tagtune.files.runs import check_ours, first_line_has
 from tagtune.models.sampling import row_seed
 from tagtune.records.rows import TagSetRow
 from tagtune.records.taxonomy import Taxonomy
 from tagtune.report import SILENT, Reporter
+from tagtune.vae.config import SampleConfig
 from tagtune.vae.constraints import ConstraintError, Constraints, parse_constraints
 from tagtune.vae.sampler import DrawStats, generate_sets
+
+if TYPE_CHECKING:
+    from tagtune.vae.modeldir import LoadedModel
 
 
 @dataclass
@@ -48,7 +54,7 @@ class SampleResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def sampling_provenance(cfg: Any, loaded: Any) -> dict[str, Any]:
+def sampling_provenance(cfg: SampleConfig, loaded: LoadedModel) -> dict[str, Any]:
     """``provenance.tags`` of every row: which model (by fingerprint) and which settings."""
     from tagtune import __version__
 
@@ -60,7 +66,7 @@ def sampling_provenance(cfg: Any, loaded: Any) -> dict[str, Any]:
 class _Drawer:
     """Draws sets with the run's settings; top-ups and pairs get their own seeds (by tag and round)."""
 
-    def __init__(self, loaded: Any, cfg: Any, cons: Constraints):
+    def __init__(self, loaded: LoadedModel, cfg: SampleConfig, cons: Constraints):
         self.loaded, self.cfg, self.cons, self.stats = loaded, cfg, cons, DrawStats()
 
     def sets(self, n: int, seed: int, cons: Constraints | None = None) -> Iterator[list[list[int]]]:
@@ -81,7 +87,7 @@ class _Drawer:
 
         name = self.loaded.taxonomy.tags[tag]
         if tag in self.cons.forbid:
-            raise ConstraintError(f"'{name}' is forbidden (--forbid) but has a quota or is a concept")
+            raise ConstraintError(f"'{name}' is forbidden (sample.forbid) but has a quota or is a concept")
         cons = replace(self.cons, require=sorted({*self.cons.require, tag}))
         seed = row_seed(self.cfg.seed, f"tag:{name}:{round_}", bits=32)
         try:
@@ -90,7 +96,7 @@ class _Drawer:
             raise ConstraintError(f"cannot draw enough sets holding '{name}': {exc.message}", hint=exc.hint) from exc
 
 
-def sample(cfg: Any, reporter: Reporter = SILENT) -> SampleResult:
+def sample(cfg: SampleConfig, reporter: Reporter = SILENT) -> SampleResult:
     """Sample ``sample.num_samples`` sets (and ``sample.counterfactual`` pairs) from ``sample.model``.
 
     Raises:
@@ -99,7 +105,6 @@ def sample(cfg: Any, reporter: Reporter = SILENT) -> SampleResult:
         ConstraintError: The constraints could not be met often enough (what plain sampling drew is
             kept); a quota or a concept that cannot be met (nothing is written).
     """
-    from tagtune.config.saved import sidecar_config
     from tagtune.models.device import torch_threads
     from tagtune.vae.balance import check_reachable, parse_quotas, unreachable
     from tagtune.vae.modeldir import load_model_dir
@@ -109,7 +114,8 @@ def sample(cfg: Any, reporter: Reporter = SILENT) -> SampleResult:
         raise ConfigError("no model directory", key="sample.model", hint="pass a directory written by `tagtune vae train`")
     if s.num_samples == 0 and not s.counterfactual:
         raise ConfigError("sample.num_samples is 0 and no counterfactual pairs are asked for: nothing to sample",
-                          key="sample.num_samples", hint="-n N for N sets, --counterfactual N for N pairs")
+                          key="sample.num_samples",
+                          hint="set sample.num_samples for sets, or sample.counterfactual for pairs")
     loaded = load_model_dir(s.model, taxonomy=Taxonomy.load(s.taxonomy_path) if s.taxonomy_path else None)
     if not s.rules:
         from tagtune.records.taxonomy import Rules
@@ -126,8 +132,6 @@ def sample(cfg: Any, reporter: Reporter = SILENT) -> SampleResult:
     elif quotas:
         check_reachable(loaded, quotas, s.min_tag_probability)
     out = Path(s.output or Path(s.model) / "samples.jsonl").expanduser()
-    from tagtune.files.runs import check_ours, first_line_has
-
     check_ours(out, "vae sample", first_line_has("provenance", "tags"))  # an earlier sample is replaced; your file is not
     params = sampling_provenance(cfg, loaded)
     started = time.perf_counter()

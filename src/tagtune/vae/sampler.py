@@ -23,9 +23,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 from tagtune.errors import ConfigError
+from tagtune.vae.config import Mode, Prior
 from tagtune.vae.constraints import ConstraintError, Constraints, meets_counts
 
 if TYPE_CHECKING:
@@ -33,8 +34,8 @@ if TYPE_CHECKING:
 
     from tagtune.vae.modeldir import LoadedModel
 
-MODES = ("sized", "bernoulli", "threshold")
-PRIORS = ("aggregate", "normal")
+MODES: tuple[str, ...] = get_args(Mode)
+PRIORS: tuple[str, ...] = get_args(Prior)
 
 
 @dataclass
@@ -170,15 +171,15 @@ def _draw(
 def check_options(mode: str, prior: str, temperature: float) -> None:
     """Refuse an unknown mode or prior and a negative temperature (before anything is drawn)."""
     if mode not in MODES:
-        raise ConfigError(f"unknown sample.mode '{mode}'", hint=f"use one of: {', '.join(MODES)}")
+        raise ConfigError(f"unknown sample.mode '{mode}'", hint=f"use one of: {', '.join(MODES)}", key="sample.mode")
     if prior not in PRIORS:
-        raise ConfigError(f"unknown sample.prior '{prior}'", hint=f"use one of: {', '.join(PRIORS)}")
+        raise ConfigError(f"unknown sample.prior '{prior}'", hint=f"use one of: {', '.join(PRIORS)}", key="sample.prior")
     if temperature < 0:
-        raise ConfigError(f"temperature must be >= 0, got {temperature}")
+        raise ConfigError(f"sample.temperature must be >= 0, got {temperature}", key="sample.temperature")
 
 
 def generate_sets(
-    loaded: LoadedModel, num_samples: int, mode: str = "sized", prior: str = "aggregate", temperature: float = 1.0,
+    loaded: LoadedModel, num_samples: int, mode: Mode = "sized", prior: Prior = "aggregate", temperature: float = 1.0,
     threshold: float = 0.5, seed: int = 0, constraints: Constraints | None = None, dedupe: bool = False,
     batch_size: int = 1024, max_attempts: int = 50, stats: DrawStats | None = None,
 ) -> Iterator[list[list[int]]]:

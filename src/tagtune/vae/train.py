@@ -1,6 +1,6 @@
 """``tagtune vae train``: fit the beta-VAE with Lightning and write the model directory.
 
-:func:`train` takes the composed ``vae_training`` config and does everything the command does:
+:func:`train` takes the typed config of ``vae train`` and does everything the command does:
 read and split the data, build the model from ``model.*`` and ``loss.*``, fit it with the
 shared Lightning trainer (:mod:`tagtune.models.training`: checkpoints with ``last.ckpt``, early stopping,
 progress to the reporter, CSV logger, resume, interrupt and divergence rules), reload the best checkpoint, encode the training sets once more to store the
@@ -15,8 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tagtune.config.saved import prepare_run_dir
+from tagtune.config.typed import replace
 from tagtune.errors import ConfigError, InputError
 from tagtune.report import SILENT, Reporter
+from tagtune.vae.config import TrainConfig, VaeModel
 from tagtune.vae.data import VAEData, load_vae_data
 
 
@@ -39,29 +42,23 @@ def _epoch_sync_callback(batches: Any) -> Any:
     return _EpochSync()
 
 
-def _architecture(cfg: Any, data: VAEData) -> dict[str, Any]:
+def _architecture(m: VaeModel, data: VAEData) -> dict[str, Any]:
     from tagtune.vae.model import Architecture
 
-    m = cfg.model
     observed = int(data.train.sum(axis=1).max())
-    max_size = m.get("max_set_size") or observed
-    if int(max_size) < observed:
-        raise ConfigError(f"model.max_set_size={max_size} is smaller than the largest training set ({observed} tags)")
+    max_size = m.max_set_size or observed
+    if max_size < observed:
+        raise ConfigError(f"model.max_set_size={max_size} is smaller than the largest training set ({observed} tags)",
+                          key="model.max_set_size")
     return Architecture(
-        num_tags=len(data.taxonomy), latent_dim=int(m.latent_dim), hidden_dim=int(m.hidden_dim),
-        num_layers=int(m.num_layers), dropout=float(m.dropout), batch_norm=bool(m.batch_norm),
-        max_set_size=min(int(max_size), len(data.taxonomy)),
+        num_tags=len(data.taxonomy), latent_dim=m.latent_dim, hidden_dim=m.hidden_dim, num_layers=m.num_layers,
+        dropout=m.dropout, batch_norm=m.batch_norm, max_set_size=min(max_size, len(data.taxonomy)),
     ).to_dict()
 
 
-def _without_validation(cfg: Any) -> Any:
+def _without_validation(cfg: TrainConfig) -> TrainConfig:
     """A copy of cfg in which nothing monitors val/loss (there is no validation split)."""
-    from omegaconf import OmegaConf
-
-    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-    cfg.callbacks.early_stopping.enabled = False
-    cfg.callbacks.model_checkpoint.monitor = None
-    return cfg
+    return replace(cfg, {"callbacks.early_stopping.enabled": False, "callbacks.model_checkpoint.monitor": None})
 
 
 def _load_best(module: Any, trainer: Any) -> str | None:
@@ -82,8 +79,8 @@ def _scalar(metrics: dict[str, Any], key: str) -> float | None:
     return None if value is None else round(float(value), 5)
 
 
-def train(cfg: Any, reporter: Reporter = SILENT) -> TrainResult:
-    """Train the beta-VAE described by a composed ``vae_training`` config into ``train.output``.
+def train(cfg: TrainConfig, reporter: Reporter = SILENT) -> TrainResult:
+    """Train the beta-VAE described by ``cfg`` into ``train.output``.
 
     A rerun into the same directory resumes an unfinished run from its ``last.ckpt``; a finished
     one is refused unless ``train.resume`` names a checkpoint to continue from.
@@ -96,7 +93,6 @@ def train(cfg: Any, reporter: Reporter = SILENT) -> TrainResult:
         OutputError: The directory already holds a trained model.
         Diverged: The loss became NaN or infinite.
     """
-    from tagtune.config.saved import prepare_run_dir
     from tagtune.models.device import torch_threads
     from tagtune.models.training import claim_run_dir, quiet_lightning
     from tagtune.vae.modeldir import WEIGHTS
@@ -118,18 +114,18 @@ def train(cfg: Any, reporter: Reporter = SILENT) -> TrainResult:
         return _fit(cfg, data, run_dir, resume, reporter, started)
 
 
-def _module(cfg: Any, data: VAEData) -> Any:
+def _module(cfg: TrainConfig, data: VAEData) -> Any:
     from tagtune.vae.lightning_module import VAEModule
 
     m, loss = cfg.model, cfg.loss
     return VAEModule(
-        _architecture(cfg, data), beta=m.beta, learning_rate=m.learning_rate, weight_decay=m.weight_decay,
+        _architecture(m, data), beta=m.beta, learning_rate=m.learning_rate, weight_decay=m.weight_decay,
         bce_weight=loss.bce_weight, kld_weight=loss.kld_weight, size_weight=loss.size_weight, free_bits=loss.free_bits,
         kl_warmup_epochs=loss.kl_warmup_epochs,
     )
 
 
-def _fit(cfg: Any, data: VAEData, run_dir: Path, resume: str | None, reporter: Reporter, started: float) -> TrainResult:
+def _fit(cfg: TrainConfig, data: VAEData, run_dir: Path, resume: str | None, reporter: Reporter, started: float) -> TrainResult:
     """Everything after the data is read: model, Lightning fit, best weights, model directory."""
     import lightning as L
     import torch
