@@ -156,6 +156,27 @@ def test_a_few_steps_lower_the_loss():
     assert losses[-1] < 0.5 * losses[0]
 
 
+def test_the_same_weights_give_the_same_file_bytes(tmp_path):
+    """safetensors writes its metadata in hash order, which changes between processes: save_model_dir sorts it."""
+    from tagtune.vae.modeldir import WEIGHTS, load_model_dir, save_model_dir
+
+    torch.manual_seed(0)
+    model = TagVAE(_arch(num_tags=4))
+    tax = Taxonomy({"genre": ["rock", "jazz"], "mood": ["calm", "dark"]})
+    mu, logvar = torch.zeros(3, 4), torch.zeros(3, 4)
+    files = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        save_model_dir(tmp_path / name, model, tax, mu, logvar)
+        files.append((tmp_path / name / WEIGHTS).read_bytes())
+    size = int.from_bytes(files[0][:8], "little")
+    metadata = json.loads(files[0][8:8 + size])["__metadata__"]
+    assert list(metadata) == sorted(metadata) == ["architecture", "format", "taxonomy_sha256"]
+    assert files[0] == files[1]
+    loaded = load_model_dir(tmp_path / "a")  # the rewritten header reads back as before
+    assert loaded.model.arch == model.arch and torch.equal(loaded.prior_mu, mu)
+
+
 def test_conditional_bernoulli_gives_exact_sizes_and_respects_masks():
     gen = torch.Generator().manual_seed(0)
     logits = torch.randn(500, 10)

@@ -69,8 +69,28 @@ def save_model_dir(
     }
     with atomic_path(run_dir / WEIGHTS) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
+        _sort_metadata(tmp)
     taxonomy.save(run_dir / TAXONOMY)
     return run_dir
+
+
+def _sort_metadata(path: Path) -> None:
+    """Rewrite the safetensors header with its metadata keys sorted, in place.
+
+    safetensors writes the metadata in hash-map order, which changes from process to process, so
+    the same weights gave different bytes (and a different fingerprint in every sampled row's
+    provenance). The rewritten header has the same keys, values and length; readers see no change.
+    """
+    with open(path, "r+b") as fh:
+        size = int.from_bytes(fh.read(8), "little")
+        raw = fh.read(size)
+        header = json.loads(raw)
+        header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        if len(text) != len(raw.rstrip(b" ")):  # not the library's compact JSON: leave the file as it is
+            return
+        fh.seek(8)
+        fh.write(text.ljust(size))
 
 
 def _check_dir(path: Path) -> Path:
