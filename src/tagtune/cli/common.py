@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -112,6 +112,7 @@ def compose_or_show(
     flags: Mapping[str, tuple[str, Any]] | None = None,
     recorded: Mapping[str, Any] | None = None,
     commands: Sequence[Command] = (),
+    adjust: Callable[[Any], Any] | None = None,
 ) -> Any:
     """Compose the command's typed config with its flags; with ``--show-config`` print it and exit 0.
 
@@ -121,6 +122,8 @@ def compose_or_show(
         flags: ``{config key: (flag name, value)}``; flags left unset (None) change nothing.
         recorded: Settings recorded in the folder the command works on (below preset and overrides).
         commands: The stage's commands (whose keys its presets may set).
+        adjust: Applied to the composed config before it is shown or returned (the pipeline's
+            ``STAGE:key=value`` routing).
     """
     from tagtune.config.commands import compose_command
     from tagtune.config.compose import compose
@@ -141,6 +144,8 @@ def compose_or_show(
         if exc.key in flags and flags[exc.key][1] is not None:
             raise ConfigError(f"{exc.message} (set by {flags[exc.key][0]})", hint=exc.hint, key=exc.key) from exc
         raise
+    if adjust is not None:
+        cfg = adjust(cfg)
     if show_config:
         sys.stdout.write("".join(f"# note: {n}\n" for n in dict.fromkeys(notes)) + to_yaml(cfg))
         raise typer.Exit(0)

@@ -1,13 +1,14 @@
-"""``tagtune pipeline run``: every stage into one dataset folder, resumable stage by stage."""
+"""``tagtune pipeline run | status``: every stage into one dataset folder, here or on a cluster, and where a run stands."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from tagtune.cli.common import (
+    NO_METAVAR,
     ConfigDirs,
     Output,
     Overrides,
@@ -21,33 +22,18 @@ from tagtune.cli.common import (
 )
 from tagtune.cli.render import reporter
 
-app = typer.Typer(help="Run the whole chain (tags -> captions -> audio) into a dataset folder.", no_args_is_help=True, rich_markup_mode="rich")
-
-# Overrides written `STAGE:key=value` go to that stage's own config.
-_STAGE_PREFIXES = {"vae:": "vae.overrides", "caption:": "caption.overrides", "finetune:": "caption.finetune_overrides", "tta:": "tta.overrides"}
-
-
-def _route(overrides: list[str]) -> tuple[list[str], dict[str, list[str]]]:
-    """Split ``STAGE:key=value`` overrides (for a stage's config) from the pipeline's own."""
-    own, routed = [], {}
-    for item in overrides:
-        for prefix, key in _STAGE_PREFIXES.items():
-            if item.startswith(prefix):
-                routed.setdefault(key, []).append(item[len(prefix):])
-                break
-        else:
-            own.append(item)
-    return own, routed
+app = typer.Typer(help="Run the whole chain (tags -> captions -> audio) into a dataset folder, here or on a cluster.",
+                  no_args_is_help=True, rich_markup_mode="rich")
 
 
 @app.command(
     "run",
     epilog=examples(
         "tagtune pipeline run --preset demo -o demo",
-        "tagtune pipeline run --preset quick_test -n 10 -o /tmp/ds",
         "tagtune pipeline run --preset quick_test --tags my_tags.jsonl -o ds",
         "tagtune pipeline run --preset demo -o demo vae:trainer.max_epochs=50 tta:generation.duration=4",
-        "tagtune pipeline run --preset conceptcaps -o cc --vae-model runs/vae --caption-adapter runs/lora --force tta",
+        "tagtune pipeline run --preset conceptcaps -o /shared/cc executor=slurm executor.slurm.partition=gpu executor.shards.tta=64",
+        "tagtune pipeline run --preset conceptcaps -o cc --dry-run executor.shards.tta=32",
     ),
 )
 def run_cmd(
@@ -62,38 +48,47 @@ def run_cmd(
     caption_adapter: Annotated[Optional[Path], typer.Option("--caption-adapter", help="Reuse a trained LoRA adapter.", show_default=False)] = None,
     force: Annotated[Optional[list[str]], typer.Option("--force", help="Rerun this stage (and the later ones) from scratch; repeatable.", show_default=False)] = None,
     exclude: Annotated[Optional[list[Path]], typer.Option("--exclude", help="Tag sets / captions of an evaluation set to keep out of the dataset (repeatable).", show_default=False)] = None,
+    executor: Annotated[Optional[str], typer.Option("--executor", help="Where shard tasks run: local, slurm, ray (same as executor=NAME).", show_default=False)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", metavar=NO_METAVAR, help="Print the tasks per stage and the estimated GPU-hours; run nothing.")] = False,
     seed: Seed = None,
     config_dir: ConfigDirs = None,
     show_config: ShowConfig = False,
 ) -> None:
     """Train/sample tags, caption them, render audio and assemble DIR/dataset (metadata, audio, card, plots).
 
-    Rerunning the same command resumes: finished stages are skipped, a half-finished one continues.
-    Overrides prefixed with vae:, caption:, finetune: or tta: go to that stage's config.
+    Rerunning the same command resumes: finished stages are skipped, a half-finished one continues
+    (on a cluster: only the shards without a completion marker are submitted again). Overrides
+    prefixed with vae:, caption:, finetune: or tta: go to that stage's config.
     """
-    own, routed = _route(list(overrides or []))
+    from tagtune.pipeline.config import COMMANDS, RUN
+    from tagtune.pipeline.run import split_stage_overrides, with_stage_overrides
+
+    own, routed = split_stage_overrides(list(overrides or []))
+    if executor:
+        own = [f"executor={executor}", *own]
     cfg = compose_or_show(
-        "pipeline", own, preset, config_dir, show_config=False,
+        RUN, own, preset, config_dir, show_config, commands=COMMANDS,
         flags={"output": ("-o", output), "num_items": ("-n", num_items), "seed": ("--seed", seed),
                "stages": ("--stages", [s.strip() for s in stages.split(",") if s.strip()] if stages else None),
                "tags": ("--tags", tags), "captions": ("--captions", captions), "vae.model": ("--vae-model", vae_model),
                "caption.adapter": ("--caption-adapter", caption_adapter),
                "dataset.exclude": ("--exclude", [str(p) for p in exclude] if exclude else None)},
+        adjust=lambda c: with_stage_overrides(c, routed),
     )
-    from omegaconf import OmegaConf
-
-    for key, items in routed.items():
-        OmegaConf.update(cfg, key, [*OmegaConf.select(cfg, key), *items], merge=False)
-    if show_config:
-        import sys
-
-        sys.stdout.write(OmegaConf.to_yaml(cfg))
-        raise typer.Exit(0)
+    if dry_run:
+        _print_plan(cfg)
+        return
     from tagtune.pipeline.dataset import load_lines
     from tagtune.pipeline.run import run_pipeline
 
     result = run_pipeline(cfg, force=list(force or []), reporter=reporter())
     console = out_console()
+    if result.driver is not None:
+        job, log = result.driver.job_ids.get(0), result.driver.logs.get(0)
+        console.print(f"submitted the run as driver job {job} (log: {log}); it submits each stage's shard tasks and "
+                      "waits for them", soft_wrap=True)
+        console.print(f"  follow it:  tagtune pipeline status -o {result.output_dir}", soft_wrap=True)
+        return
     if result.dataset is not None:
         ds = result.dataset.path
         console.print(f"Dataset: {ds}  ({result.dataset.items} items: "
@@ -102,3 +97,57 @@ def run_cmd(
         for i, line in enumerate(load_lines(ds)):
             console.print(f"  {'load:' if i == 0 else '':<7} {line}", soft_wrap=True)
         console.print(f"  export: tagtune dataset export {result.output_dir} --format parquet")
+
+
+def _print_plan(cfg: Any) -> None:
+    from rich.table import Table
+
+    from tagtune.pipeline.plan import dry_run
+
+    planned = dry_run(cfg)
+    table = Table(title=f"Plan: {cfg.executor.name} executor, {cfg.num_items} items (estimates, see docs/pipeline.md)")
+    for column in ("stage", "steps", "tasks", "GPU-hours", "note"):
+        table.add_column(column, justify="right" if column in ("tasks", "GPU-hours") else "left")
+    for p in planned:
+        table.add_row(p.name, ", ".join(p.steps), str(p.tasks), f"{p.gpu_hours:.1f}", p.note)
+    table.add_row("total", "", str(sum(p.tasks for p in planned)), f"{sum(p.gpu_hours for p in planned):.1f}", "")
+    out_console().print(table)
+
+
+@app.command(
+    "status",
+    epilog=examples("tagtune pipeline status -o cc", "tagtune pipeline status -o cc --json | jq '.stages[].state'"),
+)
+def status_cmd(
+    output: Annotated[Path, typer.Option("--output", "--output-dir", "-o", help="The run folder (the -o of `pipeline run`).")],
+    as_json: Annotated[bool, typer.Option("--json", metavar=NO_METAVAR, help="Print JSON for scripts.")] = False,
+) -> None:
+    """Per stage: complete / running / not started, and per step its shards done, running, failed, missing,
+    with job ids and the logs of failed shards. Reads the run folder only; exit 0."""
+    from tagtune.pipeline.status import as_json as to_json
+    from tagtune.pipeline.status import run_status
+
+    stages = run_status(output)
+    if as_json:
+        typer.echo(to_json(stages))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"Run {output}")
+    for column in ("stage", "state", "step", "done", "running", "failed", "missing", "jobs"):
+        table.add_column(column, justify="right" if column in ("done", "running", "failed", "missing") else "left")
+    for s in stages:
+        rows = s.steps or [None]
+        for i, step in enumerate(rows):
+            cells = [s.stage if i == 0 else "", s.state if i == 0 else ""]
+            cells += ["-", "", "", "", "", ""] if step is None else [
+                f"{step.step} (x{step.shards})", str(step.done), str(step.running), str(step.failed), str(step.missing),
+                ", ".join(step.jobs[:3]) + (f" +{len(step.jobs) - 3}" if len(step.jobs) > 3 else "")]
+            table.add_row(*cells)
+    console = out_console()
+    console.print(table)
+    for s in stages:
+        for step in s.steps:
+            for f in step.failures:
+                console.print(f"failed: {s.stage} {step.step} shard {f['shard']}: {f['error']}"
+                              + (f" (log: {f['log']})" if f.get("log") else ""), soft_wrap=True)

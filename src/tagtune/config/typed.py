@@ -214,6 +214,7 @@ class _Context:
     command: str | None = None
     siblings: Sequence[tuple[str, type]] = ()  # (command, config class) of the stage's other commands
     user_keys: frozenset[str] = frozenset()  # dotted keys set by overrides and flags
+    partial: bool = False  # checking a sibling's keys: values are checked, missing keys are fine, nothing is built
 
 
 def hints(cls: type) -> dict[str, Any]:
@@ -267,6 +268,8 @@ def _build(cls: type, value: Any, prefix: str, ctx: _Context) -> Any:
                 raise ConfigError(f"{key}: {exc}", key=key) from None
             continue
         _unread(key, item, ctx)
+    if ctx.partial:
+        return kwargs
     for name, f in declared.items():
         if name not in kwargs:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
@@ -280,9 +283,9 @@ def _build(cls: type, value: Any, prefix: str, ctx: _Context) -> Any:
 def _narrow(ctx: _Context, name: str) -> _Context:
     """The context one section down: each sibling's section of the same name."""
     if not ctx.siblings:
-        return _Context(ctx.command, (), ctx.user_keys)
+        return _Context(ctx.command, (), ctx.user_keys, ctx.partial)
     below = [(cmd, sec) for cmd, cls in ctx.siblings if (sec := _section_of(cls, name)) is not None]
-    return _Context(ctx.command, below, ctx.user_keys)
+    return _Context(ctx.command, below, ctx.user_keys, ctx.partial)
 
 
 def _unread(key: str, value: Any, ctx: _Context) -> None:
@@ -300,7 +303,8 @@ def _unread(key: str, value: Any, ctx: _Context) -> None:
                               + "see --show-config for the keys this command reads")
         cmd, cls = owners[0]  # a stage preset's setting for a sibling command: checked, then dropped
         if any(f.name == name for f in _declared(cls)):
-            convert(hints(cls)[name], value, key, _Context(None, [(c, s) for c, s in owners if s is not cls], frozenset()))
+            convert(hints(cls)[name], value, key, _Context(None, [(c, s) for c, s in owners if s is not cls], frozenset(),
+                                                          partial=True))
         return
     raise unknown_key(key, ctx)
 

@@ -62,6 +62,7 @@ class ExecutorConfig:
     shards: Shards
     wait: bool
     resources: Resources
+    driver_minutes: Count  # wait: false: the time limit of the one CPU job that runs the pipeline on the cluster
     slurm: SlurmSettings | None = None
     ray: RaySettings | None = None
     options: dict[str, Any] = field(default_factory=dict)

@@ -27,8 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from tagtune.caption import config as caption_config
+from tagtune.config.commands import compose_command
 from tagtune.config.saved import config_hash, save_config
+from tagtune.config.typed import build, replace, to_dict
 from tagtune.errors import ConfigError
+from tagtune.executors import Submission, plan_shards
 from tagtune.files.readers import missing_file
 from tagtune.files.resumable import locked
 from tagtune.files.runs import (
@@ -39,7 +45,11 @@ from tagtune.files.runs import (
     remove_written,
     write_manifest,
 )
+from tagtune.pipeline.config import PipelineConfig
+from tagtune.pipeline.seam import Runner
 from tagtune.pipeline.stages import STAGE_NAMES, STAGES, Stage, free_memory
+from tagtune.records.rows import CaptionRow, TagSetRow
+from tagtune.records.taxonomy import Taxonomy
 from tagtune.report import SILENT, Reporter
 
 
@@ -56,13 +66,12 @@ class PipelineResult:
     output_dir: Path
     stages: list[StageOutcome] = field(default_factory=list)
     dataset: Any = None
+    driver: Submission | None = None  # executor.wait=false: the job that runs the pipeline on the cluster
 
 
 def _relative_hash(cfgs: Sequence[Any], out: Path) -> str:
     """Hash of the stage configs with locations factored out: the run directory (moving DIR keeps
     the hash) and each config's own timestamped default output (``paths.output_dir``)."""
-    from omegaconf import OmegaConf
-
     def strip(value: Any, prefixes: dict[str, str]) -> Any:
         if isinstance(value, dict):
             return {k: strip(v, prefixes) for k, v in value.items()}
@@ -76,8 +85,8 @@ def _relative_hash(cfgs: Sequence[Any], out: Path) -> str:
 
     parts = []
     for c in cfgs:
-        data = OmegaConf.to_container(c, resolve=True)
-        paths = data.pop("paths", {})  # output locations and the run timestamp do not change results
+        data = to_dict(c)
+        paths = data.pop("paths", None) or {}  # output locations and the run timestamp do not change results
         parts.append(strip(data, {str(out): "<DIR>", str(paths.get("output_dir")): "<RUN_DIR>"}))
     return config_hash({"stages": parts})
 
@@ -100,19 +109,21 @@ class _Plan:
     replaced: dict[str, Path]  # stage name -> the user's file that stands in for its output
 
 
-def _plan(cfg: Any, out: Path) -> _Plan:
+def plan_stages(cfg: PipelineConfig, out: Path) -> _Plan:
     """Compose every stage's configs up front (config errors before any work), wiring hop to hop."""
-    starts = {hop: Path(p).expanduser().resolve() for hop, p in (("tags", cfg.tags), ("captions", cfg.captions)) if p}
-    for hop, path in starts.items():
+    given = {TagSetRow: ("tags", cfg.tags), CaptionRow: ("captions", cfg.captions)}
+    starts = {kind: Path(p).expanduser().resolve() for kind, (_, p) in given.items() if p}
+    for kind, path in starts.items():
         if not path.is_file():
+            hop = given[kind][0]
             raise ConfigError(f"the {hop} file {path}: {missing_file(path)}", key=hop)
     produced = [s.produces for s in STAGES]
     last_given = max((produced.index(h) for h in starts), default=-1)
-    replaced = {s.name: starts.get("captions", starts.get("tags")) for s in STAGES[:last_given + 1]}
+    replaced = {s.name: starts.get(CaptionRow, starts.get(TagSetRow)) for s in STAGES[:last_given + 1]}
     stages = [s for s in STAGES if s.name in set(cfg.stages) and s.name not in replaced]
     inputs: dict[str, Path | None] = {}
     configs: dict[str, dict[str, Any]] = {}
-    previous: dict[str, Path] = dict(starts)
+    previous: dict[type, Path] = dict(starts)
     for stage in STAGES:
         folder = out / stage.name
         inputs[stage.name] = previous.get(stage.consumes) if stage.consumes else None
@@ -122,11 +133,16 @@ def _plan(cfg: Any, out: Path) -> _Plan:
     return _Plan(out, stages, inputs, configs, replaced)
 
 
-def run_pipeline(cfg: Any, force: Sequence[str] = (), reporter: Reporter = SILENT) -> PipelineResult:
+def run_pipeline(cfg: PipelineConfig, force: Sequence[str] = (), reporter: Reporter = SILENT) -> PipelineResult:
     """Run (or resume) the stages named in ``cfg.stages`` and assemble ``DIR/dataset``.
 
+    Each stage's shard tasks run through the executor ``cfg.executor`` names (in this process by
+    default); with ``executor.wait: false`` on an executor whose jobs outlive this process (SLURM),
+    the whole run is submitted as one driver job that does this on the cluster, and the result says
+    which job to watch (``tagtune pipeline status``).
+
     Args:
-        cfg: The composed ``pipeline`` config (``output``, ``tags`` / ``captions`` start files,
+        cfg: The ``pipeline run`` config (``output``, ``tags`` / ``captions`` start files,
             ``vae.model`` / ``caption.adapter`` to reuse trained ones).
         force: Stages to rerun from scratch (each later stage is rerun too).
         reporter: Receives progress (one labelled line per stage) and notes.
@@ -136,20 +152,27 @@ def run_pipeline(cfg: Any, force: Sequence[str] = (), reporter: Reporter = SILEN
     if unknown:
         raise ConfigError(f"unknown stage(s) {', '.join(unknown)}; stages are {', '.join(STAGE_NAMES)}")
     forced = {name for s in force for name in STAGE_NAMES[STAGE_NAMES.index(s):]}
-    plan = _plan(cfg, out)
+    plan = plan_stages(cfg, out)
     claim_dir(out, "pipeline run")
     with locked(out / ".tagtune-pipeline.lock", hint="another `tagtune pipeline run` is writing this folder; wait for it"):
         save_config(cfg, out / "config.yaml")
         result = PipelineResult(out)
-        with reporter.progress("pipeline", total=len(plan.stages), unit="stages") as overall:
-            for stage in STAGES:
-                result.stages.append(_stage(plan, stage, stage.name in forced, reporter))
-                overall.update(completed=sum(o.status in ("ran", "skipped") for o in result.stages))
+        runner = Runner(cfg.executor, out, reporter)
+        try:
+            if not runner.waits:
+                result.driver = submit_driver(cfg, force, runner)
+                return result
+            with reporter.progress("pipeline", total=len(plan.stages), unit="stages") as overall:
+                for stage in STAGES:
+                    result.stages.append(_stage(plan, stage, stage.name in forced, runner, reporter))
+                    overall.update(completed=sum(o.status in ("ran", "skipped") for o in result.stages))
+        finally:
+            runner.close()
         result.dataset = _dataset(cfg, plan, reporter)
     return result
 
 
-def _stage(plan: _Plan, stage: Stage, forced: bool, reporter: Reporter) -> StageOutcome:
+def _stage(plan: _Plan, stage: Stage, forced: bool, runner: Runner, reporter: Reporter) -> StageOutcome:
     if stage.name in plan.replaced:
         return StageOutcome(stage.name, "from your file", detail=str(plan.replaced[stage.name]))
     if stage not in plan.stages:
@@ -179,7 +202,7 @@ def _stage(plan: _Plan, stage: Stage, forced: bool, reporter: Reporter) -> Stage
                    preexisting=preexisting)
     reporter.note(f"[{stage.name}] running" + (" (resuming earlier work)" if manifest is not None else ""))
     start = time.perf_counter()
-    run = stage.run(cfgs, folder, reporter.child(stage.name))
+    run = stage.run(cfgs, folder, runner, digest, reporter.child(stage.name))
     seconds = time.perf_counter() - start
     write_manifest(folder / "manifest.json", stage=stage.name, status="complete", config_hash=digest, inputs=inputs,
                    detail=run.detail, rows=run.rows, output=str(run.output.relative_to(plan.out)), seconds=round(seconds, 2),
@@ -205,21 +228,20 @@ def _remove_stage(folder: Path, manifest: dict[str, Any] | None, name: str, repo
                   + (f"; kept {len(kept)} file(s) it did not write ({', '.join(kept[:3])})" if kept else ""))
 
 
-def _taxonomy(cfg: Any, plan: _Plan) -> Any:
+def _taxonomy(cfg: PipelineConfig, plan: _Plan) -> Taxonomy:
     """The tag taxonomy of the run: the VAE model's, else the caption stage's ``data.taxonomy_path``."""
-    from tagtune.config.compose import compose
-    from tagtune.records.taxonomy import Taxonomy
     from tagtune.vae.modeldir import read_taxonomy
 
     if "vae" in plan.configs:
         return read_taxonomy(plan.configs["vae"]["sample"].sample.model)
     infer = plan.configs.get("caption", {}).get("infer")
     if infer is None:
-        infer = compose("caption_inference", list(cfg.caption.overrides), preset=cfg.caption.preset)
+        infer = compose_command(caption_config.INFER, caption_config.COMMANDS, list(cfg.caption.overrides),
+                                cfg.caption.preset, strict=False)
     return Taxonomy.load(infer.data.taxonomy_path)
 
 
-def _dataset(cfg: Any, plan: _Plan, reporter: Reporter) -> Any:
+def _dataset(cfg: PipelineConfig, plan: _Plan, reporter: Reporter) -> Any:
     from tagtune.pipeline.dataset import build_dataset
 
     source = next((plan.out / name for name in ("verify", "tta") if name in {s.name for s in plan.stages}), None)
@@ -231,21 +253,20 @@ def _dataset(cfg: Any, plan: _Plan, reporter: Reporter) -> Any:
         step = json.loads((source / "summary.json").read_text(encoding="utf-8"))
         checkers = plan.configs["verify"]["verify"].verification.checkers
         run["verification"] = {**{k: v for k, v in step.items() if k != "report"}, "checkers": list(checkers)}
-    summary = build_dataset(source, plan.out / "dataset", _taxonomy(cfg, plan), cfg.dataset, run, reporter)
+    summary = build_dataset(source, plan.out / "dataset", _taxonomy(cfg, plan), to_dict(cfg.dataset), run, reporter)
     reporter.note(f"[dataset] {summary.items} items in {summary.path}")
     return summary
 
 
-def _inputs(cfg: Any, plan: _Plan) -> dict[str, str | None]:
+def _inputs(cfg: PipelineConfig, plan: _Plan) -> dict[str, str | None]:
     """``{role: model id or data path}`` of the run, for the licence table."""
-    from omegaconf import OmegaConf
-
     vae, cap, tta = plan.configs.get("vae", {}), plan.configs.get("caption", {}), plan.configs.get("tta", {})
     tag_data = None
     if "train" in vae:
         tag_data = vae["train"].data.path or vae["train"].data.dataset_name
     elif cfg.vae.model and (Path(cfg.vae.model) / "config.yaml").is_file():
-        tag_data = OmegaConf.select(OmegaConf.load(Path(cfg.vae.model) / "config.yaml"), "data.path")
+        recorded = yaml.safe_load((Path(cfg.vae.model) / "config.yaml").read_text(encoding="utf-8")) or {}
+        tag_data = (recorded.get("data") or {}).get("path")
     return {
         "tag_data": tag_data or (str(plan.replaced.get("vae")) if "vae" in plan.replaced else None),
         "tag_model": "tagtune:vae" if vae else None,
@@ -255,18 +276,60 @@ def _inputs(cfg: Any, plan: _Plan) -> dict[str, str | None]:
     }
 
 
-def _run_info(cfg: Any, plan: _Plan) -> dict[str, Any]:
+def _run_info(cfg: PipelineConfig, plan: _Plan) -> dict[str, Any]:
     """The run-level provenance (each row carries its own per-stage provenance)."""
-    from omegaconf import OmegaConf
-
     from tagtune import __version__
 
     out: dict[str, Any] = {"tagtune_version": __version__, "num_items": cfg.num_items, "seed": cfg.seed,
                            "started_from": {stage: str(p) for stage, p in plan.replaced.items()},
                            "inputs": _inputs(cfg, plan), "stages": {}}
     for stage, cfgs in plan.configs.items():
-        section = cfg[stage]
-        out["stages"][stage] = {"preset": section.get("preset"), "overrides": list(section.overrides)}
+        section = getattr(cfg, stage)
+        out["stages"][stage] = {"preset": getattr(section, "preset", None), "overrides": list(section.overrides)}
         for name, c in cfgs.items():
-            out["stages"][stage][name] = {k: OmegaConf.to_container(c[k], resolve=True) for k in ("model", "generation") if k in c}
+            out["stages"][stage][name] = {k: to_dict(getattr(c, k)) for k in ("model", "generation") if hasattr(c, k)}
     return out
+
+
+def submit_driver(cfg: PipelineConfig, force: Sequence[str], runner: Runner) -> Submission:
+    """``executor.wait: false``: submit the run itself as one CPU job (:func:`drive`) that submits each
+    step's shard tasks from the cluster and waits for them, then returns; ``pipeline status`` follows it."""
+    waiting = replace(cfg, {"executor.wait": True})
+    out = Path(cfg.output).expanduser().resolve()
+    (task,) = plan_shards("pipeline driver", 1, "tagtune.pipeline.run:drive",
+                          {"config": to_dict(waiting), "force": list(force)}, run_dir=out,
+                          marker_dir=out / ".tagtune-shards" / "driver", config_hash=config_hash(waiting), input_hash="")
+    resources = replace(cfg.executor.resources, {"gpus": 0, "cpus": 1, "time_minutes": cfg.executor.driver_minutes})
+    return runner.executor.submit([task], resources)
+
+
+def drive(config: dict[str, Any], force: list[str], shard: str = "0/1") -> dict[str, Any]:
+    """The driver job of ``executor.wait: false``: the same run, waiting for each step on the cluster."""
+    result = run_pipeline(build(PipelineConfig, config), force)
+    return {"rows": result.dataset.items if result.dataset is not None else None}
+
+
+STAGE_PREFIXES = {"vae:": "vae.overrides", "caption:": "caption.overrides", "finetune:": "caption.finetune_overrides",
+                  "tta:": "tta.overrides"}
+
+
+def split_stage_overrides(overrides: Sequence[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """``STAGE:key=value`` overrides (for that stage's own configs) apart from the pipeline's own."""
+    own, routed = [], {}
+    for item in overrides:
+        prefix = next((p for p in STAGE_PREFIXES if item.startswith(p)), None)
+        if prefix is None:
+            own.append(item)
+        else:
+            routed.setdefault(STAGE_PREFIXES[prefix], []).append(item[len(prefix):])
+    return own, routed
+
+
+def with_stage_overrides(cfg: PipelineConfig, routed: dict[str, list[str]]) -> PipelineConfig:
+    """The config with routed ``STAGE:`` overrides appended to each stage section's own."""
+    current = to_dict(cfg)
+    updates = {}
+    for key, items in routed.items():
+        section, name = key.split(".")
+        updates[key] = [*current[section][name], *items]
+    return replace(cfg, updates) if updates else cfg

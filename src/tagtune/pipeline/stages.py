@@ -1,23 +1,33 @@
-"""The pipeline's stages: what each one reads and writes, its composed configs, and how to run it.
+"""The pipeline's stages: the rows each reads and writes, its composed command configs, and its steps.
 
-Stages talk only through the hop files of :mod:`tagtune.records.reader`. Each :class:`Stage` declares the
-hop it consumes and the one it produces, composes its configs from the pipeline config and the
-file it is handed (its input and output keys are the same in every stage: ``<section>.input`` /
-``<section>.output``, ``seed``), and runs the same functions as the stage commands, which write
-their own configs and return result objects the pipeline reads (no re-counting of files).
+Stages talk only through the hop files of :mod:`tagtune.records.rows`: each :class:`Stage` names
+the row type it consumes and the one it produces. Its ``plan`` composes the typed configs of the
+stage commands it runs (with the stage's preset and overrides, and the hop files wired in); its
+``run`` runs them as steps of shard tasks through the :class:`~tagtune.pipeline.seam.Runner`
+(one task each for ``vae``, N for ``caption``, ``tta`` and ``verify``), then its finalizer
+merges the shards' parts. The functions are those the stage commands call, so a stage run by the
+pipeline writes what the commands write.
 """
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tagtune.config.compose import compose
-from tagtune.errors import InputError
+from tagtune.caption import config as caption_config
+from tagtune.config.commands import Command, compose_command
+from tagtune.config.compose import override_key
+from tagtune.config.typed import reads
+from tagtune.errors import ConfigError, InputError
+from tagtune.pipeline.config import PipelineConfig, StageSection
+from tagtune.pipeline.seam import Runner, merge_clips, release_models
+from tagtune.records.rows import CaptionRow, ClipRow, DatasetRow, TagSetRow
 from tagtune.report import Reporter
+from tagtune.tta import config as tta_config
+from tagtune.vae import config as vae_config
 
 
 @dataclass
@@ -29,33 +39,34 @@ class StageRun:
     detail: str
 
 
-@dataclass
+Plan = Callable[[PipelineConfig, Path, "Path | None"], dict[str, Any]]
+Run = Callable[[dict[str, Any], Path, Runner, str, Reporter], StageRun]
+
+
+@dataclass(frozen=True)
 class Stage:
     """One step of the pipeline.
 
     Attributes:
         name: ``vae``, ``caption``, ``tta`` or ``verify`` (also its folder under the run directory).
-        consumes: The hop it reads (``None``, ``tags``, ``captions``, ``clips``).
-        produces: The hop it writes (``tags``, ``captions``, ``clips``, ``verified clips``).
+        consumes: The row type it reads (None: it starts from nothing).
+        produces: The row type it writes.
         output: Its output inside the stage folder.
-        plan: ``(pipeline cfg, stage dir, input file) -> {name: composed config}``.
-        run: ``(configs, stage dir, reporter) -> StageRun``.
+        plan: ``(pipeline config, stage dir, input file) -> {role: typed command config}``.
+        run: ``(configs, stage dir, runner, stage hash, reporter) -> StageRun``.
     """
 
     name: str
-    consumes: str | None
-    produces: str
+    consumes: type[TagSetRow] | None
+    produces: type[TagSetRow]
     output: str
-    plan: Callable[[Any, Path, Path | None], dict[str, Any]]
-    run: Callable[[dict[str, Any], Path, Reporter], StageRun]
-
-
-def _stage_compose(name: str, section: Any, extra: list[str], updates: dict[str, Any]) -> Any:
-    return compose(name, [*section.overrides, *extra], preset=section.preset, updates=updates)
+    plan: Plan
+    run: Run
 
 
 def free_memory() -> None:
     """Give the next stage the memory of the models the previous one loaded."""
+    release_models()
     gc.collect()
     try:
         import torch
@@ -66,101 +77,134 @@ def free_memory() -> None:
         pass
 
 
+def _compose(command: Command, commands: Sequence[Command], section: StageSection, extra: Sequence[str],
+             updates: dict[str, Any]) -> Any:
+    """A stage command's config from the stage's preset and overrides (which serve all of its commands)."""
+    overrides = [*section.overrides, *extra]
+    for item in overrides:
+        key = override_key(item)
+        if not any(reads(c.schema, key) for c in commands):
+            raise ConfigError(f"override '{item}' of the {command.stage} stage: no {command.stage} command reads "
+                              f"'{key}'", key=key, hint=f"see `tagtune config show {command.main}` for the keys")
+    return compose_command(command, commands, overrides, section.preset, updates=updates, strict=False)
+
+
+def _check_done(done: int, owned: int, what: str, path: Path) -> None:
+    if done != owned:
+        raise InputError(f"{what} {done} of {owned}", path, hint="run the same command again to resume")
+
+
 # -- tags ----------------------------------------------------------------------------------------
 
-def _plan_vae(cfg: Any, folder: Path, _input: Path | None) -> dict[str, Any]:
+def _plan_vae(cfg: PipelineConfig, folder: Path, _input: Path | None) -> dict[str, Any]:
     model = Path(cfg.vae.model).expanduser().resolve() if cfg.vae.model else folder / "model"
     out: dict[str, Any] = {}
+    cmds = vae_config.COMMANDS
     if not cfg.vae.model:
-        out["train"] = _stage_compose("vae_training", cfg.vae, [], {"train.output": str(model), "seed": cfg.seed})
-    out["sample"] = _stage_compose("vae_training", cfg.vae, [], {
+        out["train"] = _compose(vae_config.TRAIN, cmds, cfg.vae, [], {"train.output": str(model), "seed": cfg.seed})
+    out["sample"] = _compose(vae_config.SAMPLE, cmds, cfg.vae, [], {
         "sample.model": str(model), "sample.output": str(folder / "tags.jsonl"), "sample.num_samples": cfg.num_items,
         "seed": cfg.seed})
     return out
 
 
-def _run_vae(cfgs: dict[str, Any], folder: Path, reporter: Reporter) -> StageRun:
+def _run_vae(cfgs: dict[str, Any], folder: Path, runner: Runner, digest: str, reporter: Reporter) -> StageRun:
     from tagtune.vae.modeldir import WEIGHTS
-    from tagtune.vae.sample import sample
-    from tagtune.vae.train import train
 
     if "train" in cfgs and not (Path(cfgs["train"].train.output) / WEIGHTS).is_file():
-        train(cfgs["train"], reporter)  # resumes from its own last.ckpt after an interruption
+        runner.step(folder, "train", "vae train", cfgs["train"], 1, digest)  # resumes from its own last.ckpt
         free_memory()
-    result = sample(cfgs["sample"], reporter)
-    return StageRun(result.path, result.num_samples, f"{result.num_samples} tag sets")
+    runner.step(folder, "sample", "vae sample", cfgs["sample"], 1, digest)
+    path = Path(cfgs["sample"].sample.output)
+    return StageRun(path, cfgs["sample"].sample.num_samples, f"{cfgs['sample'].sample.num_samples} tag sets")
 
 
 # -- captions ------------------------------------------------------------------------------------
 
-def _plan_caption(cfg: Any, folder: Path, tags: Path | None) -> dict[str, Any]:
+def _plan_caption(cfg: PipelineConfig, folder: Path, tags: Path | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    cmds = caption_config.COMMANDS
     adapter = Path(cfg.caption.adapter).expanduser().resolve() if cfg.caption.adapter else None
     if adapter is None and cfg.caption.finetune:
         adapter = folder / "adapter"
-        out["finetune"] = _stage_compose("caption_fine_tuning", cfg.caption, list(cfg.caption.finetune_overrides),
-                                         {"finetune.output": str(adapter), "seed": cfg.seed})
+        out["finetune"] = _compose(caption_config.FINETUNE, cmds, cfg.caption, cfg.caption.finetune_overrides,
+                                   {"finetune.output": str(adapter), "seed": cfg.seed})
     updates = {"paths.output_dir": str(folder), "infer.output": str(folder / "captions.jsonl"), "infer.shard": "0/1",
                "infer.limit": None, "seed": cfg.seed}
     if tags is not None:
         updates["infer.input"] = str(tags)
     if adapter is not None:
         updates["model.checkpoint_dir"] = str(adapter)
-    out["infer"] = _stage_compose("caption_inference", cfg.caption, [], updates)
+    out["infer"] = _compose(caption_config.INFER, cmds, cfg.caption, [], updates)
     return out
 
 
-def _run_caption(cfgs: dict[str, Any], folder: Path, reporter: Reporter) -> StageRun:
-    from tagtune.caption.infer import infer
+def _run_caption(cfgs: dict[str, Any], folder: Path, runner: Runner, digest: str, reporter: Reporter) -> StageRun:
+    from tagtune.caption.merge import merge_output
     from tagtune.caption.model import ADAPTER_WEIGHTS
-    from tagtune.caption.train import finetune
 
     if "finetune" in cfgs and not (Path(cfgs["finetune"].finetune.output) / ADAPTER_WEIGHTS).is_file():
-        finetune(cfgs["finetune"], reporter)
+        runner.step(folder, "finetune", "caption finetune", cfgs["finetune"], 1, digest)
         free_memory()
-    result = infer(cfgs["infer"], reporter)
-    done = result.written + result.already_done
-    if done != result.owned:
-        raise InputError(f"captioned {done} of {result.owned} tag sets", result.output, hint="run the same command again to resume")
-    return StageRun(Path(result.output), done, f"{done} captions")
+    step = runner.step(folder, "infer", "caption infer", cfgs["infer"], runner.shards("caption"), digest)
+    output = Path(cfgs["infer"].infer.output)
+    done = merge_output(output).lines  # the shards' parts folded in (nothing to do for one shard)
+    owned = _owned(step)
+    _check_done(done, owned if owned is not None else done, "captioned", output)
+    return StageRun(output, done, f"{done} captions")
+
+
+def _owned(step: Any) -> int | None:
+    """How many rows the shards of a step owned, summed from their done markers (None: not recorded)."""
+    from tagtune.executors import markers
+
+    total = 0
+    for task in step.tasks:
+        marker = markers.read(markers.done_path(task.marker_dir, task.index, task.count)) or {}
+        owned = (marker.get("result") or {}).get("owned")
+        if not isinstance(owned, int):
+            return None
+        total += owned
+    return total
 
 
 # -- audio ---------------------------------------------------------------------------------------
 
-def _plan_tta(cfg: Any, folder: Path, captions: Path | None) -> dict[str, Any]:
-    updates = {"generate.output": str(folder), "generate.shard": "0/1", "seed": cfg.seed}
+def _plan_tta(cfg: PipelineConfig, folder: Path, captions: Path | None) -> dict[str, Any]:
+    updates: dict[str, Any] = {"generate.output": str(folder), "generate.shard": "0/1", "seed": cfg.seed}
     if captions is not None:
         updates["generate.input"] = str(captions)
-    return {"generate": _stage_compose("tta_inference", cfg.tta, [], updates)}
+    return {"generate": _compose(tta_config.GENERATE, tta_config.COMMANDS, cfg.tta, [], updates)}
 
 
-def _run_tta(cfgs: dict[str, Any], folder: Path, reporter: Reporter) -> StageRun:
-    from tagtune.tta.generate import generate
-
-    result = generate(cfgs["generate"], reporter)
-    done = result.generated + result.skipped
-    if done != result.owned:
-        raise InputError(f"rendered {done} of {result.owned} captions", result.metadata, hint="run the same command again to resume")
-    return StageRun(result.metadata, done, f"{done} clips")
+def _run_tta(cfgs: dict[str, Any], folder: Path, runner: Runner, digest: str, reporter: Reporter) -> StageRun:
+    step = runner.step(folder, "generate", "tta generate", cfgs["generate"], runner.shards("tta"), digest)
+    meta = folder / "metadata.jsonl"
+    done = merge_clips(folder)
+    owned = _owned(step)
+    _check_done(done, owned if owned is not None else done, "rendered", meta)
+    return StageRun(meta, done, f"{done} clips")
 
 
 # -- verification --------------------------------------------------------------------------------
 
-def _plan_verify(cfg: Any, folder: Path, clips: Path | None) -> dict[str, Any]:
-    updates = {"seed": cfg.seed, "generate.output": str(folder), "generate.shard": "0/1"}
+def _plan_verify(cfg: PipelineConfig, folder: Path, clips: Path | None) -> dict[str, Any]:
+    extra = list(cfg.verify.overrides)
+    updates: dict[str, Any] = {"seed": cfg.seed, "generate.output": str(folder), "generate.shard": "0/1"}
+    generate = _compose(tta_config.GENERATE, tta_config.COMMANDS, cfg.tta, extra, updates)
+    verify_updates: dict[str, Any] = {"verification.shard": "0/1"}
     if clips is not None:
-        updates["verification.input"] = str(clips.parent)
-    tta = _stage_compose("tta_inference", cfg.tta, list(cfg.verify.overrides), updates)
-    from omegaconf import OmegaConf
-
-    return {"verify": tta, "policy": OmegaConf.create({k: cfg.verify[k] for k in ("policy", "min_realisation", "max_attempts")})}
+        verify_updates["verification.input"] = str(clips.parent)
+    judge = _compose(tta_config.VERIFY, tta_config.COMMANDS, cfg.tta, extra, verify_updates)
+    return {"verify": judge, "generate": generate, "policy": cfg.verify}
 
 
-def _run_verify(cfgs: dict[str, Any], folder: Path, reporter: Reporter) -> StageRun:
+def _run_verify(cfgs: dict[str, Any], folder: Path, runner: Runner, digest: str, reporter: Reporter) -> StageRun:
     from tagtune.pipeline.verify import run_verify_step
 
-    cfg = cfgs["verify"]
-    result = run_verify_step(cfg, cfgs["policy"], Path(cfg.verification.input), folder, reporter)
+    judge = cfgs["verify"]
+    result = run_verify_step(judge, cfgs["generate"], cfgs["policy"], Path(judge.verification.input), folder,
+                             runner, digest, reporter)
     mean = "-" if result.realisation_final is None else f"{result.realisation_final:.3f}"
     detail = f"{result.kept} clips, mean realisation {mean}"
     if result.rerendered:
@@ -171,9 +215,9 @@ def _run_verify(cfgs: dict[str, Any], folder: Path, reporter: Reporter) -> Stage
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("vae", None, "tags", "tags.jsonl", _plan_vae, _run_vae),
-    Stage("caption", "tags", "captions", "captions.jsonl", _plan_caption, _run_caption),
-    Stage("tta", "captions", "clips", "metadata.jsonl", _plan_tta, _run_tta),
-    Stage("verify", "clips", "verified clips", "metadata.jsonl", _plan_verify, _run_verify),
+    Stage("vae", None, TagSetRow, "tags.jsonl", _plan_vae, _run_vae),
+    Stage("caption", TagSetRow, CaptionRow, "captions.jsonl", _plan_caption, _run_caption),
+    Stage("tta", CaptionRow, ClipRow, "metadata.jsonl", _plan_tta, _run_tta),
+    Stage("verify", ClipRow, DatasetRow, "metadata.jsonl", _plan_verify, _run_verify),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tagtune.config.saved import save_config
+from tagtune.config.typed import replace
 from tagtune.files.resumable import (
     atomic_path,
     atomic_write_json,
@@ -33,10 +35,14 @@ from tagtune.files.resumable import (
     iter_jsonl,
     link_or_copy,
 )
+from tagtune.files.runs import claim_dir
 from tagtune.models.sampling import row_seed
-from tagtune.records.reader import read_file
+from tagtune.pipeline.config import VerifyStep
+from tagtune.pipeline.seam import Runner, merge_clips
+from tagtune.records.reader import read_clips
 from tagtune.records.rows import ClipRow
 from tagtune.report import Reporter
+from tagtune.tta.config import GenerateConfig, VerifyConfig
 
 
 def attempt_seed(seed: int, attempt: int) -> int:
@@ -70,23 +76,21 @@ class VerifyStepSummary:
     report: dict[str, Any] = field(default_factory=dict)
 
 
-def _load(folder: Path, number: int, seed: int, cfg: Any, reporter: Reporter) -> _Attempt:
-    from tagtune.tta.verify import verify
+def _judge(cfg: VerifyConfig, clips: Path, number: int, seed: int, out: Path, runner: Runner, digest: str,
+           reporter: Reporter) -> _Attempt:
+    """Judge a render folder (``executor.shards.verify`` shard tasks, then the unsharded finalizer that
+    folds their parts and writes the report) and read its rows and verdicts back."""
+    from tagtune.tta.verify import VERIFICATION, verify
 
-    vcfg = _with(cfg, {"verification.input": str(folder), "verification.output": None, "verification.force": False})
-    result = verify(vcfg, reporter)
-    rows = {row.id: row for row in read_file(folder / "metadata.jsonl", ClipRow, None, empty="keep")}
-    verdicts = {str(rec["id"]): rec for _, rec in iter_jsonl(result.rows_file)}
-    return _Attempt(number, folder, seed, rows, verdicts)
-
-
-def _with(cfg: Any, updates: dict[str, Any]) -> Any:
-    from omegaconf import OmegaConf
-
-    out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-    for key, value in updates.items():
-        OmegaConf.update(out, key, value, force_add=True)
-    return out
+    judge = replace(cfg, {"verification.input": str(clips), "verification.output": None, "verification.force": False,
+                          "verification.shard": "0/1"})
+    count = runner.shards("verify")
+    runner.step(out, f"judge-{number}", "tta verify", judge, count, digest)
+    if count > 1:
+        verify(judge, reporter)  # the finalizer: folds the shards' parts (judges nothing left), writes the report
+    rows = {row.id: row for row in read_clips(clips / "metadata.jsonl")}
+    verdicts = {str(rec["id"]): rec for _, rec in iter_jsonl(clips / VERIFICATION)}
+    return _Attempt(number, clips, seed, rows, verdicts)
 
 
 def _group(row: ClipRow) -> str:
@@ -105,55 +109,50 @@ def _fails(attempt: _Attempt, ids: list[str], minimum: float) -> bool:
     return any(v is not None and v < minimum for v in values)
 
 
-def _rerender(cfg: Any, out: Path, number: int, rows: list[ClipRow], backend: Any, reporter: Reporter) -> _Attempt:
-    """Render ``rows`` again into ``attempts/<number>`` with that attempt's seed (with ``backend``, the
-    audio model loaded once for every attempt), then judge them."""
-    from tagtune.files.runs import claim_dir
-    from tagtune.tta.generate import generate
-
+def _rerender(gen: GenerateConfig, judge: VerifyConfig, out: Path, number: int, rows: list[ClipRow], runner: Runner,
+              digest: str, reporter: Reporter) -> _Attempt:
+    """Render ``rows`` again into ``attempts/<number>`` with that attempt's seed, then judge them."""
     folder = claim_dir(out / "attempts" / str(number), f"pipeline verify (attempt {number})")
     prompts = folder / "prompts.jsonl"
     with atomic_path(prompts) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         for row in rows:
             provenance = {k: v for k, v in row.provenance.items() if k not in ("audio", "verify")}
             fh.write(dumps_line(dataclasses.replace(row, provenance=provenance).to_record()))
-    seed = attempt_seed(cfg.seed, number)
-    gen = _with(cfg, {"generate.input": str(prompts), "generate.output": str(folder), "generate.shard": "0/1",
-                      "generate.limit": None, "generate.overwrite": False, "seed": seed})
-    generate(gen, reporter, backend=backend)
-    return _load(folder, number, seed, cfg, reporter)
+    seed = attempt_seed(gen.seed, number)
+    cfg = replace(gen, {"generate.input": str(prompts), "generate.output": str(folder), "generate.shard": "0/1",
+                        "generate.limit": None, "generate.overwrite": False, "seed": seed})
+    runner.step(out, f"generate-{number}", "tta generate", cfg, runner.shards("tta"), digest)
+    merge_clips(folder)
+    return _judge(judge, folder, number, seed, out, runner, digest, reporter)
 
 
-def run_verify_step(cfg: Any, policy: Any, clips_dir: Path, out: Path, reporter: Reporter) -> VerifyStepSummary:
+def run_verify_step(judge: VerifyConfig, gen: GenerateConfig, policy: VerifyStep, clips_dir: Path, out: Path,
+                    runner: Runner, digest: str, reporter: Reporter) -> VerifyStepSummary:
     """Judge ``clips_dir`` (the audio stage's folder), apply ``policy`` and write ``out``.
 
     Args:
-        cfg: The composed ``tta_inference`` config of the audio stage (render and verification settings).
+        judge: The ``tta verify`` config of the audio stage (checkers, CLAP model, tagmap).
+        gen: The ``tta generate`` config of the audio stage (how clips are rendered again).
         policy: The pipeline's ``verify`` section (``policy``, ``min_realisation``, ``max_attempts``).
         clips_dir: The audio stage's folder. out: This step's folder.
+        runner: Runs the judge and render steps' shard tasks. digest: The stage's config hash.
     """
-    from tagtune.config.saved import save_config
-
-    save_config(cfg, ensure_dir(out) / "config.yaml")  # `tta verify DIR/verify` judges with the same settings
+    save_config(gen, ensure_dir(out) / "config.yaml")  # `tta verify DIR/verify` judges with the same settings
     minimum = float(policy.min_realisation)
-    first = _load(Path(clips_dir), 1, attempt_seed(cfg.seed, 1), cfg, reporter)
+    first = _judge(judge, Path(clips_dir), 1, attempt_seed(gen.seed, 1), out, runner, digest, reporter)
     groups: dict[str, list[str]] = {}
     for row in first.rows.values():
         groups.setdefault(_group(row), []).append(row.id)
     attempts, best = [first], {g: first for g in groups}
     rendered: dict[str, list[_Attempt]] = {i: [first] for i in first.rows}
-    backend = None
     for number in range(2, int(policy.max_attempts) + 1 if policy.policy == "rerender" else 2):
         failing = [g for g, ids in groups.items() if _fails(best[g], ids, minimum)]
         if not failing:
             break
         reporter.note(f"attempt {number}: rendering {sum(len(groups[g]) for g in failing)} clip(s) below "
                       f"realisation {minimum} again")
-        if backend is None:
-            from tagtune.tta.model import load_backend
-
-            backend = load_backend(cfg.model, cfg.device, cfg.get("tagmap"))
-        attempt = _rerender(cfg, out, number, [first.rows[i] for g in failing for i in groups[g]], backend, reporter)
+        attempt = _rerender(gen, judge, out, number, [first.rows[i] for g in failing for i in groups[g]], runner,
+                            digest, reporter)
         attempts.append(attempt)
         for g in failing:
             for i in groups[g]:
@@ -165,7 +164,7 @@ def run_verify_step(cfg: Any, policy: Any, clips_dir: Path, out: Path, reporter:
 
 
 def _assemble(first: _Attempt, groups: dict[str, list[str]], best: dict[str, _Attempt],
-              rendered: dict[str, list[_Attempt]], policy: Any, out: Path, attempts: int) -> VerifyStepSummary:
+              rendered: dict[str, list[_Attempt]], policy: VerifyStep, out: Path, attempts: int) -> VerifyStepSummary:
     from tagtune.tta.merge import clip_path
 
     minimum = float(policy.min_realisation)
@@ -202,7 +201,8 @@ def _assemble(first: _Attempt, groups: dict[str, list[str]], best: dict[str, _At
     return summary
 
 
-def _summarise(summary: VerifyStepSummary, first: _Attempt, chosen: list[dict[str, Any]], policy: Any, out: Path) -> None:
+def _summarise(summary: VerifyStepSummary, first: _Attempt, chosen: list[dict[str, Any]], policy: VerifyStep,
+               out: Path) -> None:
     from tagtune.tta.verify import VerifyResult, summarise
 
     def mean(verdicts: list[dict[str, Any]]) -> float | None:
