@@ -70,7 +70,7 @@ def parse_quotas(min_per_tag: int | None, quotas: Mapping[str, Any] | None, taxo
 
 def unreachable(loaded: Any, quotas: Mapping[str, int], min_probability: float) -> tuple[list[str], str]:
     """The quota tags the model cannot produce, and why (before anything is drawn or written)."""
-    counts = _training_counts(loaded)
+    counts = training_counts(loaded)
     if counts is not None:
         return [t for t in quotas if counts.get(t, 0) == 0], "never occurs in the model's training data"
     absent = [t for t, p in _max_probabilities(loaded, list(quotas)).items() if p < min_probability]
@@ -87,7 +87,8 @@ def check_reachable(loaded: Any, quotas: Mapping[str, int], min_probability: flo
                                    "their quota (+sample.quotas.TAG=0), or train on data that holds them")
 
 
-def _training_counts(loaded: Any) -> dict[str, int] | None:
+def training_counts(loaded: Any) -> dict[str, int] | None:
+    """How often each tag occurs in the model's training sets (``metrics.json``); None for older models."""
     try:
         data = json.loads((loaded.path / "metrics.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):

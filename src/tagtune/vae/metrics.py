@@ -263,8 +263,6 @@ def all_metrics(
 
 def rule_violations(matrix: Any, taxonomy: Any) -> dict[str, Any]:
     """How many sets break the taxonomy's rules: the share of sets, and the count per rule."""
-    import numpy as np
-
     m = np.asarray(matrix)
     if not taxonomy.rules or not len(m):
         return {"rate": 0.0 if len(m) else float("nan"), "sets": 0, "by_rule": {}, "rules": taxonomy.rules.to_dict()}

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tagtune.errors import ModelNotFoundError, TagtuneError
+from tagtune.files.resumable import atomic_path
+from tagtune.files.runs import file_sha256
 from tagtune.records.taxonomy import Taxonomy
 
 if TYPE_CHECKING:
@@ -55,8 +57,6 @@ def save_model_dir(
 ) -> Path:
     """Write ``model.safetensors`` and ``taxonomy.json`` into ``run_dir`` (atomically)."""
     from safetensors.torch import save_file
-
-    from tagtune.files.resumable import atomic_path
 
     run_dir = Path(run_dir)
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -177,6 +177,4 @@ def load_model_dir(path: str | Path, taxonomy: Taxonomy | None = None) -> Loaded
         check_taxonomy(tax, taxonomy, path, taxonomy.source)
         tax = tax.with_rules(taxonomy.rules)  # the given file's rules (same tags) apply to this run
     model.eval()
-    from tagtune.files.runs import file_sha256
-
     return LoadedModel(path, model, tax, prior_mu.float(), prior_logvar.float(), meta, file_sha256(weights)[:16])

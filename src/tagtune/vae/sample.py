@@ -18,23 +18,26 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from tagtune import __version__
 from tagtune.config.saved import sidecar_config
 from tagtune.errors import ConfigError
+from tagtune.files.resumable import atomic_path, atomic_write_json, dumps_line
 from tagtune.files.runs import check_ours, first_line_has
+from tagtune.models.device import torch_threads
 from tagtune.models.sampling import row_seed
 from tagtune.records.rows import TagSetRow
-from tagtune.records.taxonomy import Taxonomy
+from tagtune.records.taxonomy import Rules, Taxonomy
 from tagtune.report import SILENT, Reporter
+from tagtune.vae.balance import balance, check_reachable, parse_quotas, training_counts, unreachable
 from tagtune.vae.config import SampleConfig
 from tagtune.vae.constraints import ConstraintError, Constraints, parse_constraints
+from tagtune.vae.modeldir import LoadedModel, load_model_dir
+from tagtune.vae.pairs import draw_pairs, parse_concepts
 from tagtune.vae.sampler import DrawStats, generate_sets
-
-if TYPE_CHECKING:
-    from tagtune.vae.modeldir import LoadedModel
 
 
 @dataclass
@@ -56,8 +59,6 @@ class SampleResult:
 
 def sampling_provenance(cfg: SampleConfig, loaded: LoadedModel) -> dict[str, Any]:
     """``provenance.tags`` of every row: which model (by fingerprint) and which settings."""
-    from tagtune import __version__
-
     s = cfg.sample
     return {"model": loaded.path.name, "fingerprint": loaded.fingerprint, "mode": s.mode, "prior": s.prior,
             "temperature": s.temperature, "threshold": s.threshold, "seed": cfg.seed, "tagtune_version": __version__}
@@ -83,8 +84,6 @@ class _Drawer:
 
     def holding(self, tag: int, n: int, round_: int = 0) -> list[list[int]]:
         """``n`` sets that hold taxonomy tag ``tag`` (one ConstraintError naming it when out of budget)."""
-        from dataclasses import replace
-
         name = self.loaded.taxonomy.tags[tag]
         if tag in self.cons.forbid:
             raise ConstraintError(f"'{name}' is forbidden (sample.forbid) but has a quota or is a concept")
@@ -105,10 +104,6 @@ def sample(cfg: SampleConfig, reporter: Reporter = SILENT) -> SampleResult:
         ConstraintError: The constraints could not be met often enough (what plain sampling drew is
             kept); a quota or a concept that cannot be met (nothing is written).
     """
-    from tagtune.models.device import torch_threads
-    from tagtune.vae.balance import check_reachable, parse_quotas, unreachable
-    from tagtune.vae.modeldir import load_model_dir
-
     s = cfg.sample
     if not s.model:
         raise ConfigError("no model directory", key="sample.model", hint="pass a directory written by `tagtune vae train`")
@@ -118,8 +113,6 @@ def sample(cfg: SampleConfig, reporter: Reporter = SILENT) -> SampleResult:
                           hint="set sample.num_samples for sets, or sample.counterfactual for pairs")
     loaded = load_model_dir(s.model, taxonomy=Taxonomy.load(s.taxonomy_path) if s.taxonomy_path else None)
     if not s.rules:
-        from tagtune.records.taxonomy import Rules
-
         loaded.taxonomy = loaded.taxonomy.with_rules(Rules())
     cons = parse_constraints(s, loaded.taxonomy)
     quotas = parse_quotas(s.min_per_tag, s.quotas, loaded.taxonomy)
@@ -158,8 +151,6 @@ def _rows(indices: Iterable[tuple[list[int], dict[str, Any]]], taxonomy: Taxonom
 
 def _write(out: Path, rows: Iterable[TagSetRow], taxonomy: Taxonomy, task: Any) -> tuple[int, int, int]:
     """Write rows to ``out`` atomically; returns (rows, total tags, distinct sets)."""
-    from tagtune.files.resumable import atomic_path, dumps_line
-
     count = sizes = 0
     distinct: set[tuple[str, ...]] = set()
     with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as fh:
@@ -200,10 +191,6 @@ def _streamed(out: Path, drawer: _Drawer, params: dict[str, Any], reporter: Repo
 def _held(out: Path, drawer: _Drawer, quotas: dict[str, int], params: dict[str, Any], reporter: Reporter,
           skipped: list[str]) -> SampleResult:
     """Balanced sets and/or counterfactual pairs: everything drawn first, written only on success."""
-    from tagtune.files.resumable import atomic_write_json
-    from tagtune.vae.balance import _training_counts, balance
-    from tagtune.vae.pairs import draw_pairs, parse_concepts
-
     s, seed, taxonomy = drawer.cfg.sample, drawer.cfg.seed, drawer.loaded.taxonomy
     with reporter.progress("drawing", total=s.num_samples + s.counterfactual, unit="sets") as task:
         own = [idx for batch in drawer.sets(s.num_samples, seed) for idx in batch] if s.num_samples else []
@@ -214,7 +201,7 @@ def _held(out: Path, drawer: _Drawer, quotas: dict[str, int], params: dict[str, 
             own, extra, report = balance(own, quotas, taxonomy, drawer.holding)
         pairs = []
         if s.counterfactual:
-            concepts = parse_concepts(s.concepts, taxonomy, _training_counts(drawer.loaded))
+            concepts = parse_concepts(s.concepts, taxonomy, training_counts(drawer.loaded))
             pairs = draw_pairs(s.counterfactual, concepts, taxonomy, drawer.cons.min_tags, drawer.holding)
         task.advance(s.counterfactual)
     items: list[tuple[list[int], dict[str, Any]]] = [(idx, {}) for idx in own]

@@ -18,9 +18,13 @@ from typing import Any
 from tagtune.config.saved import prepare_run_dir
 from tagtune.config.typed import replace
 from tagtune.errors import ConfigError, InputError
+from tagtune.files.resumable import atomic_write_json
+from tagtune.models.device import torch_threads
+from tagtune.models.training import build_trainer, claim_run_dir, fit, quiet_lightning
 from tagtune.report import SILENT, Reporter
 from tagtune.vae.config import TrainConfig, VaeModel
-from tagtune.vae.data import VAEData, load_vae_data
+from tagtune.vae.data import TensorBatches, VAEData, load_vae_data
+from tagtune.vae.modeldir import WEIGHTS, save_model_dir
 
 
 @dataclass
@@ -93,10 +97,6 @@ def train(cfg: TrainConfig, reporter: Reporter = SILENT) -> TrainResult:
         OutputError: The directory already holds a trained model.
         Diverged: The loss became NaN or infinite.
     """
-    from tagtune.models.device import torch_threads
-    from tagtune.models.training import claim_run_dir, quiet_lightning
-    from tagtune.vae.modeldir import WEIGHTS
-
     quiet_lightning()
     started = time.perf_counter()
     run_dir = Path(cfg.train.output).expanduser()
@@ -129,11 +129,6 @@ def _fit(cfg: TrainConfig, data: VAEData, run_dir: Path, resume: str | None, rep
     """Everything after the data is read: model, Lightning fit, best weights, model directory."""
     import lightning as L
     import torch
-
-    from tagtune.files.resumable import atomic_write_json
-    from tagtune.models.training import build_trainer, fit
-    from tagtune.vae.data import TensorBatches
-    from tagtune.vae.modeldir import save_model_dir
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = _module(cfg, data)
