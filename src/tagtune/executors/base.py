@@ -19,33 +19,20 @@ import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
-from tagtune.config.typed import Count, Range
 from tagtune.errors import ConfigError, OutputError, TagtuneError
 from tagtune.executors import markers
+from tagtune.executors.config import ExecutorConfig, Resources
 from tagtune.executors.markers import ShardStatus, shard_status
 from tagtune.files.resumable import atomic_write_json
 from tagtune.plugins import Family, load
-
-if TYPE_CHECKING:
-    from tagtune.executors.config import ExecutorConfig
 
 __all__ = ["EXECUTORS", "Executor", "Resources", "ShardStatus", "ShardTask", "ShardsFailed", "Submission",
            "TaskOutcome", "is_retryable", "make_executor", "plan_shards", "raise_for_failures", "run_task",
            "shard_status", "write_canary"]
 
 CANARY = Path(".tagtune") / "canary.json"
-
-
-@dataclass(frozen=True)
-class Resources:
-    """What one shard task asks of the scheduler (``executor.resources``)."""
-
-    gpus: Annotated[int, Range(min=0)]
-    cpus: Count
-    memory_gb: Annotated[float, Range(above=0)] | None
-    time_minutes: Count
 
 
 @dataclass(frozen=True)

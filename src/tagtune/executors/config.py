@@ -14,9 +14,18 @@ from typing import Annotated, Any, Literal
 
 from tagtune.config.typed import Count, Range
 from tagtune.errors import ConfigError
-from tagtune.executors.base import Resources
 
 __all__ = ["ExecutorConfig", "RaySettings", "Resources", "Shards", "SlurmSettings", "section"]
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one shard task asks of the scheduler (``executor.resources``)."""
+
+    gpus: Annotated[int, Range(min=0)]
+    cpus: Count
+    memory_gb: Annotated[float, Range(above=0)] | None
+    time_minutes: Count
 
 
 @dataclass(frozen=True)
