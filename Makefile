@@ -33,8 +33,9 @@ test: install  ## the whole test suite (what CI runs)
 test-fast: install  ## unit tests only (skips the slow end-to-end runs)
 	$(BIN)/python -m pytest -q -m "not slow"
 
-lint: install  ## ruff
+lint: install  ## ruff, and the import contracts of pyproject.toml (lint-imports)
 	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/lint-imports
 
 bench: install  ## run every benchmark and rewrite docs/benchmarks.md
 	$(BIN)/python benchmarks/run_all.py
