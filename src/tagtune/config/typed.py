@@ -294,6 +294,12 @@ def _unread(key: str, value: Any, ctx: _Context) -> None:
     owners = [(cmd, cls) for cmd, cls in ctx.siblings if any(f.name == name for f in _declared(cls))
               or getattr(cls, "extra_keys", None) is not None]
     user = _user_set_below(key, ctx.user_keys)
+    if user is not None and user != key:  # set below a sibling's section: only a sibling that reads it owns it
+        below = user[len(key) - len(name):]
+        owners = [(cmd, cls) for cmd, cls in owners if reads(cls, below)]
+        if not owners:
+            raise ConfigError(f"unknown config key '{user}': nothing reads it", key=user,
+                              hint="see --show-config for the keys a command reads")
     if owners:
         if user is not None:
             by = ", ".join(f"`tagtune {cmd}`" for cmd, _ in owners[:2] if cmd)
