@@ -42,13 +42,23 @@ def _tags_file(path: Path, n: int) -> Path:
 
 
 def _cfg(tags: Path, out: Path, batch_size: int, tokens: int, threads: int) -> Any:
-    from tagtune.config.compose import compose
+    from tagtune.caption.config import COMMANDS, INFER
+    from tagtune.config.commands import compose_command
 
-    return compose("caption_inference", preset="quick_test", updates={
+    return compose_command(INFER, COMMANDS, preset="quick_test", updates={
         "infer.input": str(tags), "infer.output": str(out), "infer.overwrite": True,
         "generation.batch_size": batch_size, "generation.max_new_tokens": tokens,
         "generation.min_new_tokens": tokens, "model.threads": threads,
     })
+
+
+def _backend(cfg: Any, loaded: Any) -> Any:
+    """The llm caption backend of ``cfg`` on an already loaded model."""
+    from tagtune.caption.backends import settings_of
+    from tagtune.caption.llm import LlmBackend
+    from tagtune.records.taxonomy import Taxonomy
+
+    return LlmBackend(settings_of(cfg, Taxonomy.load(cfg.data.taxonomy_path)), loaded=loaded)
 
 
 def _medium(tiny: Any) -> Any:
@@ -74,18 +84,16 @@ def _bare(loaded: Any, cfg: Any) -> float:
     """Seconds inside bare `model.generate` for the same batches `infer` makes."""
     import torch
 
-    from tagtune.caption.infer import CaptionGenerator
+    from tagtune.caption.data import read_tag_sets
+    from tagtune.caption.llm import CaptionGenerator
     from tagtune.models.device import torch_threads
-    from tagtune.records.reader import read_file
-    from tagtune.records.rows import TagSetRow
-    from tagtune.records.tagsets import columns_of
     from tagtune.records.taxonomy import Taxonomy
 
     taxonomy = Taxonomy.load(cfg.data.taxonomy_path)
-    items = list(read_file(cfg.infer.input, TagSetRow, taxonomy, columns_of(cfg.data), limit=cfg.infer.limit))
-    gen = CaptionGenerator(loaded, cfg.prompt, cfg.generation, 0, taxonomy)
+    items = read_tag_sets(cfg.infer, cfg.data, taxonomy)
+    gen = CaptionGenerator(loaded, cfg.prompt, cfg.generation, taxonomy)
     g = cfg.generation
-    bs = int(g.batch_size)
+    bs = g.batch_size
     batches = [gen.encode(gen.prompts(items[i:i + bs])) for i in range(0, len(items), bs)]
     total = 0.0
     with torch_threads(cfg.model.threads), torch.inference_mode():
@@ -107,15 +115,16 @@ def _measure(name: str, loaded: Any, work: Path, n: int, tokens: int, threads: i
     tags = _tags_file(work / f"{name}.jsonl", n)
     out = work / f"{name}-caps.jsonl"
     cfg8, cfg1 = (_cfg(tags, out, bs, tokens, threads) for bs in (8, 1))
-    infer(_cfg(tags, out, 8, 4, threads), loaded=loaded)  # warm-up
+    warm = _cfg(tags, out, 8, 4, threads)
+    infer(warm, backend=_backend(warm, loaded))  # warm-up
     batched, single, loops, bare, writes = [], [], [], [], []
     for _ in range(reps):
-        r8 = infer(cfg8, loaded=loaded)
+        r8 = infer(cfg8, backend=_backend(cfg8, loaded))
         batched.append(r8.written / r8.seconds)
         loops.append(r8.seconds)
         writes.append(r8.write_seconds)
         bare.append(_bare(loaded, cfg8))
-        r1 = infer(cfg1, loaded=loaded)
+        r1 = infer(cfg1, backend=_backend(cfg1, loaded))
         single.append(r1.written / r1.seconds)
     params = sum(p.numel() for p in loaded.model.parameters())
     loop, bare_s = statistics.median(loops), statistics.median(bare)
@@ -130,12 +139,13 @@ def run(quick: bool = False) -> str:
     """Measure and return the Markdown section."""
     import torch
 
+    from tagtune.caption.config import COMMANDS, INFER, llm_model
     from tagtune.caption.model import load_for_inference
-    from tagtune.config.compose import compose
+    from tagtune.config.commands import compose_command
 
     torch.set_num_threads(2)
     start = time.perf_counter()
-    tiny = load_for_inference(compose("caption_inference", preset="quick_test").model)
+    tiny = load_for_inference(llm_model(compose_command(INFER, COMMANDS, preset="quick_test").model))
     load_s = time.perf_counter() - start
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-caption-") as tmp:
@@ -187,11 +197,12 @@ def _reference_captions() -> list[str]:
     preds = shared / "seed_llm_captions_validation.csv"
     if not preds.is_file():
         return ["", f"(Reference caption figures skipped: {preds} not found.)"]
+    from tagtune.caption.config import COMMANDS, EVALUATE
     from tagtune.caption.evaluate import evaluate
-    from tagtune.config.compose import compose
+    from tagtune.config.commands import compose_command
 
     with tempfile.TemporaryDirectory(prefix="bench-caption-ref-") as tmp:
-        cfg = compose("caption_inference", updates={
+        cfg = compose_command(EVALUATE, COMMANDS, updates={
             "evaluate.input": str(preds), "evaluate.tags_column": "aspect_list",
             "evaluate.caption_column": "prediction", "evaluate.taxonomy_path": str(shared / "taxonomy.json"),
             "evaluate.output": str(Path(tmp) / "m.json"), "paths.output_dir": tmp})

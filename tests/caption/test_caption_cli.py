@@ -18,6 +18,7 @@ from helpers import (
     tagtune_argv,
     write_jsonl,
 )
+from tagtune.caption.config import FINETUNE
 from tagtune.files.readers import resources_dir
 
 pytestmark = pytest.mark.slow
@@ -61,7 +62,7 @@ def test_resume_from_last_checkpoint(finetuned, caption_cfg, tmp_path):
 
     out, _ = finetuned
     first = json.loads((out / "metrics.json").read_text())
-    cfg = caption_cfg("caption_fine_tuning", f"finetune.resume={out / 'checkpoints' / 'last.ckpt'}", "trainer.max_epochs=3",
+    cfg = caption_cfg(FINETUNE, f"finetune.resume={out / 'checkpoints' / 'last.ckpt'}", "trainer.max_epochs=3",
                       "data.limit=80", "callbacks.progress_bar.enabled=false")
     res = finetune(cfg)
     assert res.epochs == 3 and res.steps > first["steps"]
@@ -198,7 +199,7 @@ def test_override_in_the_input_position_and_show_config(monkeypatch, tmp_path):
     shown = yaml.safe_load(_cli_ok("caption", "infer", "generation.max_new_tokens=7", "--preset", "quick_test",
                                    "--batch-size", "3", "--show-config"))
     assert shown["generation"]["max_new_tokens"] == 7 and shown["generation"]["batch_size"] == 3
-    assert shown["infer"]["input"] == shown["data"]["path"]  # no INPUT: the data section's file (the demo sets)
+    assert shown["infer"]["input"] == "pkg:demo_tags.jsonl"  # no INPUT: the data section's file (the demo sets)
     _cli_ok("caption", "infer", "generation.max_new_tokens=6", "--preset", "quick_test", "--limit", "2", "-o", "c.jsonl")
     assert len((tmp_path / "c.jsonl").read_text().splitlines()) == 2
     out = _cli_ok("caption", "finetune", "--preset", "quick_test", "--seed", "5", "-o", "ft", "--show-config")

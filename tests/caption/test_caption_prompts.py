@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tagtune.caption.config import COMMANDS, INFER, Prompt
 from tagtune.caption.data import Collator, Example, encode_example
 from tagtune.caption.prompts import (
     IGNORE_INDEX,
@@ -13,15 +14,16 @@ from tagtune.caption.prompts import (
     render_prompt,
     render_tags,
 )
+from tagtune.config.commands import compose_command
 from tagtune.errors import ConfigError
 
 TAGS = ["rock", "energetic", "electric guitar", "fast tempo"]
 CATS = {"genre": ["rock"], "mood": ["energetic"], "instrument": ["electric guitar"], "tempo": ["fast tempo"]}
 
 
-def _prompt(fmt: str, **kw):
+def _prompt(fmt: str, **kw) -> Prompt:
     base = {"format": fmt, "tag_style": "list", "system": "SYS TEXT", "user_template": "Tags: {tags}", "response_prefix": ""}
-    return {**base, **kw}
+    return Prompt(**{**base, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -70,13 +72,18 @@ def test_response_prefix_ends_the_prompt(tok):
     assert render_prompt(_prompt("chatml", response_prefix="Caption:"), TAGS, tok).endswith("assistant\nCaption:")
 
 
-def test_bad_prompt_configs_are_one_line_errors(tok):
-    with pytest.raises(ConfigError, match="format"):
-        render_prompt(_prompt("yaml"), TAGS, tok)
+def test_bad_prompt_configs_are_one_line_errors():
+    """Refused when the config is composed, before any model loads."""
+    with pytest.raises(ConfigError, match="format") as info:
+        compose_command(INFER, COMMANDS, ["prompt.format=yaml"])
+    assert info.value.key == "prompt.format"
+    with pytest.raises(ConfigError, match=r"\{tags\}") as info:
+        compose_command(INFER, COMMANDS, ["prompt.user_template=no placeholder"])
+    assert info.value.key == "prompt.user_template"
     with pytest.raises(ConfigError, match=r"\{tags\}"):
-        render_prompt(_prompt("plain", user_template="no placeholder"), TAGS, tok)
+        _prompt("plain", user_template="no placeholder")
     with pytest.raises(ConfigError, match="tag_style"):
-        render_prompt(_prompt("plain", tag_style="cloud"), TAGS, tok)
+        compose_command(INFER, COMMANDS, ["prompt.tag_style=cloud"])
 
 
 @pytest.mark.parametrize("fmt", ["plain", "llama3", "mistral", "chatml", "chat"])

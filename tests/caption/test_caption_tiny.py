@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import pytest
 
@@ -11,12 +12,7 @@ from tagtune.caption.tiny import CHAT_TEMPLATE, END, ensure_tiny_model, fingerpr
 
 @pytest.fixture
 def tiny_section(caption_cfg, tmp_path):
-    from omegaconf import OmegaConf
-
-    cfg = caption_cfg()
-    section = OmegaConf.to_container(cfg.model.tiny, resolve=True)
-    section["cache_dir"] = str(tmp_path / "cache")
-    return section
+    return replace(caption_cfg().model.tiny, cache_dir=str(tmp_path / "cache"))
 
 
 def test_build_then_reuse_from_cache(tiny_section):
@@ -33,15 +29,15 @@ def test_build_then_reuse_from_cache(tiny_section):
 
 
 def test_fingerprint_follows_architecture_not_cache_dir(tiny_section):
-    other_dir = dict(tiny_section, cache_dir="/somewhere/else")
-    bigger = dict(tiny_section, hidden_size=tiny_section["hidden_size"] * 2)
+    other_dir = replace(tiny_section, cache_dir="/somewhere/else")
+    bigger = replace(tiny_section, hidden_size=tiny_section.hidden_size * 2)
     assert fingerprint(other_dir) == fingerprint(tiny_section)
     assert fingerprint(bigger) != fingerprint(tiny_section)
 
 
 def test_cache_dir_expands_home(tiny_section, monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    path = tiny_model_dir(dict(tiny_section, cache_dir="~/tt"))
+    path = tiny_model_dir(replace(tiny_section, cache_dir="~/tt"))
     assert str(path).startswith(str(tmp_path / "home" / "tt"))
 
 
@@ -76,8 +72,8 @@ def test_tokenizer_and_model_load_with_transformers(tiny_section):
     model = AutoModelForCausalLM.from_pretrained(path)
     assert model.config.model_type == "llama"
     assert model.config.vocab_size == len(tok)
-    assert model.config.hidden_size == tiny_section["hidden_size"]
+    assert model.config.hidden_size == tiny_section.hidden_size
     # Same seed, same weights: a rebuild elsewhere gives identical numbers.
-    other = dict(tiny_section, cache_dir=os.path.join(tiny_section["cache_dir"], "second"))
+    other = replace(tiny_section, cache_dir=os.path.join(tiny_section.cache_dir, "second"))
     twin = AutoModelForCausalLM.from_pretrained(ensure_tiny_model(other))
     assert all((a == b).all() for a, b in zip(model.parameters(), twin.parameters(), strict=True))

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 
+from tagtune.caption.config import COMMANDS, FINETUNE, INFER, Lora, llm_model
 from tagtune.caption.model import quantization_plan
 from tagtune.caption.module import make_scheduler
 from tagtune.caption.train import build_peft_model
+from tagtune.config.commands import compose_command
 from tagtune.errors import ConfigError, DependencyError
 
 
@@ -37,21 +40,30 @@ def test_schedules_warm_up_then_decay():
 
 
 def test_unknown_schedule_is_refused_naming_the_key():
-    from tagtune.config.compose import compose
-
     with pytest.raises(ConfigError, match=r"scheduler\.name: expected one of cosine, linear, constant, got 'exponential'") as info:
-        compose("caption_fine_tuning", ["scheduler.name=exponential"])
+        compose_command(FINETUNE, COMMANDS, ["scheduler.name=exponential"])
     assert info.value.key == "scheduler.name"
 
 
+def _model(enabled: bool, required: bool = False):
+    """The tiny model's settings, named ``m``, with 4-bit quantization asked for or not."""
+    model = llm_model(compose_command(INFER, COMMANDS, preset="quick_test").model)
+    return dataclasses.replace(model, name="m", quantization=dataclasses.replace(model.quantization, enabled=enabled,
+                                                                                 required=required))
+
+
 def test_quantization_plan():
-    cfg = {"name": "m", "quantization": {"enabled": True, "required": False}}
+    cfg = _model(enabled=True)
     assert quantization_plan(cfg, cuda=True) == (True, None)
     quantize, note = quantization_plan(cfg, cuda=False)
     assert not quantize and "unquantized" in note and "\n" not in note
-    assert quantization_plan({"name": "m", "quantization": {"enabled": False}}, cuda=False) == (False, None)
+    assert quantization_plan(_model(enabled=False), cuda=False) == (False, None)
     with pytest.raises(DependencyError, match="quantization.required"):
-        quantization_plan({"name": "m", "quantization": {"enabled": True, "required": True}}, cuda=False)
+        quantization_plan(_model(enabled=True, required=True), cuda=False)
+
+
+def _lora(target_modules: list[str]) -> Lora:
+    return Lora(r=4, lora_alpha=8.0, lora_dropout=0.0, target_modules=target_modules, bias="none")
 
 
 @pytest.fixture
@@ -62,8 +74,7 @@ def fresh_tiny(tiny_loaded):
 
 
 def test_lora_freezes_the_base_and_targets_the_named_modules(fresh_tiny):
-    model = build_peft_model(fresh_tiny, {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
-                             quantized=False, gradient_checkpointing=False)
+    model = build_peft_model(fresh_tiny, _lora(["q_proj", "v_proj"]), quantized=False, gradient_checkpointing=False)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
     assert {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in trainable} == {"q_proj", "v_proj"}
@@ -71,8 +82,7 @@ def test_lora_freezes_the_base_and_targets_the_named_modules(fresh_tiny):
 
 def test_unknown_target_modules_is_a_config_error(fresh_tiny):
     with pytest.raises(ConfigError, match="target_modules"):
-        build_peft_model(fresh_tiny, {"r": 4, "lora_alpha": 8, "target_modules": ["wq", "wv"]},
-                         quantized=False, gradient_checkpointing=False)
+        build_peft_model(fresh_tiny, _lora(["wq", "wv"]), quantized=False, gradient_checkpointing=False)
 
 
 def test_short_finetune_changes_lora_weights_and_lowers_loss(caption_cfg, tmp_path):
@@ -81,7 +91,7 @@ def test_short_finetune_changes_lora_weights_and_lowers_loss(caption_cfg, tmp_pa
     from tagtune.caption.train import finetune
     from tagtune.report import CaptureReporter
 
-    cfg = caption_cfg("caption_fine_tuning", "data.limit=64", "trainer.max_epochs=2", "callbacks.progress_bar.enabled=false",
+    cfg = caption_cfg(FINETUNE, "data.limit=64", "trainer.max_epochs=2", "callbacks.progress_bar.enabled=false",
                       "finetune.sample_captions=1", "logger=none")
     reporter = CaptureReporter()
     res = finetune(cfg, reporter)

@@ -1,6 +1,6 @@
-"""Data for the caption LLM: tag/caption pairs tokenized for fine-tuning.
+"""Data for the caption LLM: the tag sets to caption, and tag/caption pairs tokenized for fine-tuning.
 
-(Tag sets to caption are read by :func:`tagtune.records.reader.read_file`, like every tag-set file.)
+Tag sets to caption are read by :func:`tagtune.records.reader.read_file`, like every tag-set file.
 Fine-tuning examples are tokenized as ``prompt + answer`` with the prompt tokenized on its own, exactly as it is at
 inference, and labels masked to -100 on the prompt (and on padding) so the loss only counts the
 caption.
@@ -8,12 +8,17 @@ caption.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tagtune.caption.config import InferData, InferSection, Prompt
 from tagtune.caption.prompts import IGNORE_INDEX, mask_prompt_labels, render_pair
+from tagtune.config.typed import to_dict
 from tagtune.errors import ConfigError
+from tagtune.records.reader import read_file
+from tagtune.records.rows import TagSetRow
+from tagtune.records.tagsets import columns_of
 from tagtune.records.taxonomy import Taxonomy
 
 
@@ -22,6 +27,17 @@ def order_tags(raw: Iterable[str], taxonomy: Taxonomy) -> tuple[list[str], dict[
     known, unknown = taxonomy.known(raw)
     cats = {c: ts for c, ts in taxonomy.by_category(known).items() if ts}
     return taxonomy.sort(known) + unknown, cats
+
+
+def read_tag_sets(infer: InferSection, data: InferData, taxonomy: Taxonomy) -> list[TagSetRow]:
+    """The tag sets ``caption infer`` captions: the first ``infer.limit`` rows of ``infer.input``.
+
+    Raises:
+        ConfigError: No input. InputError: Bad lines (file:line:field), duplicate ids.
+    """
+    if not infer.input:
+        raise ConfigError("no input", key="infer.input", hint="pass a tags file (INPUT)")
+    return list(read_file(infer.input, TagSetRow, taxonomy, columns_of(to_dict(data)), limit=infer.limit))
 
 
 # -- fine-tuning ---------------------------------------------------------------------------------
@@ -49,14 +65,14 @@ def encode_example(tokenizer: Any, prompt: str, answer: str, max_length: int) ->
     return Example(ids, mask_prompt_labels(ids, len(p_ids)))
 
 
-def build_examples(records: Sequence[Any], prompt_cfg: Mapping[str, Any], tokenizer: Any, taxonomy: Taxonomy,
+def build_examples(records: Sequence[Any], prompt: Prompt, tokenizer: Any, taxonomy: Taxonomy,
                    max_length: int) -> tuple[list[Example], int]:
     """Examples for tag records with captions; returns ``(examples, skipped_too_long)``."""
     examples: list[Example] = []
     skipped = 0
     for rec in records:
         tags, cats = order_tags(rec.tags, taxonomy)
-        pair = render_pair(prompt_cfg, tags, rec.caption or "", tokenizer, cats)
+        pair = render_pair(prompt, tags, rec.caption or "", tokenizer, cats)
         ex = encode_example(tokenizer, pair.prompt, pair.answer, max_length)
         if ex is None:
             skipped += 1

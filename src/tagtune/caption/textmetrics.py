@@ -27,8 +27,11 @@ import math
 import re
 import statistics
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
+
+from tagtune.caption.config import EvaluateSection
+from tagtune.models.hub import describe_load_error
 
 # mteval-v13a tokenization, as rules: punctuation apart, "." and "," apart unless between digits,
 # "-" apart after a digit.
@@ -172,8 +175,6 @@ def bertscore(predictions: Sequence[str], references: Sequence[str], model: str 
         scorer._tokenizer = AutoTokenizer.from_pretrained(path, add_prefix_space=True)
         _, _, f1 = scorer.score(list(predictions), [[r] for r in references])
     except Exception as exc:  # noqa: BLE001 -- a missing model must not sink the other metrics
-        from tagtune.models.hub import describe_load_error
-
         return unavailable(f"BERTScore model '{model}' is not on disk ({describe_load_error(exc)}); "
                            "download it once, or set evaluate.bertscore.model to a local folder")
     return float(f1.mean())
@@ -216,16 +217,20 @@ def novelty(predictions: Sequence[str], train_captions: Sequence[str]) -> dict[s
     }
 
 
-def lp_musiccaps(predictions: Sequence[str], references: Sequence[str], settings: Mapping[str, Any]) -> dict[str, Any]:
+def lp_musiccaps(predictions: Sequence[str], references: Sequence[str], settings: EvaluateSection) -> dict[str, Any]:
     """Every reference-based metric of the protocol (``settings``: the ``evaluate`` config section)."""
-    scores = bleu(predictions, references)
-    out: dict[str, Any] = {f"bleu_{n}": scores[f"bleu_{n}"] for n in range(1, 5)}
-    out["bleu_brevity_penalty"] = scores["brevity_penalty"]
-    out["meteor"] = meteor(predictions, references) if settings["meteor"] else unavailable("turned off (evaluate.meteor=false)")
-    out["rouge_l"] = rouge_l(predictions, references) if settings["rouge"] else unavailable("turned off (evaluate.rouge=false)")
-    bs = settings["bertscore"]
-    out["bertscore_f1"] = (bertscore(predictions, references, bs["model"], bs["layer"], bs["revision"]) if bs["enabled"]
+    out: dict[str, Any] = {}
+    if settings.bleu:
+        scores = bleu(predictions, references)
+        out.update({f"bleu_{n}": scores[f"bleu_{n}"] for n in range(1, 5)}, bleu_brevity_penalty=scores["brevity_penalty"])
+    else:
+        off = unavailable("turned off (evaluate.bleu=false)")
+        out.update({f"bleu_{n}": off for n in range(1, 5)}, bleu_brevity_penalty=off)
+    out["meteor"] = meteor(predictions, references) if settings.meteor else unavailable("turned off (evaluate.meteor=false)")
+    out["rouge_l"] = rouge_l(predictions, references) if settings.rouge else unavailable("turned off (evaluate.rouge=false)")
+    bs = settings.bertscore
+    out["bertscore_f1"] = (bertscore(predictions, references, bs.model, bs.layer, bs.revision) if bs.enabled
                            else unavailable("turned off (evaluate.bertscore.enabled=false)"))
-    mv = settings["mauve"]
-    out["mauve"] = mauve(predictions, references, mv["model"]) if mv["enabled"] else unavailable("off (evaluate.mauve.enabled=true to run it)")
+    mv = settings.mauve
+    out["mauve"] = mauve(predictions, references, mv.model) if mv.enabled else unavailable("off (evaluate.mauve.enabled=true to run it)")
     return out

@@ -1,11 +1,14 @@
 """The tiny offline caption model: a small Llama-architecture network and a locally trained tokenizer.
 
 Nothing is downloaded. The tokenizer is a byte-level BPE trained on the packaged demo captions,
-the packaged taxonomy and the default prompt text, with a small chat template of its own; the
-model has random weights drawn from a fixed seed. Both are saved in Hugging Face format into
-``model.tiny.cache_dir/<fingerprint>`` so every later run (and every subprocess of a test session)
-reuses them (:mod:`tagtune.files.cache`: built into a temporary directory and renamed into place, checked
-on every use).
+the packaged taxonomy and a prompt text (``tiny_prompt.txt``: the default prompt file as it was
+when the tiny model was first built, kept apart from the config tree so that editing a config
+cannot change the model), with a small chat template of its own; the model has random weights
+drawn from a fixed seed. Both are saved in Hugging Face format into
+``model.tiny.cache_dir/tiny-llama-<fingerprint>``, the fingerprint hashing the ``model.tiny``
+settings that build it (all but ``cache_dir``) and that corpus, so every later run (and every
+subprocess of a test session) reuses them (:mod:`tagtune.files.cache`: built into a temporary
+directory and renamed into place, checked on every use).
 """
 
 from __future__ import annotations
@@ -13,9 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from tagtune.caption.config import TinyLlm
+from tagtune.config.typed import to_dict
+from tagtune.files.cache import build_cached
+from tagtune.files.readers import iter_records, resources_dir
 
 # Bump when the build recipe changes so old caches are not reused.
 _BUILD_VERSION = 2
@@ -33,38 +40,33 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
 
-_ARCH_KEYS = (
-    "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-    "num_key_value_heads", "max_position_embeddings", "seed",
-)
-
 
 def _corpus() -> list[str]:
     """Text the tokenizer learns from: demo tag sets and captions, the taxonomy, the prompt text."""
-    from tagtune.config.tree import config_dir
-    from tagtune.files.readers import iter_records, resources_dir
-
     texts: list[str] = []
     for _, rec in iter_records(resources_dir() / "demo_tags.jsonl"):
         texts.append(", ".join(rec.get("tags") or []))
         if rec.get("caption"):
             texts.append(str(rec["caption"]))
     texts.append((resources_dir() / "taxonomy.yaml").read_text(encoding="utf-8"))
-    texts.append((config_dir() / "prompt" / "default.yaml").read_text(encoding="utf-8"))
+    texts.append((Path(__file__).with_name("tiny_prompt.txt")).read_text(encoding="utf-8"))
     return texts
 
 
-def fingerprint(tiny_cfg: Mapping[str, Any]) -> str:
+def _arch(tiny: TinyLlm) -> dict[str, Any]:
+    """The settings that build the model: every ``model.tiny`` key but where it is cached."""
+    return {k: v for k, v in to_dict(tiny).items() if k != "cache_dir"}
+
+
+def fingerprint(tiny: TinyLlm) -> str:
     """A short hash of everything that changes the built files (sizes, seed, corpus, recipe)."""
-    arch = {k: tiny_cfg.get(k) for k in _ARCH_KEYS}
-    blob = json.dumps({"v": _BUILD_VERSION, "arch": arch, "corpus": _corpus()}, sort_keys=True)
+    blob = json.dumps({"v": _BUILD_VERSION, "arch": _arch(tiny), "corpus": _corpus()}, sort_keys=True)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]
 
 
-def tiny_model_dir(tiny_cfg: Mapping[str, Any]) -> Path:
+def tiny_model_dir(tiny: TinyLlm) -> Path:
     """Where the tiny model with these settings lives (built or not)."""
-    root = Path(os.path.expanduser(str(tiny_cfg["cache_dir"])))
-    return root / f"tiny-llama-{fingerprint(tiny_cfg)}"
+    return Path(os.path.expanduser(tiny.cache_dir)) / f"tiny-llama-{fingerprint(tiny)}"
 
 
 def build_tokenizer(vocab_size: int) -> Any:
@@ -90,40 +92,38 @@ def build_tokenizer(vocab_size: int) -> Any:
     return fast
 
 
-def _build_into(target: Path, tiny_cfg: Mapping[str, Any]) -> dict[str, Any]:
+def _build_into(target: Path, tiny: TinyLlm) -> dict[str, Any]:
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-    tokenizer = build_tokenizer(int(tiny_cfg["vocab_size"]))
+    tokenizer = build_tokenizer(tiny.vocab_size)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        **{k: int(tiny_cfg[k]) for k in _ARCH_KEYS if k not in ("vocab_size", "seed")},
+        **{k: v for k, v in _arch(tiny).items() if k not in ("vocab_size", "seed")},
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
     )
     with torch.random.fork_rng():
-        torch.manual_seed(int(tiny_cfg["seed"]))
+        torch.manual_seed(tiny.seed)
         model = LlamaForCausalLM(config)
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     )
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
-    return {"kind": "caption-llm", "fingerprint": fingerprint(tiny_cfg),
+    return {"kind": "caption-llm", "fingerprint": fingerprint(tiny),
             "parameters": sum(p.numel() for p in model.parameters())}
 
 
-def ensure_tiny_model(tiny_cfg: Mapping[str, Any]) -> Path:
+def ensure_tiny_model(tiny: TinyLlm) -> Path:
     """Build the tiny model once and return its directory (a local ``from_pretrained`` path).
 
     Args:
-        tiny_cfg: The ``model.tiny`` config section (sizes, seed, cache_dir).
+        tiny: The ``model.tiny`` config section (sizes, seed, cache_dir).
 
     Returns:
         The directory holding ``config.json``, ``model.safetensors`` and the tokenizer files.
     """
-    from tagtune.files.cache import build_cached
-
-    return build_cached(tiny_model_dir(tiny_cfg), lambda dest: _build_into(dest, tiny_cfg))
+    return build_cached(tiny_model_dir(tiny), lambda dest: _build_into(dest, tiny))

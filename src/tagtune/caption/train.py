@@ -18,13 +18,31 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tagtune.caption.model import ADAPTER_WEIGHTS
+from tagtune.caption.config import FinetuneConfig, Lora, Prompt, Sampling
+from tagtune.caption.data import Collator, build_examples, check_examples
+from tagtune.caption.llm import CaptionGenerator
+from tagtune.caption.model import (
+    ADAPTER_WEIGHTS,
+    LoadedModel,
+    attach_adapter,
+    check_adapter_dir,
+    load_base_model,
+    load_tokenizer,
+    resolve_model_path,
+)
+from tagtune.config.saved import prepare_run_dir
+from tagtune.config.typed import replace, to_dict
 from tagtune.errors import ConfigError
+from tagtune.files.resumable import atomic_write_json, atomic_write_text
+from tagtune.models.device import torch_threads
+from tagtune.models.training import build_trainer, claim_run_dir, fit, quiet_lightning
+from tagtune.records import licences
+from tagtune.records.tagsets import load_tag_dataset, split_records
+from tagtune.records.taxonomy import Taxonomy
 from tagtune.report import SILENT, Reporter
 
 
@@ -52,12 +70,10 @@ class FinetuneResult:
     notices: list[str] = field(default_factory=list)
 
 
-def build_peft_model(model: Any, lora_cfg: Mapping[str, Any], quantized: bool, gradient_checkpointing: bool,
+def build_peft_model(model: Any, lora: Lora, quantized: bool, gradient_checkpointing: bool,
                      adapter: str | None = None) -> Any:
     """Freeze the base model and add (or reload, trainable) the LoRA adapter."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-
-    from tagtune.caption.model import attach_adapter
 
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")  # peft calls a deprecated name
     if quantized:
@@ -67,12 +83,10 @@ def build_peft_model(model: Any, lora_cfg: Mapping[str, Any], quantized: bool, g
         model.enable_input_require_grads()
     if adapter:
         return attach_adapter(model, adapter, trainable=True)
-    targets = lora_cfg.get("target_modules")
+    targets = lora.target_modules
     config = LoraConfig(
-        task_type="CAUSAL_LM", r=int(lora_cfg["r"]), lora_alpha=lora_cfg["lora_alpha"],
-        lora_dropout=float(lora_cfg.get("lora_dropout", 0.0)),
-        target_modules=list(targets) if targets and not isinstance(targets, str) else targets,
-        bias=str(lora_cfg.get("bias", "none")),
+        task_type="CAUSAL_LM", r=lora.r, lora_alpha=lora.lora_alpha, lora_dropout=lora.lora_dropout,
+        target_modules=list(targets) if targets and not isinstance(targets, str) else targets, bias=lora.bias,
     )
     try:
         return get_peft_model(model, config)
@@ -101,20 +115,15 @@ def _save_adapter(peft_model: Any, tokenizer: Any, run_dir: Path) -> None:
 
 def _write_licence(run_dir: Path, base_model: str) -> None:
     """LICENSE.md (and NOTICE when the base model's licence asks for one) beside the adapter."""
-    from tagtune.files.resumable import atomic_write_text
-    from tagtune.records import licences
-
     atomic_write_text(run_dir / "LICENSE.md", licences.adapter_licence_text(base_model))
     notices = licences.notices(licences.lookup(base_model, "base model"))
     if notices:
         atomic_write_text(run_dir / "NOTICE", "\n".join(notices) + "\n")
 
 
-def _loaders(cfg: Any, train_ex: list[Any], val_ex: list[Any], pad_id: int) -> tuple[Any, Any]:
+def _loaders(cfg: FinetuneConfig, train_ex: list[Any], val_ex: list[Any], pad_id: int) -> tuple[Any, Any]:
     import torch
     from torch.utils.data import DataLoader
-
-    from tagtune.caption.data import Collator
 
     collate, bs, workers = Collator(pad_id), cfg.data.batch_size, cfg.data.num_workers
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -127,7 +136,7 @@ def _loaders(cfg: Any, train_ex: list[Any], val_ex: list[Any], pad_id: int) -> t
 class _Data:
     """The pairs, split and tokenized."""
 
-    taxonomy: Any
+    taxonomy: Taxonomy
     tokenizer: Any
     model_path: str
     train: list[Any]
@@ -136,12 +145,8 @@ class _Data:
     test_rows: int
 
 
-def _prepare_data(cfg: Any, reporter: Reporter) -> _Data:
-    from tagtune.caption.data import build_examples, check_examples
-    from tagtune.caption.model import load_tokenizer, resolve_model_path
-    from tagtune.records.tagsets import load_tag_dataset, split_records
-
-    data = load_tag_dataset(cfg.data, caption=True)
+def _prepare_data(cfg: FinetuneConfig, reporter: Reporter) -> _Data:
+    data = load_tag_dataset(to_dict(cfg.data), caption=True)
     for line in data.report():
         reporter.note(line)
     train_rec, val_rec, test_rec = split_records(data.records, cfg.data.val_fraction, cfg.data.test_fraction,
@@ -157,7 +162,7 @@ def _prepare_data(cfg: Any, reporter: Reporter) -> _Data:
     return _Data(data.taxonomy, tokenizer, path, train_ex, val_ex, val_rec, len(test_rec))
 
 
-def finetune(cfg: Any, reporter: Reporter = SILENT) -> FinetuneResult:
+def finetune(cfg: FinetuneConfig, reporter: Reporter = SILENT) -> FinetuneResult:
     """Fine-tune a LoRA adapter on tag/caption pairs into ``finetune.output`` (adapter, tokenizer, metrics).
 
     A rerun into the same directory resumes an unfinished run from its ``last.ckpt``; a finished
@@ -170,10 +175,6 @@ def finetune(cfg: Any, reporter: Reporter = SILENT) -> FinetuneResult:
         Diverged: The loss became NaN or infinite.
     """
     import lightning as L
-
-    from tagtune.caption.model import check_adapter_dir
-    from tagtune.config.saved import prepare_run_dir
-    from tagtune.models.training import claim_run_dir, quiet_lightning
 
     start = time.perf_counter()
     quiet_lightning()
@@ -189,10 +190,9 @@ def finetune(cfg: Any, reporter: Reporter = SILENT) -> FinetuneResult:
     return _train(cfg, data, run_dir, resume, reporter, start)
 
 
-def _module(cfg: Any, data: _Data, reporter: Reporter) -> tuple[Any, Any, bool, list[str]]:
+def _module(cfg: FinetuneConfig, data: _Data, reporter: Reporter) -> tuple[Any, Any, bool, list[str]]:
     """The LoRA-wrapped base model inside its LightningModule; also (peft model, quantized, notices)."""
-    from tagtune.caption.model import LoadedModel, load_base_model
-    from tagtune.caption.module import CaptionLoRAModule
+    from tagtune.caption.module import CaptionLoRAModule  # lightning and torch
 
     model, device, quantized, notices = load_base_model(cfg.model, data.model_path, for_training=True)
     for text in notices:
@@ -204,19 +204,14 @@ def _module(cfg: Any, data: _Data, reporter: Reporter) -> tuple[Any, Any, bool, 
     reporter.note(f"LoRA: {trainable:,} trainable of {total:,} parameters ({100 * trainable / max(1, total):.3f}%)")
     module = CaptionLoRAModule(peft_model, cfg.optimizer, cfg.scheduler)
     if cfg.finetune.sample_captions and data.val_rows:
-        holder = LoadedModel(peft_model, data.tokenizer, str(cfg.model.name), data.model_path, device, quantized)
+        holder = LoadedModel(peft_model, data.tokenizer, cfg.model.name, data.model_path, device, quantized)
         module.sampler = _ModuleSampler(module, holder, cfg.prompt, cfg.generation, cfg.seed, data.taxonomy)
         module.sample_rows = data.val_rows[:cfg.finetune.sample_captions]
     return module, peft_model, quantized, notices
 
 
-def _train(cfg: Any, data: _Data, run_dir: Path, resume: str | None, reporter: Reporter, start: float) -> FinetuneResult:
-    from omegaconf import OmegaConf
-
-    from tagtune.files.resumable import atomic_write_json
-    from tagtune.models.device import torch_threads
-    from tagtune.models.training import build_trainer, fit
-
+def _train(cfg: FinetuneConfig, data: _Data, run_dir: Path, resume: str | None, reporter: Reporter,
+           start: float) -> FinetuneResult:
     module, peft_model, quantized, notices = _module(cfg, data, reporter)
     train_loader, val_loader = _loaders(cfg, data.train, data.val, data.tokenizer.pad_token_id)
     overrides: dict[str, Any] = {}
@@ -224,8 +219,8 @@ def _train(cfg: Any, data: _Data, run_dir: Path, resume: str | None, reporter: R
         overrides.update(limit_val_batches=0, num_sanity_val_steps=0)
         if cfg.callbacks.early_stopping.enabled:
             reporter.note("no validation split (data.val_fraction=0): early stopping and best-checkpoint selection are off")
-            cfg = OmegaConf.merge(cfg, {"callbacks": {"early_stopping": {"enabled": False},
-                                                      "model_checkpoint": {"monitor": None, "save_top_k": 0}}})
+            cfg = replace(cfg, {"callbacks.early_stopping.enabled": False, "callbacks.model_checkpoint.monitor": None,
+                                "callbacks.model_checkpoint.save_top_k": 0})
     trainer = build_trainer(cfg, run_dir, reporter, "step", **overrides)
     with torch_threads(cfg.model.threads):
         fit(trainer, module, train_loader, val_loader, resume)
@@ -236,15 +231,15 @@ def _train(cfg: Any, data: _Data, run_dir: Path, resume: str | None, reporter: R
     result = _result(cfg, data, run_dir, module, trainer, peft_model, quantized, notices, start)
     if trainer.is_global_zero:
         _save_adapter(peft_model, data.tokenizer, run_dir)
-        _write_licence(run_dir, str(cfg.model.name))
-        record = {**asdict(result), "validation_history": module.val_history, "model": str(cfg.model.name)}
+        _write_licence(run_dir, cfg.model.name)
+        record = {**asdict(result), "validation_history": module.val_history, "model": cfg.model.name}
         atomic_write_json(run_dir / "metrics.json", record)
     for sample in result.sample_captions:
         reporter.note(f"sample [{', '.join(sample['tags'])}] -> {sample['caption'][:160]}")
     return result
 
 
-def _result(cfg: Any, data: _Data, run_dir: Path, module: Any, trainer: Any, peft_model: Any, quantized: bool,
+def _result(cfg: FinetuneConfig, data: _Data, run_dir: Path, module: Any, trainer: Any, peft_model: Any, quantized: bool,
             notices: list[str], start: float) -> FinetuneResult:
     import math
 
@@ -267,19 +262,16 @@ def _result(cfg: Any, data: _Data, run_dir: Path, module: Any, trainer: Any, pef
 class _ModuleSampler:
     """Generates validation captions with the model in eval mode, then restores its mode."""
 
-    def __init__(self, module: Any, holder: Any, prompt_cfg: Any, gen_cfg: Any, seed: int, taxonomy: Any):
-        from tagtune.caption.infer import CaptionGenerator
+    def __init__(self, module: Any, holder: Any, prompt: Prompt, sampling: Sampling, seed: int, taxonomy: Taxonomy):
+        self.module, self.holder, self.seed = module, holder, seed
+        self.gen = CaptionGenerator(holder, prompt, sampling, taxonomy)
 
-        self.module = module
-        self.holder = holder
-        self.gen = CaptionGenerator(holder, prompt_cfg, gen_cfg, seed, taxonomy)
-
-    def generate(self, rows: list[Any]) -> tuple[list[str], float]:
+    def generate(self, rows: list[Any]) -> list[str]:
         self.gen.device = self.module.device
         was_training = self.holder.model.training
         self.holder.model.eval()
         try:
-            return self.gen.generate(rows)
+            return self.gen.generate(rows, self.seed)
         finally:
             if was_training:
                 self.holder.model.train()

@@ -1,8 +1,8 @@
-"""``tagtune caption``: LoRA fine-tuning, batched resumable inference and evaluation of the caption LLM.
+"""``tagtune caption``: LoRA fine-tuning, batched resumable inference, merging and evaluation of the caption LLM.
 
-Each command composes its config (every flag sets one config key), calls one function of
-:mod:`tagtune.caption` with the rich reporter and prints a short summary; torch, transformers and
-peft are only imported inside those calls.
+Each command composes its typed config (:mod:`tagtune.caption.config`; every flag sets one config
+key), calls one function of :mod:`tagtune.caption` with the rich reporter and prints a short
+summary; torch, transformers and peft are only imported inside those calls.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from tagtune.caption.config import COMMANDS, EVALUATE, FINETUNE, INFER, MERGE
 from tagtune.cli.common import (
     NO_METAVAR,
     PASS_THROUGH,
@@ -27,10 +28,11 @@ from tagtune.cli.common import (
     out_console,
     split_input,
 )
-from tagtune.cli.render import reporter
+from tagtune.cli.render import number, reporter
+from tagtune.errors import ConfigError
 
 app = typer.Typer(
-    help="Captions stage: LoRA fine-tuning, batched resumable inference and evaluation of a caption LLM.",
+    help="Captions stage: LoRA fine-tuning, batched resumable inference, merging and evaluation of a caption LLM.",
     no_args_is_help=True,
     rich_markup_mode="rich",
 )
@@ -40,14 +42,6 @@ Adapter = Annotated[
     Optional[Path],
     typer.Option("--adapter", help="LoRA adapter directory (the -o of `caption finetune`); sets model.checkpoint_dir.", show_default=False),
 ]
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
 
 
 @app.command(
@@ -72,8 +66,8 @@ def finetune(
 
     The output directory holds the PEFT adapter (safetensors), the tokenizer, config.yaml and metrics.json (training loss, validation loss and perplexity, sample captions). Rerun the same command after an interruption: training continues from its last checkpoint.
     """
-    cfg = compose_or_show("caption_fine_tuning", overrides, preset, config_dir, show_config,
-                          flags={"finetune.output": ("-o", output), "seed": ("--seed", seed)})
+    cfg = compose_or_show(FINETUNE, overrides, preset, config_dir, show_config,
+                          flags={"finetune.output": ("-o", output), "seed": ("--seed", seed)}, commands=COMMANDS)
     from tagtune.caption.train import finetune as run
 
     res = run(cfg, reporter())
@@ -82,8 +76,9 @@ def finetune(
     drop = f" ({100 * (last - first) / first:+.1f}%)" if first and last is not None else ""
     console.print(f"[bold]adapter[/bold] {res.output_dir}")
     console.print(f"examples: {res.train_examples} train, {res.val_examples} validation; {res.steps} steps, {res.epochs} epochs, {res.seconds:.1f} s")
-    console.print(f"train loss: {_fmt(first)} -> {_fmt(last)}{drop}")
-    console.print(f"validation loss: {_fmt(res.val_loss)} (best {_fmt(res.best_val_loss)}), perplexity {_fmt(res.val_perplexity, 1)}")
+    console.print(f"train loss: {number(first, 3)} -> {number(last, 3)}{drop}")
+    console.print(f"validation loss: {number(res.val_loss, 3)} (best {number(res.best_val_loss, 3)}), "
+                  f"perplexity {number(res.val_perplexity, 1)}")
 
 
 @app.command(
@@ -112,21 +107,24 @@ def infer(
 ) -> None:
     """Caption tag sets with the (LoRA-tuned) LLM: batched, resumable, shardable.
 
-    Every output line keeps the input's fields (id, tags, your own columns) and adds caption and provenance. A rerun skips ids already captioned; --overwrite starts over.
+    Every output line keeps the input's fields (id, tags, your own columns) and adds caption and provenance. A rerun skips ids already captioned; --overwrite starts over. A sharded run writes a part beside the output: `caption merge` combines the parts, and so does the next run without --shard.
     """
     source, rest = split_input(input, overrides)
     cfg = compose_or_show(
-        "caption_inference", rest, preset, config_dir, show_config,
+        INFER, rest, preset, config_dir, show_config,
         flags={
             "infer.input": ("INPUT", source), "model.checkpoint_dir": ("--adapter", adapter), "infer.output": ("-o", output),
             "infer.limit": ("--limit", limit), "infer.overwrite": ("--overwrite", True if overwrite else None),
             "infer.shard": ("--shard", shard), "generation.batch_size": ("--batch-size", batch_size), "seed": ("--seed", seed),
         },
+        commands=COMMANDS,
     )
     from tagtune.caption.infer import infer as run
 
     res = run(cfg, reporter())
     console = out_console()
+    if res.merged is not None and res.merged.merged:
+        console.print(f"merged {len(res.merged.parts)} shard part(s) into {res.merged.output}", soft_wrap=True)
     if res.written == 0:
         console.print(f"nothing to do: all {res.owned} ids of this shard are already in {res.output}" if res.owned
                       else f"no input ids belong to shard {res.shard}; {res.output} left as it was")
@@ -136,6 +134,49 @@ def infer(
     console.print(f"wrote {res.written} caption{'s' if res.written != 1 else ''}{resumed} ({res.captions_per_s:.2f} captions/s, model load {res.load_seconds:.1f} s)")
     if res.empty:
         reporter().warn(f"{res.empty} captions came out empty after cleaning (try generation.min_new_tokens=8)")
+
+
+@app.command(
+    "merge",
+    context_settings=PASS_THROUGH,
+    epilog=examples(
+        "tagtune caption merge runs/caps          # after `caption infer ... -o runs/caps/captions.jsonl --shard I/4`",
+        "tagtune caption merge .",
+    ),
+)
+def merge(
+    folder: Annotated[Optional[str], typer.Argument(metavar="DIR", help="The folder holding the shard parts: <name>.shard-0000I-of-0000N.jsonl, beside the output of the sharded runs.", show_default=False)] = None,
+    overrides: Overrides = None,
+    preset: Preset = None,
+    config_dir: ConfigDirs = None,
+    show_config: ShowConfig = False,
+) -> None:
+    """Combine the shard parts of sharded `caption infer` runs into their output (atomic), with checks.
+
+    Lines come in the order of the input the runs captioned, so the result equals an unsharded run's. Duplicate ids and parts written with different settings exit 2 without changing anything; parts are deleted once the merged file is in place.
+    """
+    folder, rest = split_input(folder, overrides)
+    if folder is None and not show_config:
+        raise ConfigError("no DIR given", hint="tagtune caption merge DIR")
+    cfg = compose_or_show(MERGE, rest, preset, config_dir, show_config, flags={"paths.output_dir": ("DIR", folder)},
+                          commands=COMMANDS)
+    from tagtune.caption.merge import merge_dir
+
+    reports = merge_dir(cfg.paths.output_dir)
+    console = out_console()
+    if not reports:
+        console.print(f"nothing to merge: no shard parts (<name>.shard-0000I-of-0000N.jsonl) in {folder}", soft_wrap=True)
+    for report in reports:
+        console.print(f"merged {len(report.parts)} part(s) into {report.output}: {report.lines} caption(s)"
+                      + (f", {report.replaced} line(s) replaced by newer shard lines" if report.replaced else "")
+                      + (f", {report.deduplicated} identical duplicate line(s) dropped" if report.deduplicated else ""),
+                      soft_wrap=True)
+        if report.order != "input":
+            reporter().note(f"lines kept in the parts' order: {report.order}")
+        if report.missing:
+            reporter().warn(f"no part {', '.join(report.missing)} in {folder}: the tag sets of "
+                            f"{'that shard' if len(report.missing) == 1 else 'those shards'} are not in {report.output.name} "
+                            "unless an earlier merge put them there")
 
 
 @app.command(
@@ -167,13 +208,14 @@ def evaluate(
     An eval_manifest.json beside the metrics names every implementation, version and model."""
     source, rest = split_input(predictions, overrides)
     cfg = compose_or_show(
-        "caption_inference", rest, preset, config_dir, show_config,
+        EVALUATE, rest, preset, config_dir, show_config,
         flags={
             "evaluate.input": ("PREDICTIONS", source), "evaluate.tags_column": ("--tags-column", tags_column),
             "evaluate.caption_column": ("--caption-column", caption_column), "evaluate.reference": ("--reference", reference),
             "evaluate.reference_column": ("--reference-column", reference_column), "evaluate.train": ("--train", train),
             "evaluate.taxonomy_path": ("--taxonomy", taxonomy), "evaluate.output": ("-o", output),
         },
+        commands=COMMANDS,
     )
     from tagtune.caption.evaluate import evaluate as run
 
@@ -190,16 +232,16 @@ def _render_metrics(m: dict[str, Any]) -> None:
     table.add_column("metric")
     table.add_column("value", justify="right")
     cov = m["coverage"]
-    table.add_row("tag coverage (mean per caption)", _fmt(cov["mean"]))
-    table.add_row("tag coverage (all tags)", _fmt(cov["micro"]))
-    table.add_row("captions mentioning every tag", _fmt(cov["full"]))
+    table.add_row("tag coverage (mean per caption)", number(cov["mean"], 3))
+    table.add_row("tag coverage (all tags)", number(cov["micro"], 3))
+    table.add_row("captions mentioning every tag", number(cov["full"], 3))
     length = m["length_words"]
     table.add_row("length, words (mean ± std)", f"{length['mean']:.1f} ± {length['std']:.1f}")
     table.add_row("length, words (min / median / max)", f"{length['min']} / {length['median']:.0f} / {length['max']}")
     if length["empty"]:
         table.add_row("empty captions", str(length["empty"]))
     for name, value in m["distinct"].items():
-        table.add_row(name.replace("_", "-"), _fmt(value))
+        table.add_row(name.replace("_", "-"), number(value, 3))
     ref = m.get("references")
     if ref:
         table.add_row(f"references ({ref['pairs']} pairs, by {ref['matched_by']}, {ref['protocol']} protocol)", "")
@@ -208,11 +250,11 @@ def _render_metrics(m: dict[str, Any]) -> None:
                   "embedding_similarity": "embedding similarity"}
         for key, label in labels.items():
             if key in ref:
-                table.add_row(f"  {label}", _fmt(ref[key], 4))
+                table.add_row(f"  {label}", number(ref[key], 4))
     else:
         table.add_row("reference metrics", "no references (use --reference or --reference-column)")
     for key, value in (m.get("novelty") or {}).items():
-        table.add_row(f"novelty: {key.replace('_', ' ')}", _fmt(value))
+        table.add_row(f"novelty: {key.replace('_', ' ')}", number(value, 3))
     if m.get("lint"):
         bad = ", ".join(f"{k} {v}" for k, v in m["lint"]["counts"].items() if v) or "none"
         table.add_row("lint: clean captions", f"{m['lint']['clean']:.1%}")
@@ -223,5 +265,5 @@ def _render_metrics(m: dict[str, Any]) -> None:
     cats.add_column("coverage", justify="right")
     cats.add_column("tags", justify="right")
     for cat, row in cov["per_category"].items():
-        cats.add_row(cat, _fmt(row["coverage"]), str(row["tags"]))
+        cats.add_row(cat, number(row["coverage"], 3), str(row["tags"]))
     console.print(cats)
