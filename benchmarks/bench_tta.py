@@ -51,29 +51,29 @@ def _prompts(path: Path, n: int) -> Path:
 
 
 def _cfg(out: Path, prompts: Path, **updates):
-    from tagtune.config.compose import compose
+    from tagtune.config.commands import compose_command
+    from tagtune.tta.config import COMMANDS, GENERATE
 
     base = {"generate.output": str(out), "generate.input": str(prompts), "device": "cpu", "generate.overwrite": True}
-    return compose("tta_inference", preset="quick_test", updates={**base, **updates})
+    return compose_command(GENERATE, COMMANDS, preset="quick_test", updates={**base, **updates})
 
 
 def _overhead(work: Path, quick: bool) -> tuple[list[str], float]:
     import torch
 
+    from tagtune.tta.backends.base import load_backend
+    from tagtune.tta.backends.musicgen import TransformersMusicgen
     from tagtune.tta.generate import generate
-    from tagtune.tta.model import TransformersMusicgen
 
     n_prompts, tokens, reps = 2, 8 if quick else 25, 2 if quick else 3
     if quick:
         cfg0 = _cfg(work / "o", work / "p.jsonl")
-        from tagtune.tta.model import load_backend
-
-        backend, shape = load_backend(cfg0.model, cfg0.device), "tiny MusicGen (random weights)"
+        backend, shape = load_backend(cfg0.model, cfg0.device, cfg0.tagmap), "tiny MusicGen (random weights)"
     else:
         start = time.perf_counter()
         model, processor = musicgen_small_shaped()
         build = time.perf_counter() - start
-        backend = TransformersMusicgen(model, processor, "musicgen-small-shaped-random")
+        backend = TransformersMusicgen.wrap(model, processor, "musicgen-small-shaped-random")
         params = sum(p.numel() for p in model.parameters()) / 1e6
         shape = f"musicgen-small shape, random weights ({params:.0f}M parameters, built in {build:.0f} s)"
     prompts = _prompts(work / "overhead.jsonl", n_prompts)
@@ -131,13 +131,13 @@ def _overhead(work: Path, quick: bool) -> tuple[list[str], float]:
 
 
 def _scaling(work: Path, quick: bool) -> list[str]:
+    from tagtune.tta.backends.base import load_backend
     from tagtune.tta.generate import generate
-    from tagtune.tta.model import load_backend
 
     n = 8
     prompts = _prompts(work / "scaling.jsonl", n)
     cfg0 = _cfg(work / "x", prompts)
-    backend = load_backend(cfg0.model, cfg0.device)
+    backend = load_backend(cfg0.model, cfg0.device, cfg0.tagmap)
     sizes = [1, 4] if quick else [1, 2, 4, 8]
     reps = 1 if quick else 3
     rows, base = [], None
@@ -192,12 +192,11 @@ def _peak_rss_mb(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float
 
 
 def _memory(work: Path, quick: bool) -> list[str]:
-    from omegaconf import OmegaConf
-
+    from tagtune.tta.config import TinyMusicgen
     from tagtune.tta.tiny import ensure_tiny_musicgen
 
     cache = work / "cache"
-    ensure_tiny_musicgen(OmegaConf.create({"seed": 0, "sampling_rate": 16000, "cache_dir": str(cache / "tiny-musicgen")}))
+    ensure_tiny_musicgen(TinyMusicgen(seed=0, sampling_rate=16000, cache_dir=str(cache / "tiny-musicgen")))
     env = {**os.environ, "TAGTUNE_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     counts = [10, 100] if quick else [10, 100, 1000]
     rows, base = [], None

@@ -67,9 +67,10 @@ def _verify(folder: Path, report: Path, extra: list[str], env: dict[str, str]) -
 
 
 def _tiny_cfg() -> Any:
-    from tagtune.config.compose import compose
+    from tagtune.config.commands import compose_command
+    from tagtune.tta.config import COMMANDS, VERIFY
 
-    return compose("tta_inference", preset="quick_test", updates={"device": "cpu"})
+    return compose_command(VERIFY, COMMANDS, preset="quick_test", updates={"device": "cpu"})
 
 
 def _param_split(model: Any) -> tuple[int, int, int]:
@@ -137,8 +138,8 @@ def _real_shape(clip: Path, batch: int) -> dict[str, Any]:
     import torch
     from transformers import ClapConfig, ClapFeatureExtractor, ClapModel
 
+    from tagtune.models.hub import quiet_transformers
     from tagtune.tta.audio import read_mono, resample
-    from tagtune.tta.tiny import quiet_transformers
 
     quiet_transformers()
     start = time.perf_counter()

@@ -37,20 +37,24 @@ def prompts_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def make_cfg(tmp_path: Path, prompts_file: Path):
-    """Compose tta_inference with --preset quick_test, output under tmp_path, plus overrides/updates.
+    """The typed config of a ``tta`` command (``tta generate`` unless ``command=``) with --preset quick_test,
+    output under tmp_path, plus overrides/updates.
 
-    ``updates`` are config keys with ``__`` for dots (``generate__shard="0/2"``); ``generate.input``
-    is the six-prompt file unless a test names another one. Clips are 0.2 s (13 decoder steps)
-    unless a test asks otherwise: enough for every code path, cheap on a shared 2-core machine.
+    ``updates`` are config keys with ``__`` for dots (``generate__shard="0/2"``). For ``tta generate``
+    ``generate.input`` is the six-prompt file unless a test names another one, and clips are 0.2 s
+    (13 decoder steps) unless a test asks otherwise: enough for every code path, cheap on a shared
+    2-core machine.
     """
-    from tagtune.config.compose import compose
+    from tagtune.config.commands import compose_command
+    from tagtune.tta.config import COMMANDS, GENERATE
 
-    def make(out: str | Path = "out", overrides: list[str] | None = None, **updates):
-        base = {"paths.output_dir": str(tmp_path / out), "device": "cpu", "generation.duration": 0.2,
-                "generate.input": str(prompts_file)}
-        return compose("tta_inference", overrides=overrides or [], preset="quick_test",
-                       updates={**base, **{k.replace("__", "."): (str(v) if isinstance(v, Path) else v)
-                                           for k, v in updates.items()}})
+    def make(out: str | Path = "out", overrides: list[str] | None = None, command=GENERATE, **updates):
+        base = {"paths.output_dir": str(tmp_path / out), "device": "cpu"}
+        if command is GENERATE:
+            base.update({"generation.duration": 0.2, "generate.input": str(prompts_file)})
+        return compose_command(command, COMMANDS, overrides or [], preset="quick_test",
+                               updates={**base, **{k.replace("__", "."): (str(v) if isinstance(v, Path) else v)
+                                                   for k, v in updates.items()}})
 
     return make
 
@@ -70,8 +74,9 @@ def _one_torch_thread():
 @pytest.fixture(scope="session")
 def tiny_backend():
     """The tiny MusicGen, loaded once per session for in-process runs."""
-    from tagtune.config.compose import compose
-    from tagtune.tta.model import load_backend
+    from tagtune.config.commands import compose_command
+    from tagtune.tta.backends.base import load_backend
+    from tagtune.tta.config import COMMANDS, GENERATE
 
-    cfg = compose("tta_inference", preset="quick_test", updates={"device": "cpu"})
-    return load_backend(cfg.model, cfg.device)
+    cfg = compose_command(GENERATE, COMMANDS, preset="quick_test", updates={"device": "cpu"})
+    return load_backend(cfg.model, cfg.device, cfg.tagmap)

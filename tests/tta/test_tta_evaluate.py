@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from helpers import write_jsonl
+from tagtune.config.commands import compose_command
+from tagtune.tta.config import COMMANDS, EVALUATE, GENERATE
 from tagtune.tta.fad import fad, frechet_distance, gaussian_stats
 
 
@@ -82,14 +84,13 @@ def test_tiny_clap_embeds_text_and_audio(make_cfg):
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory, tiny_backend, tta_prompts):
     """Two rendered directories (another seed and temperature for the reference), made once."""
-    from tagtune.config.compose import compose
     from tagtune.tta.generate import generate
 
     base = tmp_path_factory.mktemp("eval")
     prompts = write_jsonl(base / "prompts.jsonl", tta_prompts)
     dirs = []
     for name, extra in (("gen", {}), ("ref", {"seed": 7, "generation.temperature": 1.5})):
-        cfg = compose("tta_inference", preset="quick_test", updates={
+        cfg = compose_command(GENERATE, COMMANDS, preset="quick_test", updates={
             "generate.input": str(prompts), "generate.output": str(base / name), "device": "cpu",
             "generation.duration": 0.2, **extra})
         dirs.append(generate(cfg, backend=tiny_backend).output_dir)
@@ -100,7 +101,7 @@ def test_evaluate_writes_scores_and_summary(make_cfg, rendered):
     from tagtune.tta.evaluate import evaluate
 
     out, ref = rendered
-    res = evaluate(make_cfg("x", evaluate__input=str(out), evaluate__output=str(out.parent / "ev1")))
+    res = evaluate(make_cfg("x", command=EVALUATE, evaluate__input=str(out), evaluate__output=str(out.parent / "ev1")))
     assert res.fad is None and "reference" in res.fad_note
     with open(res.scores_csv, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
@@ -113,7 +114,7 @@ def test_evaluate_writes_scores_and_summary(make_cfg, rendered):
     assert summary["clips"] == 6 and summary["clap_model"] == "tiny"
     assert all(v["value"] is None and "reference" in v["note"] for v in summary["fad"].values())
 
-    with_ref = evaluate(make_cfg("x", evaluate__input=str(out), evaluate__reference=str(ref / "audio"),
+    with_ref = evaluate(make_cfg("x", command=EVALUATE, evaluate__input=str(out), evaluate__reference=str(ref / "audio"),
                                  evaluate__output=str(out.parent / "ev2")))
     assert with_ref.fad is not None and with_ref.fad > 0 and with_ref.reference_clips == 6
     tiny = with_ref.fads["tiny"]  # the standard-backbone FAD beside the CLAP one, with n and the backbone id
@@ -128,7 +129,7 @@ def test_evaluate_writes_scores_and_summary(make_cfg, rendered):
         assert all(float(r["fad_tiny"]) >= 0 for r in csv.DictReader(fh))  # per-clip FAD for finding outliers
     assert with_ref.clap_mean == pytest.approx(res.clap_mean)
     assert (out.parent / "ev2" / "clap_scores.csv").is_file()
-    self_fad = evaluate(make_cfg("x", evaluate__input=str(out), evaluate__reference=str(out / "audio"),
+    self_fad = evaluate(make_cfg("x", command=EVALUATE, evaluate__input=str(out), evaluate__reference=str(out / "audio"),
                                  evaluate__output=str(out.parent / "ev3")))
     assert self_fad.fad == pytest.approx(0.0, abs=1e-6)
 
@@ -142,7 +143,21 @@ def test_evaluate_refuses_unmerged_parts_and_missing_files(make_cfg, rendered, t
     out = shutil.copytree(rendered[0], tmp_path / "copy")
     (out / "audio" / "jazz.wav").unlink()
     with pytest.raises(InputError, match="field 'file_name': audio file audio/jazz.wav does not exist"):
-        evaluate(make_cfg("x", evaluate__input=str(out)))
+        evaluate(make_cfg("x", command=EVALUATE, evaluate__input=str(out)))
     (out / "metadata.jsonl").rename(out / "metadata.shard-00000-of-00002.jsonl")
     with pytest.raises(InputError, match="tagtune tta merge"):
-        evaluate(make_cfg("x", evaluate__input=str(out)))
+        evaluate(make_cfg("x", command=EVALUATE, evaluate__input=str(out)))
+
+
+def test_a_backbone_whose_package_is_missing_is_reported_unavailable(make_cfg, rendered, monkeypatch):
+    from tagtune.tta.backbones import Pann
+    from tagtune.tta.evaluate import evaluate
+
+    monkeypatch.setattr(Pann, "requires", ("tagtune_no_such_package",))
+    out, ref = rendered
+    res = evaluate(make_cfg("x", command=EVALUATE, evaluate__input=str(out), evaluate__reference=str(ref / "audio"),
+                            evaluate__output=str(out.parent / "ev4"), evaluate__fad__backbones=["pann", "tiny"]))
+    assert res.fads["pann"]["value"] is None and res.fads["tiny"]["value"] > 0  # the others still run
+    assert res.fads["pann"]["note"] == ("unavailable: the FAD backbone 'pann' needs tagtune_no_such_package, which is not "
+                                        "installed (hint: pip install 'tagtune[eval]', or choose another FAD backbone "
+                                        "(evaluate.fad.backbones))")

@@ -9,8 +9,9 @@ import soundfile as sf
 
 from helpers import read_jsonl, write_jsonl
 from tagtune.files.ids import safe_id
+from tagtune.models.sampling import seed_for_row
 from tagtune.report import CaptureReporter
-from tagtune.tta.generate import clip_seed, generate
+from tagtune.tta.generate import generate
 
 
 def _stamps(folder):
@@ -45,7 +46,7 @@ def test_generate_writes_clips_and_audiofolder_metadata(make_cfg, tiny_backend, 
         assert len(data) == round(expected * rate) and rec["duration"] == expected
         assert abs(data).max() <= 1.0 and abs(data).max() > 0.5  # peak-normalised to -1 dBFS
         audio = rec["provenance"]["audio"]
-        assert audio["seed"] == clip_seed(cfg.seed, CaptionRow(id=rec["id"], tags=[], caption=rec["caption"]))
+        assert audio["seed"] == seed_for_row(cfg.seed, CaptionRow(id=rec["id"], tags=[], caption=rec["caption"]), bits=32)
         assert audio["model"] == "tiny" and audio["tagtune_version"] == __version__ and len(audio["input_hash"]) == 16
         assert audio["generation"]["guidance_scale"] == cfg.generation.guidance_scale
     assert list(by_id["rock"])[:4] == ["file_name", "id", "tags", "caption"]

@@ -8,11 +8,12 @@ import pytest
 
 
 def test_tiny_musicgen_is_built_once_and_reused(tmp_path):
-    from omegaconf import OmegaConf
+    import dataclasses
 
+    from tagtune.tta.config import TinyMusicgen
     from tagtune.tta.tiny import ensure_tiny_musicgen
 
-    tiny = OmegaConf.create({"seed": 3, "sampling_rate": 16000, "cache_dir": str(tmp_path / "cache")})
+    tiny = TinyMusicgen(seed=3, sampling_rate=16000, cache_dir=str(tmp_path / "cache"))
     first = ensure_tiny_musicgen(tiny)
     files = {p.name for p in first.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "tagtune-tiny.json"} <= files
@@ -24,7 +25,7 @@ def test_tiny_musicgen_is_built_once_and_reused(tmp_path):
     # no temporary build folders are left behind next to it
     assert [p.name for p in first.parent.iterdir()] == [first.name]
     # another seed is another model
-    other = ensure_tiny_musicgen(OmegaConf.create({**OmegaConf.to_container(tiny), "seed": 4}))
+    other = ensure_tiny_musicgen(dataclasses.replace(tiny, seed=4))
     assert other != first and other.is_dir()
 
 
@@ -41,7 +42,7 @@ def test_tiny_musicgen_loads_offline_with_expected_shapes(tiny_backend):
     (1.0, 50, 0, 50),
 ])
 def test_duration_to_steps(seconds, rate, delay, steps):
-    from tagtune.tta.model import steps_for_duration
+    from tagtune.tta.backends.base import steps_for_duration
 
     assert steps_for_duration(seconds, rate, delay) == steps
 
@@ -49,7 +50,7 @@ def test_duration_to_steps(seconds, rate, delay, steps):
 @pytest.mark.parametrize("bad", [0.0, -1.0, math.inf, math.nan])
 def test_duration_must_be_positive(bad):
     from tagtune.errors import ConfigError
-    from tagtune.tta.model import steps_for_duration
+    from tagtune.tta.backends.base import steps_for_duration
 
     with pytest.raises(ConfigError):
         steps_for_duration(bad, 50, 3)
@@ -57,7 +58,7 @@ def test_duration_must_be_positive(bad):
 
 def test_generated_length_matches_steps(tiny_backend):
     from tagtune.records.rows import CaptionRow
-    from tagtune.tta.model import SamplingParams
+    from tagtune.tta.backends.base import SamplingParams
 
     params = SamplingParams(True, 1.0, 50, 0.0, 3.0)
     steps = tiny_backend.steps_for(0.7)  # 35 frames + 3
@@ -77,7 +78,7 @@ def _sampler(seeds, params, steps=5, rows=4):
 def test_sampler_draws_do_not_depend_on_batch_neighbours():
     import torch
 
-    from tagtune.tta.model import SamplingParams
+    from tagtune.tta.backends.base import SamplingParams
 
     params = SamplingParams(True, 1.0, 0, 0.0, 1.0)
     torch.manual_seed(0)
@@ -94,7 +95,7 @@ def test_sampler_draws_do_not_depend_on_batch_neighbours():
 def test_sampler_applies_guidance_top_k_and_greedy():
     import torch
 
-    from tagtune.tta.model import SamplingParams
+    from tagtune.tta.backends.base import SamplingParams
 
     rows = 2
     cond = torch.tensor([[0.0, 5.0, 4.0, 0.0], [3.0, 0.0, 0.0, 2.9]])
@@ -117,7 +118,7 @@ def test_sampler_applies_guidance_top_k_and_greedy():
 def test_sampler_top_p_keeps_the_nucleus():
     import torch
 
-    from tagtune.tta.model import SamplingParams
+    from tagtune.tta.backends.base import SamplingParams
 
     probs = torch.tensor([[0.6, 0.3, 0.05, 0.05]])
     logits = probs.log()
@@ -131,16 +132,17 @@ def test_sampler_top_p_keeps_the_nucleus():
 def test_default_model_offline_is_one_line_quickly(monkeypatch):
     import time
 
-    from tagtune.config.compose import compose
+    from tagtune.config.commands import compose_command
     from tagtune.errors import ModelNotFoundError
-    from tagtune.tta.model import load_backend
+    from tagtune.tta.backends.base import load_backend
+    from tagtune.tta.config import COMMANDS, GENERATE
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    cfg = compose("tta_inference", updates={"device": "cpu"})
+    cfg = compose_command(GENERATE, COMMANDS, updates={"device": "cpu"})
     assert cfg.model.name == "facebook/musicgen-small"
     start = time.perf_counter()
     with pytest.raises(ModelNotFoundError) as info:
-        load_backend(cfg.model, cfg.device)
+        load_backend(cfg.model, cfg.device, cfg.tagmap)
     assert time.perf_counter() - start < 30
     text = str(info.value)
     assert "facebook/musicgen-small" in text and "quick_test" in text and "\n" not in text
@@ -153,10 +155,12 @@ def test_audiocraft_backend_missing_is_one_line():
         pytest.skip("audiocraft is installed here")
     except ImportError:
         pass
-    from omegaconf import OmegaConf
-
+    from tagtune.config.commands import compose_command
     from tagtune.errors import DependencyError
-    from tagtune.tta.model import load_backend
+    from tagtune.tta.backends.base import load_backend
+    from tagtune.tta.config import COMMANDS, GENERATE
 
-    with pytest.raises(DependencyError, match="audiocraft"):
-        load_backend(OmegaConf.create({"name": "facebook/musicgen-small", "backend": "audiocraft"}), "cpu")
+    cfg = compose_command(GENERATE, COMMANDS, ["model.backend=audiocraft"])
+    with pytest.raises(DependencyError, match="audiocraft") as info:
+        load_backend(cfg.model, "cpu", cfg.tagmap)
+    assert "\n" not in str(info.value) and "tagtune[audiocraft]" in str(info.value)  # the plugins message: the extra to install

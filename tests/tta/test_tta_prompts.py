@@ -5,18 +5,18 @@ from __future__ import annotations
 import json
 
 import pytest
-from omegaconf import OmegaConf
 
 from helpers import write_jsonl
 from tagtune.errors import InputError
 from tagtune.files.ids import safe_id
 from tagtune.records.rows import CaptionRow
+from tagtune.tta.config import PromptColumns
 from tagtune.tta.prompts import clip_name, iter_prompts, scan_prompts
 
 
 def data_cfg(**kw):
     base = {"caption_column": None, "id_column": "id", "duration_column": "duration"}
-    return OmegaConf.create({**base, **kw})
+    return PromptColumns(**{**base, **kw})
 
 
 def test_jsonl_caption_ids_duration_and_extra_fields(tmp_path):

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from helpers import count_lines, read_jsonl, run_cli, signal_when, tagtune_argv, write_jsonl
+from tagtune.config.commands import compose_command
+from tagtune.tta.config import COMMANDS, GENERATE, VERIFY
 
 TEMPO_RANGES = {"slow tempo": (60.0, 80.0), "medium tempo": (90.0, 115.0), "fast tempo": (125.0, 150.0),
                 "very fast tempo": (160.0, 190.0)}
@@ -19,11 +21,14 @@ INSTRUMENT_SETS = (["piano"], ["drums", "bass guitar"], ["acoustic guitar", "vio
                    ["strings", "flute"], ["electric guitar", "drums", "saxophone"])
 
 
+def _verify_cfg(*overrides: str):
+    return compose_command(VERIFY, COMMANDS, list(overrides))
+
+
 def _table():
-    from tagtune.config.compose import compose
     from tagtune.tta.synth import SynthTable
 
-    return SynthTable.from_tagmap(compose("tta_inference").tagmap)
+    return SynthTable.from_tagmap(_verify_cfg().tagmap)
 
 
 def _prompts(n: int) -> list[dict]:
@@ -74,11 +79,10 @@ def test_synth_backend_records_unrendered_tags_and_misses_on_purpose(synth_dir):
     assert audio["unrendered_tags"] == ["calm"] and "fast tempo" not in audio["unrendered_tags"]
     assert all("missed" not in r["provenance"]["audio"] for r in rows)  # miss_rate defaults to 0
 
-    from tagtune.config.compose import compose
     from tagtune.records.rows import CaptionRow
-    from tagtune.tta.model import load_backend
+    from tagtune.tta.backends.base import load_backend
 
-    cfg = compose("tta_inference", ["model=tta/synth", "model.miss_rate=1.0"])
+    cfg = compose_command(GENERATE, COMMANDS, ["model=tta/synth", "model.miss_rate=1.0"])
     backend = load_backend(cfg.model, "cpu", cfg.tagmap)
     row = CaptionRow(id="x", caption="slow", tags=["slow tempo", "piano"])
     assert backend.tags_to_render(row.tags, 3) == ["very fast tempo", "piano"]  # the farthest tempo
@@ -95,11 +99,10 @@ def _context(cfg, folder: Path, candidates=None):
 
 @pytest.mark.parametrize("tag", list(TEMPO_RANGES))
 def test_tempo_checker_on_synth_audio_of_known_bpm(tag, tmp_path):
-    from tagtune.config.compose import compose
     from tagtune.tta.checkers import Clip, TagToJudge, TempoChecker
     from tagtune.tta.synth import plan, render
 
-    cfg = compose("tta_inference")
+    cfg = _verify_cfg()
     checker = TempoChecker(cfg.verification.tempo, _context(cfg, tmp_path))
     table = _table()
     clips, truth = [], []
@@ -139,13 +142,12 @@ class FakeEmbedder:
 
 
 def test_clap_checker_decisions_on_hand_made_embeddings(tmp_path):
-    from omegaconf import OmegaConf
+    from dataclasses import replace
 
-    from tagtune.config.compose import compose
     from tagtune.tta.checkers import ClapChecker, Clip, TagToJudge, decide
 
     instruments = ["piano", "drums", "violin", "flute", "trumpet"]
-    cfg = compose("tta_inference")
+    cfg = _verify_cfg()
     checker = ClapChecker(cfg.verification.clap, _context(cfg, tmp_path, {"instrument": instruments}))
     checker._embedder = fake = FakeEmbedder(instruments)
     clips = [Clip("a", ["piano", "drums"], 16000, "d1"), Clip("b", ["violin"], 16000, "d2")]
@@ -156,14 +158,14 @@ def test_clap_checker_decisions_on_hand_made_embeddings(tmp_path):
     assert first[1]["violin"].realised and first[1]["violin"].detail["rank"] == 1
     # "trumpet" was asked for but is not in clip b: with two tags asked and top_k 3 it may rank in
     # the top 4 of 5; the margin decision tells it apart
-    margin = OmegaConf.merge(cfg.verification.clap, {"decision": "margin", "margin": 0.05})
+    margin = replace(cfg.verification.clap, decision="margin", margin=0.05)
     verdict = decide(np.array([0.2, 0.2, 0.9, 0.2, 0.2]), instruments, ["violin", "trumpet"], margin)
     assert verdict["violin"].realised and not verdict["trumpet"].realised
-    rank1 = OmegaConf.merge(cfg.verification.clap, {"decision": "rank", "top_k": 1})
+    rank1 = replace(cfg.verification.clap, decision="rank", top_k=1)
     sims = np.array([0.9, 0.8, 0.1, 0.1, 0.85])  # piano, drums ... trumpet
     by_rank = decide(sims, instruments, ["piano", "drums"], rank1)
     assert by_rank["piano"].realised and not by_rank["drums"].realised  # drums ranks 3rd of the 2 allowed
-    threshold = OmegaConf.merge(cfg.verification.clap, {"decision": "threshold", "threshold": 0.82})
+    threshold = replace(cfg.verification.clap, decision="threshold", threshold=0.82)
     assert [v.realised for v in decide(sims, instruments, ["piano", "drums"], threshold).values()] == [True, False]
     # audio embeddings are computed once per clip content, then read from the cache
     calls = fake.audio_calls
@@ -172,15 +174,14 @@ def test_clap_checker_decisions_on_hand_made_embeddings(tmp_path):
 
 
 def test_own_checker_from_config_and_unknown_checker(tmp_path):
-    from tagtune.config.compose import compose
     from tagtune.errors import ConfigError
     from tagtune.tta.checkers import load_checkers
 
-    cfg = compose("tta_inference", ["verification.checkers=[helpers.checkers:LoudnessChecker,tempo]",
-                                    "+verification.custom.LoudnessChecker.min_rms=0.05"])
+    cfg = _verify_cfg("verification.checkers=[helpers.checkers:LoudnessChecker,tempo]",
+                      "+verification.custom.LoudnessChecker.min_rms=0.05")
     checkers = load_checkers(cfg.verification, _context(cfg, tmp_path))
     assert [c.name for c in checkers] == ["loudness", "tempo"] and checkers[0].min_rms == 0.05
-    bad = compose("tta_inference", ["verification.checkers=[no_such_checker]"])
+    bad = _verify_cfg("verification.checkers=[no_such_checker]")
     with pytest.raises(ConfigError, match="unknown checker 'no_such_checker'"):
         load_checkers(bad.verification, _context(bad, tmp_path))
 
@@ -260,3 +261,43 @@ def test_verify_resumes_after_a_line_torn_by_a_kill(synth_dir, tmp_path):
     assert report["run"]["skipped"] == 4 and report["run"]["scored"] == 8
     ids = [r["id"] for r in read_jsonl(lines)]
     assert len(ids) == 12 == len(set(ids))
+
+
+def test_two_shards_then_the_merge_equal_one_unsharded_verify(synth_dir, tmp_path):
+    whole = _copy(synth_dir, tmp_path / "whole")
+    report, _ = _verify(whole)
+    sharded = _copy(synth_dir, tmp_path / "sharded")
+    for i in range(2):
+        res = run_cli("tta", "verify", sharded, "verification.checkers=[tempo]", "--shard", f"{i}/2")
+        assert res.code == 0, res.err
+        assert f"shard {i}/2" in res.out and "tagtune tta verify" in res.out
+    parts = sorted(sharded.glob("verification.shard-*.jsonl"))
+    assert [p.name for p in parts] == ["verification.shard-00000-of-00002.jsonl", "verification.shard-00001-of-00002.jsonl"]
+    ids = [[r["id"] for r in read_jsonl(p)] for p in parts]
+    assert all(ids) and sorted(ids[0] + ids[1]) == [f"c{i:02d}" for i in range(12)]  # each clip judged once
+    assert not (sharded / "verification.jsonl").exists() and not (sharded / "verification_report.json").exists()
+    again = run_cli("tta", "verify", sharded, "verification.checkers=[tempo]", "--shard", "1/2")
+    assert "0 clip(s) judged" in again.out  # resumable per id, like any run
+
+    merged, res = _verify(sharded)  # the unsharded run merges the parts and writes the report
+    assert "merged 12 verdict line(s)" in res.out
+    assert merged["run"]["scored"] == 0 and merged["run"]["skipped"] == 12
+    assert (sharded / "verification.jsonl").read_bytes() == (whole / "verification.jsonl").read_bytes()
+    assert not list(sharded.glob("verification.shard-*"))
+    assert merged["by_tag"] == report["by_tag"] and merged["overall"] == report["overall"]
+    rerun = run_cli("tta", "verify", sharded, "verification.checkers=[tempo]", "--shard", "0/2")
+    assert rerun.code == 0 and "0 clip(s) judged" in rerun.out  # done in the merged file
+
+
+def test_fold_keeps_one_current_line_per_clip(tmp_path):
+    from tagtune.tta.verify import VERIFICATION, fold_parts
+
+    def line(ident, digest, score):
+        return {"id": ident, "input_hash": digest, "realisation": score}
+
+    write_jsonl(tmp_path / VERIFICATION, [line("b", "old", 0.1), line("a", "ha", 0.5)])
+    write_jsonl(tmp_path / "verification.shard-00000-of-00002.jsonl", [line("b", "hb", 0.9), line("c", "hc", 1.0)])
+    write_jsonl(tmp_path / "verification.shard-00001-of-00002.jsonl", [line("a", "stale", 0.0)])
+    assert fold_parts(tmp_path, ["a", "b", "c"], {"a": "ha", "b": "hb", "c": "hc"}) == 3
+    assert read_jsonl(tmp_path / VERIFICATION) == [line("a", "ha", 0.5), line("b", "hb", 0.9), line("c", "hc", 1.0)]
+    assert not list(tmp_path.glob("verification.shard-*"))

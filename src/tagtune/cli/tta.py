@@ -1,14 +1,14 @@
-"""``tagtune tta``: the audio stage: MusicGen generation at scale (resumable, sharded) and CLAP/FAD evaluation.
+"""``tagtune tta``: the audio stage: MusicGen generation at scale (resumable, sharded), CLAP/FAD evaluation, verification.
 
-Each command parses its flags (every flag sets one config key), composes ``tta_inference`` and
-calls one function of :mod:`tagtune.tta` with the rich reporter (imported lazily: torch and
-transformers load only when a command runs).
+Each command parses its flags (every flag sets one config key), composes its typed config
+(:mod:`tagtune.tta.config`) and calls one function of :mod:`tagtune.tta` with the rich reporter
+(imported lazily: torch and transformers load only when a command runs).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -27,7 +27,12 @@ from tagtune.cli.common import (
     out_console,
     split_input,
 )
-from tagtune.cli.render import reporter
+from tagtune.cli.render import number, reporter
+from tagtune.errors import ConfigError
+from tagtune.tta.config import COMMANDS, EVALUATE, GENERATE, MERGE, VERIFY
+
+if TYPE_CHECKING:
+    from tagtune.tta.verify_report import VerifyResult
 
 app = typer.Typer(
     help="Audio stage: render captions to audio with MusicGen (batched, resumable, sharded) and score it with CLAP/FAD.",
@@ -75,7 +80,7 @@ def generate(
     """
     prompts, rest = split_input(prompts, overrides)
     cfg = compose_or_show(
-        "tta_inference", rest, preset, config_dir, show_config,
+        GENERATE, rest, preset, config_dir, show_config, commands=COMMANDS,
         flags={
             "generate.input": ("PROMPTS", prompts), "generate.output": ("-o", output),
             "generate.overwrite": ("--overwrite", True if overwrite else None), "generate.shard": ("--shard", shard),
@@ -118,10 +123,9 @@ def merge(
     """
     folder, rest = split_input(folder, overrides)
     if folder is None and not show_config:
-        from tagtune.errors import ConfigError
-
         raise ConfigError("no DIR given", hint="tagtune tta merge DIR")
-    cfg = compose_or_show("tta_inference", rest, preset, config_dir, show_config, flags={"generate.output": ("DIR", folder)})
+    cfg = compose_or_show(MERGE, rest, preset, config_dir, show_config, flags={"generate.output": ("DIR", folder)},
+                          commands=COMMANDS)
     from tagtune.tta.merge import merge as run_merge
 
     report = run_merge(cfg)
@@ -158,7 +162,7 @@ def evaluate(
     """CLAP text-audio score per clip (CSV) and FAD against reference audio; summary JSON and a table."""
     folder, rest = split_input(folder, overrides)
     cfg = compose_or_show(
-        "tta_inference", rest, preset, config_dir, show_config,
+        EVALUATE, rest, preset, config_dir, show_config, commands=COMMANDS,
         flags={"evaluate.input": ("DIR", folder), "evaluate.reference": ("--reference", reference), "evaluate.output": ("-o", output)},
     )
     from rich.table import Table
@@ -196,6 +200,7 @@ def evaluate(
         "tagtune tta verify out -o report.json",
         "tagtune tta verify out --force verification.checkers=[tempo]",
         "tagtune tta verify out tagmap=conceptcaps verification.clap.decision=margin verification.clap.margin=0.02",
+        "tagtune tta verify out --shard 3/8",
     ),
 )
 def verify(
@@ -203,6 +208,7 @@ def verify(
     overrides: Overrides = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="The summary report (JSON; a .png chart beside it) \\[default: DIR/verification_report.json].", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", metavar=NO_METAVAR, help="Judge every clip again (discard DIR/verification.jsonl).")] = False,
+    shard: Annotated[Optional[str], typer.Option("--shard", help="I/N: judge only this worker's share into its own part (default: from torchrun/SLURM).", show_default=False)] = None,
     preset: Preset = None,
     config_dir: ConfigDirs = None,
     show_config: ShowConfig = False,
@@ -212,38 +218,49 @@ def verify(
     Uses the tagmap, checkers and CLAP model recorded in DIR/config.yaml (how the clips were made)
     unless --preset or overrides say otherwise. Writes DIR/verification.jsonl (per clip: realised, missed and unjudged tags, scores, realisation),
     resumable; prints realisation per category and checker, and writes the report and a per-tag chart.
+    Shards write DIR/verification.shard-*.jsonl parts, merged by the next run without --shard.
     """
     from tagtune.tta.verify import recorded_settings
 
     folder, rest = split_input(folder, overrides)
+    if shard is not None:  # verification.shard is not in the YAML yet (config/schema.py): added as an override
+        rest = [*rest, f"++verification.shard={shard}"]
     cfg = compose_or_show(
-        "tta_inference", rest, preset, config_dir, show_config,
+        VERIFY, rest, preset, config_dir, show_config, commands=COMMANDS,
         flags={"verification.input": ("DIR", folder), "verification.output": ("-o", output),
                "verification.force": ("--force", True if force else None)},
         recorded=recorded_settings(folder),
     )
-    from rich.table import Table
-
     from tagtune.tta.verify import verify as run
 
     result = run(cfg, reporter())
+    console = out_console()
+    if not result.report:  # a shard: its part is written, the report waits for the merge
+        console.print(f"{result.scored} clip(s) judged, {result.skipped} already done; shard {result.shard}: "
+                      f"{result.clips} clip(s) in {result.rows_file}", soft_wrap=True)
+        console.print(f"once every shard has finished: tagtune tta verify {result.folder}  (merges the parts, writes the report)",
+                      soft_wrap=True)
+        return
+    _print_report(result)
+
+
+def _print_report(result: VerifyResult) -> None:
+    from rich.table import Table
+
     report = result.report
     table = Table(title=f"Tag realisation: {result.folder}")
     for column in ("", "judged", "realised", "rate"):
         table.add_column(column, justify="left" if not column else "right")
     overall = report["overall"]
     for name, agg in report["by_category"].items():
-        table.add_row(f"category {name}", str(agg["judged"]), str(agg["realised"]), _fmt_rate(agg["rate"]))
+        table.add_row(f"category {name}", str(agg["judged"]), str(agg["realised"]), number(agg["rate"], 3))
     for name, agg in report["by_checker"].items():
-        table.add_row(f"checker {name}", str(agg["judged"]), str(agg["realised"]), _fmt_rate(agg["rate"]))
-    table.add_row("overall", str(overall["tags_judged"]), str(overall["tags_realised"]), _fmt_rate(overall["rate"]))
+        table.add_row(f"checker {name}", str(agg["judged"]), str(agg["realised"]), number(agg["rate"], 3))
+    table.add_row("overall", str(overall["tags_judged"]), str(overall["tags_realised"]), number(overall["rate"], 3))
     console = out_console()
+    if result.merged:
+        console.print(f"merged {result.merged} verdict line(s) of shard parts into {result.rows_file}", soft_wrap=True)
     console.print(table)
-    mean = overall["realisation_mean"]
     console.print(f"{report['clips']} clips ({result.scored} judged now, {result.skipped} already done); mean realisation per clip "
-                  f"{_fmt_rate(mean)}; {overall['tags_unjudged']} tag(s) no checker could judge")
+                  f"{number(overall['realisation_mean'], 3)}; {overall['tags_unjudged']} tag(s) no checker could judge")
     console.print(f"per clip: {result.rows_file}   report: {result.report_path}" + (f"   chart: {result.plot_path}" if result.plot_path else ""))
-
-
-def _fmt_rate(rate: float | None) -> str:
-    return "-" if rate is None else f"{rate:.3f}"

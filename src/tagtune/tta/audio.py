@@ -15,7 +15,7 @@ from math import gcd
 from pathlib import Path
 from typing import Any
 
-from tagtune.errors import ConfigError, OutputError
+from tagtune.errors import ConfigError, InputError, OutputError
 from tagtune.files.resumable import atomic_path
 
 FORMATS = {"wav": "WAV", "flac": "FLAC"}
@@ -35,15 +35,16 @@ class ClipInfo:
 
 
 def check_format(fmt: str, subtype: str) -> tuple[str, str]:
-    """Validate ``output.format`` / ``output.subtype``; returns soundfile's names for them."""
+    """Validate ``generate.format`` / ``generate.subtype``; returns soundfile's names for them."""
     import soundfile as sf
 
     fmt_l = str(fmt).lower()
     if fmt_l not in FORMATS:
-        raise ConfigError(f"unknown output.format '{fmt}'", hint="use wav or flac")
+        raise ConfigError(f"unknown generate.format '{fmt}'", key="generate.format", hint="use wav or flac")
     major, sub = FORMATS[fmt_l], str(subtype).upper()
     if not sf.check_format(major, sub):
-        raise ConfigError(f"output.subtype '{subtype}' cannot be written as {fmt_l}", hint="PCM_16 works for both wav and flac")
+        raise ConfigError(f"generate.subtype '{subtype}' cannot be written as {fmt_l}", key="generate.subtype",
+                          hint="PCM_16 works for both wav and flac")
     return major, sub
 
 
@@ -63,7 +64,7 @@ def normalize(audio: Any, mode: str, peak_db: float, loudness_db: float) -> Any:
         if rms > 1e-9:
             x = x * (10 ** (float(loudness_db) / 20) / rms)
     elif mode != "none":
-        raise ConfigError(f"unknown output.normalize '{mode}'", hint="use none, peak or loudness")
+        raise ConfigError(f"unknown generate.normalize '{mode}'", key="generate.normalize", hint="use none, peak or loudness")
     return np.clip(x, -1.0, 1.0)
 
 
@@ -137,8 +138,6 @@ def read_mono(path: Path, max_seconds: float | None = None) -> tuple[Any, int]:
             frames = fh.frames if max_seconds is None else min(fh.frames, int(round(max_seconds * rate)))
             data = fh.read(frames, dtype="float32", always_2d=True)
     except (RuntimeError, OSError, ValueError) as exc:
-        from tagtune.errors import InputError
-
         raise InputError(f"cannot read audio ({str(exc).splitlines()[0][:120]})", path) from exc
     return np.ascontiguousarray(data.mean(axis=1)), rate
 

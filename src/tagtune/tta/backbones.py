@@ -12,19 +12,50 @@ local files only, never fetched and never run as code from a model repository:
 * ``tiny``: the encoder of the tiny MusicGen's EnCodec (random weights, offline): it keeps the FAD
   code path running in tests and CI, its values mean nothing.
 
-A backbone whose weights are absent is reported unavailable in one line; the others still run.
+``evaluate.fad.backbones`` names members of :data:`BACKBONES`: these built-ins, a
+``package.module:Class`` or an entry point of ``tagtune.backbones`` (:mod:`tagtune.plugins`). A
+backbone whose weights or packages are absent is reported unavailable in one line; the others
+still run.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from tagtune.errors import DependencyError, ModelNotFoundError
+from tagtune.errors import ConfigError, ModelNotFoundError
+from tagtune.models.hub import load_pretrained, resolved_revision
+from tagtune.plugins import Family, load
 from tagtune.tta.audio import resample
+from tagtune.tta.config import Fad
+from tagtune.tta.tiny import ensure_tiny_musicgen
 
-BACKBONES = ("vggish", "pann", "encodec", "tiny")
+
+class Backbone(Protocol):
+    """Turns a mono clip into frame embeddings for FAD.
+
+    Members are classes built as ``Member(fad)`` from the typed ``evaluate.fad`` section (they read
+    their weights' location there) and loading the weights in the constructor. ``name`` and
+    ``revision`` are recorded in the summary and the manifest.
+    """
+
+    name: str
+    revision: str
+
+    def frames(self, audio: Any, rate: int) -> Any:
+        """``(frames, dim)`` float64 embeddings of mono float audio at ``rate`` Hz."""
+        ...
+
+
+BACKBONES = Family(
+    name="backbones",
+    what="FAD backbone",
+    protocol=Backbone,
+    builtins={"vggish": "tagtune.tta.backbones:VGGish", "pann": "tagtune.tta.backbones:Pann",
+              "encodec": "tagtune.tta.backbones:Encodec", "tiny": "tagtune.tta.backbones:TinyEncodec"},
+    key="evaluate.fad.backbones",
+)
 
 
 def _torch_hub_checkpoint(name: str) -> Path:
@@ -37,9 +68,10 @@ class VGGish:
 
     name, sample_rate = "vggish", 16000
 
-    def __init__(self, weights: str | None):
+    def __init__(self, fad: Fad):
         import torch
 
+        weights = fad.vggish_weights
         path = Path(weights).expanduser() if weights else _torch_hub_checkpoint("vggish-10086976.pth")
         if not path.is_file():
             raise ModelNotFoundError(f"VGGish weights not found at {path}",
@@ -114,14 +146,14 @@ class Pann:
     """PANN Cnn14 (16 kHz) embeddings through frechet-audio-distance's model definition."""
 
     name, sample_rate = "pann", 16000
+    requires = ("frechet_audio_distance",)
+    extra = "eval"
 
-    def __init__(self, weights: str | None):
+    def __init__(self, fad: Fad):
         import torch
+        from frechet_audio_distance.models.pann import Cnn14_16k
 
-        try:
-            from frechet_audio_distance.models.pann import Cnn14_16k
-        except ImportError as exc:
-            raise DependencyError("the pann backbone needs frechet-audio-distance", hint="pip install 'tagtune[eval]'") from exc
+        weights = fad.pann_weights
         path = Path(weights).expanduser() if weights else _torch_hub_checkpoint("Cnn14_16k_mAP=0.438.pth")
         if not path.is_file():
             raise ModelNotFoundError(f"PANN weights not found at {path}", hint="set evaluate.fad.pann_weights to Cnn14_16k_mAP=0.438.pth")
@@ -140,32 +172,18 @@ class Pann:
 
 
 class Encodec:
-    """EnCodec encoder frames (continuous, before quantization) of a transformers EnCodec model."""
+    """EnCodec encoder frames (continuous, before quantization) of ``evaluate.fad.encodec_model`` (transformers)."""
 
     name = "encodec"
 
-    def __init__(self, model: Any, sample_rate: int, name: str, revision: str):
-        self.model, self.sample_rate, self.name, self.revision = model.eval(), sample_rate, name, revision
-
-    @classmethod
-    def from_hub(cls, model_id: str) -> Encodec:
+    def __init__(self, fad: Fad):
         from transformers import EncodecModel
 
-        from tagtune.models.hub import load_pretrained, resolved_revision
+        model = load_pretrained(EncodecModel.from_pretrained, fad.encodec_model, "EnCodec model")
+        self._use(model, int(model.config.sampling_rate), resolved_revision(model, fad.encodec_model))
 
-        model = load_pretrained(EncodecModel.from_pretrained, model_id, "EnCodec model")
-        return cls(model, int(model.config.sampling_rate), "encodec", resolved_revision(model, model_id))
-
-    @classmethod
-    def tiny(cls, tiny_cfg: Any) -> Encodec:
-        from transformers import MusicgenForConditionalGeneration
-
-        from tagtune.models.hub import resolved_revision
-        from tagtune.tta.tiny import ensure_tiny_musicgen
-
-        path = ensure_tiny_musicgen(tiny_cfg)
-        codec = MusicgenForConditionalGeneration.from_pretrained(path).audio_encoder
-        return cls(codec, int(codec.config.sampling_rate), "tiny", resolved_revision(None, str(path)))
+    def _use(self, model: Any, sample_rate: int, revision: str) -> None:
+        self.model, self.sample_rate, self.revision = model.eval(), sample_rate, revision
 
     def frames(self, audio: Any, rate: int) -> Any:
         import torch
@@ -175,14 +193,22 @@ class Encodec:
             return self.model.encoder(wave)[0].T.double().numpy()
 
 
-def load_backbone(name: str, fad_cfg: Any) -> Any:
+class TinyEncodec(Encodec):
+    """The encoder of the tiny MusicGen's EnCodec (``evaluate.fad.tiny``): random weights, offline."""
+
+    name = "tiny"
+
+    def __init__(self, fad: Fad):
+        from transformers import MusicgenForConditionalGeneration
+
+        if fad.tiny is None:
+            raise ConfigError("evaluate.fad.tiny: missing: the tiny FAD backbone is built from it", key="evaluate.fad.tiny",
+                              hint="see config/evaluate/tta.yaml")
+        path = ensure_tiny_musicgen(fad.tiny)
+        codec = MusicgenForConditionalGeneration.from_pretrained(path).audio_encoder
+        self._use(codec, int(codec.config.sampling_rate), resolved_revision(None, str(path)))
+
+
+def load_backbone(name: str, fad: Fad) -> Backbone:
     """The backbone ``name`` with the weights named in ``evaluate.fad``."""
-    if name == "vggish":
-        return VGGish(fad_cfg.vggish_weights)
-    if name == "pann":
-        return Pann(fad_cfg.pann_weights)
-    if name == "encodec":
-        return Encodec.from_hub(fad_cfg.encodec_model)
-    if name == "tiny":
-        return Encodec.tiny(fad_cfg.tiny)
-    raise DependencyError(f"unknown FAD backbone '{name}'", hint=f"use one of: {', '.join(BACKBONES)}")
+    return load(BACKBONES, name)(fad)

@@ -12,25 +12,25 @@ nothing measured it). Built in:
   margin (``margin``), or clears a calibrated cosine (``threshold``). Claims the tags of its
   categories (all of them by default). Audio embeddings are cached by file content.
 
-Your own checker (an auto-tagger, a key detector) is a class with ``name``, ``claims(tag,
-category)`` and ``judge(clips, tags)`` (optionally ``describe()``), listed in
-``verification.checkers`` as ``package.module:Class`` or under an entry point of the
-``tagtune.checkers`` group. It is built as ``Class(settings, context)``: ``settings`` is
-``verification.custom.<name>`` (a dict), ``context`` a :class:`CheckerContext`.
+``verification.checkers`` names members of :data:`CHECKERS`: these built-ins, a
+``package.module:Class`` or an entry point of the ``tagtune.checkers`` group (:mod:`tagtune.plugins`).
+Your own checker (an auto-tagger, a key detector) follows the :class:`Checker` Protocol.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from tagtune.errors import ConfigError, DependencyError
+from tagtune.errors import ConfigError
+from tagtune.files.resumable import atomic_path
+from tagtune.plugins import Family, load
 from tagtune.report import SILENT, Reporter
-
-ENTRY_POINT_GROUP = "tagtune.checkers"
+from tagtune.tta.clap import ClapEmbedder
+from tagtune.tta.config import ClapSettings, TempoSettings, VerificationSettings, VerifyConfig
 
 
 @dataclass(frozen=True)
@@ -62,37 +62,45 @@ class Judgement:
 
 @dataclass
 class CheckerContext:
-    """What a checker may need: the whole config, the folder, every category's candidate tags."""
+    """What a checker may need: the command's config, the folder, every category's candidate tags."""
 
-    cfg: Any
+    cfg: VerifyConfig
     folder: Path
     candidates: Mapping[str, Sequence[str]]
     reporter: Reporter = SILENT
 
 
 class Checker(Protocol):
+    """Judges from a clip's audio whether the tags it claims are there.
+
+    Members are classes built as ``Member(settings, context)``: ``settings`` is the checker's own
+    section of ``verification`` for the built-ins (``verification.tempo``, ``verification.clap``)
+    and ``verification.custom.<name>`` (a dict; ``<name>`` the class name of a ``module:Class``) for
+    any other; ``context`` a :class:`CheckerContext`. ``name`` keys its verdicts and its line in
+    the report; an optional ``describe()`` returns its settings for the report.
+    """
+
     name: str
 
-    def claims(self, tag: str, category: str | None) -> bool: ...
+    def claims(self, tag: str, category: str | None) -> bool:
+        """Whether this checker judges ``tag`` (of ``category``, None when unknown)."""
+        ...
 
-    def judge(self, clips: list[Clip], tags: list[list[TagToJudge]]) -> list[dict[str, Judgement]]: ...
+    def judge(self, clips: list[Clip], tags: list[list[TagToJudge]]) -> list[dict[str, Judgement]]:
+        """For each clip, a verdict per tag asked of it (a tag left out counts as unjudged)."""
+        ...
 
 
 class TempoChecker:
     """Measured BPM inside the tag's range (``tagmap.tempo_bpm``, widened by ``tolerance``)."""
 
     name = "tempo"
+    requires = ("librosa",)
 
-    def __init__(self, settings: Any, context: CheckerContext):
-        try:
-            import librosa  # noqa: F401
-        except ImportError as exc:
-            raise DependencyError("the tempo checker needs librosa, which is not installed",
-                                  hint="pip install librosa, or leave tempo out of verification.checkers") from exc
-        tagmap = context.cfg.get("tagmap") or {}
-        self.ranges = {str(t): (float(r[0]), float(r[1])) for t, r in dict(tagmap.get("tempo_bpm") or {}).items()}
-        self.method, self.tolerance = str(settings.method), float(settings.tolerance)
-        self.min_confidence = float(settings.min_confidence)
+    def __init__(self, settings: TempoSettings, context: CheckerContext):
+        self.ranges = {str(t): (float(r[0]), float(r[1])) for t, r in context.cfg.tagmap.tempo_bpm.items()}
+        self.method, self.tolerance = settings.method, settings.tolerance
+        self.min_confidence = settings.min_confidence
 
     def claims(self, tag: str, category: str | None) -> bool:
         return tag in self.ranges
@@ -126,14 +134,14 @@ class ClapChecker:
 
     name = "clap"
 
-    def __init__(self, settings: Any, context: CheckerContext):
+    def __init__(self, settings: ClapSettings, context: CheckerContext):
         self.settings, self.context = settings, context
-        self.categories = None if settings.categories is None else {str(c) for c in settings.categories}
-        self.templates = {str(k): str(v) for k, v in dict(settings.templates).items()}
+        self.categories = None if settings.categories is None else set(settings.categories)
+        self.templates = dict(settings.templates)
         self._embedder: Any = None
         self._text: dict[str, tuple[list[str], Any]] = {}
         cache_root = context.folder / ".tagtune-cache"
-        name = str(context.cfg.evaluate.clap_model)
+        name = context.cfg.evaluate.clap_model
         slug = hashlib.sha256(f"{name}@{context.cfg.evaluate.revision}".encode()).hexdigest()[:12]
         self.cache_dir = cache_root / f"clap-{slug}" if settings.cache else None
 
@@ -144,16 +152,14 @@ class ClapChecker:
 
     def describe(self) -> dict[str, Any]:
         s = self.settings
-        return {"model": str(self.context.cfg.evaluate.clap_model), "revision": self.embedder.revision,
-                "decision": str(s.decision), "top_k": int(s.top_k), "margin": float(s.margin),
-                "threshold": float(s.threshold), "templates": self.templates,
+        return {"model": self.context.cfg.evaluate.clap_model, "revision": self.embedder.revision,
+                "decision": s.decision, "top_k": s.top_k, "margin": s.margin,
+                "threshold": s.threshold, "templates": self.templates,
                 "categories": sorted(self.categories) if self.categories is not None else None}
 
     @property
     def embedder(self) -> Any:
         if self._embedder is None:  # loaded on first use: a run where CLAP claims nothing never loads it
-            from tagtune.tta.clap import ClapEmbedder
-
             self._embedder = ClapEmbedder(self.context.cfg.evaluate, self.context.cfg.device)
         return self._embedder
 
@@ -171,8 +177,6 @@ class ClapChecker:
     def audio_embeddings(self, clips: list[Clip]) -> Any:
         """One embedding per clip, from the cache when this file was embedded before."""
         import numpy as np
-
-        from tagtune.files.resumable import atomic_path
 
         found: dict[int, Any] = {}
         if self.cache_dir is not None:
@@ -209,7 +213,7 @@ class ClapChecker:
         return out
 
 
-def decide(cosines: Any, candidates: list[str], wanted: list[str], settings: Any) -> dict[str, Judgement]:
+def decide(cosines: Any, candidates: list[str], wanted: list[str], settings: ClapSettings) -> dict[str, Judgement]:
     """The CLAP decision for the intended tags of one category, from the clip's cosine to every candidate.
 
     ``rank``: realised when the tag is among the top ``len(wanted) + top_k - 1`` candidates.
@@ -222,7 +226,7 @@ def decide(cosines: Any, candidates: list[str], wanted: list[str], settings: Any
     index = {t: i for i, t in enumerate(candidates)}
     others = [i for t, i in index.items() if t not in set(wanted)]
     baseline = float(sims[others].mean()) if others else 0.0
-    allowed = len(wanted) + int(settings.top_k) - 1
+    allowed = len(wanted) + settings.top_k - 1
     verdicts = {}
     for tag in wanted:
         if tag not in index:
@@ -230,47 +234,41 @@ def decide(cosines: Any, candidates: list[str], wanted: list[str], settings: Any
         cos = float(sims[index[tag]])
         rank = 1 + int(np.sum(sims > cos))
         margin = cos - baseline
-        realised = {"rank": rank <= allowed, "margin": margin >= float(settings.margin),
-                    "threshold": cos >= float(settings.threshold)}[str(settings.decision)]
+        realised = {"rank": rank <= allowed, "margin": margin >= settings.margin,
+                    "threshold": cos >= settings.threshold}[settings.decision]
         verdicts[tag] = Judgement(realised, round(cos, 6), {"rank": rank, "of": len(candidates), "margin": round(margin, 6)})
     return verdicts
 
 
-def _import_checker(name: str) -> Any:
-    """A checker class from ``package.module:Class`` or the ``tagtune.checkers`` entry points."""
-    import importlib
-    from importlib.metadata import entry_points
-
-    if ":" in name:
-        module, _, attr = name.partition(":")
-        try:
-            return getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ConfigError(f"cannot import checker '{name}': {exc}", key="verification.checkers") from exc
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name == name:
-            return ep.load()
-    raise ConfigError(f"unknown checker '{name}'", key="verification.checkers",
-                      hint=f"use tempo, clap, a 'package.module:Class' or an entry point of {ENTRY_POINT_GROUP}")
+CHECKERS = Family(
+    name="checkers",
+    what="checker",
+    protocol=Checker,
+    builtins={"tempo": "tagtune.tta.checkers:TempoChecker", "clap": "tagtune.tta.checkers:ClapChecker"},
+    key="verification.checkers",
+)
 
 
-def load_checkers(verification: Any, context: CheckerContext) -> list[Any]:
-    """The checkers of ``verification.checkers``, in order of precedence."""
-    checkers: list[Any] = []
-    custom = dict(verification.get("custom") or {})
-    for name in verification.checkers:
-        if name == "tempo":
-            checkers.append(TempoChecker(verification.tempo, context))
-        elif name == "clap":
-            checkers.append(ClapChecker(verification.clap, context))
-        else:
-            cls = _import_checker(str(name))
-            short = str(name).rpartition(":")[2]
-            checker = cls(dict(custom.get(short) or custom.get(str(name)) or {}), context)
-            for method in ("claims", "judge"):
-                if not callable(getattr(checker, method, None)):
-                    raise ConfigError(f"checker '{name}' has no {method}() method", key="verification.checkers")
-            checkers.append(checker)
+def checker_classes(verification: VerificationSettings) -> list[tuple[str, type[Checker]]]:
+    """``(name, class)`` of every checker ``verification.checkers`` names, imported and their packages
+    checked (before any clip is read)."""
+    return [(name, load(CHECKERS, name)) for name in verification.checkers]
+
+
+def _settings(verification: VerificationSettings, name: str) -> Any:
+    """A checker's settings: its own section of ``verification`` (tempo, clap), else ``verification.custom``'s entry."""
+    own = getattr(verification, name, None) if name.isidentifier() else None
+    if is_dataclass(own):
+        return own
+    short = name.rpartition(":")[2]
+    return dict(verification.custom.get(short) or verification.custom.get(name) or {})
+
+
+def load_checkers(verification: VerificationSettings, context: CheckerContext,
+                  classes: list[tuple[str, type[Checker]]] | None = None) -> list[Checker]:
+    """The checkers of ``verification.checkers``, built, in order of precedence."""
+    classes = classes if classes is not None else checker_classes(verification)
+    checkers = [cls(_settings(verification, name), context) for name, cls in classes]
     if len({c.name for c in checkers}) != len(checkers):
         raise ConfigError("two checkers share a name", key="verification.checkers")
     return checkers

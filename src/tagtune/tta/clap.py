@@ -12,39 +12,42 @@ from __future__ import annotations
 
 from typing import Any
 
-from tagtune.models.hub import load_pretrained, resolved_revision
-from tagtune.tta.model import TINY_NAME
+from tagtune.errors import ConfigError
+from tagtune.models.device import pick_device
+from tagtune.models.hub import load_pretrained, quiet_transformers, resolved_revision
+from tagtune.tta.audio import resample
+from tagtune.tta.config import Clap
+from tagtune.tta.tiny import TINY_NAME, ensure_tiny_clap
 
 
 class ClapEmbedder:
     """A loaded CLAP model that embeds texts and audio clips.
 
     Args:
-        eval_cfg: The ``evaluate`` config (``clap_model``, ``revision``, ``max_seconds``, ``tiny``).
+        clap: The CLAP model of ``evaluate`` (``clap_model``, ``revision``, ``max_seconds``, ``tiny``).
         device: ``auto``, ``cpu``, ``cuda``...
     """
 
-    def __init__(self, eval_cfg: Any, device: str = "auto"):
+    def __init__(self, clap: Clap, device: str = "auto"):
         import torch
         from transformers import ClapModel, ClapProcessor
 
-        from tagtune.models.device import pick_device
-        from tagtune.tta.tiny import ensure_tiny_clap, quiet_transformers
-
         quiet_transformers()
-        self.name = str(eval_cfg.clap_model)
-        source = str(ensure_tiny_clap(eval_cfg.tiny)) if self.name == TINY_NAME else self.name
+        self.name = clap.clap_model
+        if self.name == TINY_NAME and clap.tiny is None:
+            raise ConfigError("evaluate.tiny: missing: the tiny CLAP is built from it", key="evaluate.tiny")
+        source = str(ensure_tiny_clap(clap.tiny)) if self.name == TINY_NAME else self.name
         self.device = pick_device(device)
-        common = {"revision": eval_cfg.revision}
+        common = {"revision": clap.revision}
         self.processor = load_pretrained(ClapProcessor.from_pretrained, source, "CLAP processor", **common)
         self.model = load_pretrained(ClapModel.from_pretrained, source, "CLAP model", **common).to(self.device).eval()
-        self.revision = resolved_revision(self.model, source, eval_cfg.revision)
+        self.revision = resolved_revision(self.model, source, clap.revision)
         fe = self.processor.feature_extractor
         if getattr(fe, "truncation", None) == "fusion" and not getattr(self.model.config.audio_config, "enable_fusion", False):
             fe.truncation = "rand_trunc"  # fusion features do not fit an unfused model; clips are cut to the window anyway
         self.sample_rate = int(fe.sampling_rate)
         window = float(getattr(fe, "max_length_s", 10) or 10)
-        self.max_seconds = min(float(eval_cfg.max_seconds or window), window)
+        self.max_seconds = min(float(clap.max_seconds or window), window)
         self._torch = torch
 
     def embed_texts(self, texts: list[str]) -> Any:
@@ -58,8 +61,6 @@ class ClapEmbedder:
 
     def embed_audio(self, clips: list[tuple[Any, int]]) -> Any:
         """``(n, dim)`` normalised audio embeddings of ``(mono float audio, sample_rate)`` clips."""
-        from tagtune.tta.audio import resample
-
         torch = self._torch
         prepared = []
         for audio, rate in clips:

@@ -18,10 +18,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tagtune.errors import ConfigError, InputError
-from tagtune.files.resumable import atomic_write_json, atomic_write_text, iter_jsonl
+from tagtune.errors import ConfigError, InputError, TagtuneError
+from tagtune.files.resumable import atomic_write_json, atomic_write_text
+from tagtune.files.runs import claim_dir
+from tagtune.models.evalmeta import check_audio_embeddings, check_text_embeddings, write_manifest
+from tagtune.plugins import resolve
+from tagtune.records.reader import read_clips
 from tagtune.report import SILENT, Reporter
+from tagtune.tta.audio import audio_files, read_mono
+from tagtune.tta.backbones import BACKBONES, load_backbone
+from tagtune.tta.clap import ClapEmbedder
+from tagtune.tta.config import Evaluate, EvaluateConfig
+from tagtune.tta.fad import fad_infinity, fixed_n, frechet_distance, gaussian_stats, per_clip
 from tagtune.tta.merge import METADATA, clip_path, metadata_parts
+
+_NO_REFERENCE = "skipped: no reference audio (evaluate.reference)"
 
 
 @dataclass
@@ -44,16 +55,12 @@ class EvalResult:
 
 def clip_rows(folder: Path, meta: Path) -> Iterator[tuple[int, str, str, str, Path]]:
     """Yield ``(line, id, file_name, caption, path)`` from a metadata file, checking each field."""
-    for line, rec in iter_jsonl(meta):
-        path = clip_path(folder, rec, meta, line)
-        name = rec["file_name"]
-        text = rec.get("caption", rec.get("text"))
-        if not isinstance(text, str) or not text.strip():
-            raise InputError("no caption", meta, line, field="caption")
+    for row in read_clips(meta):
+        path = clip_path(folder, {"file_name": row.file_name}, meta, row.line)
         if not path.is_file():
-            raise InputError(f"audio file {name} does not exist", meta, line, field="file_name",
+            raise InputError(f"audio file {row.file_name} does not exist", meta, row.line, field="file_name",
                              hint="run the same `tagtune tta generate` again to re-render it")
-        yield line, str(rec.get("id", Path(name).stem)), name, text, path
+        yield row.line, row.id, row.file_name, row.caption, path
 
 
 def metadata_of(folder: Path) -> Path:
@@ -67,8 +74,6 @@ def metadata_of(folder: Path) -> Path:
 
 
 def _reference_files(reference: Path | None) -> list[Path]:
-    from tagtune.tta.audio import audio_files
-
     if reference is None:
         return []
     if not reference.is_dir():
@@ -76,16 +81,14 @@ def _reference_files(reference: Path | None) -> list[Path]:
     files = audio_files(reference)
     if len(files) < 2:
         raise InputError(f"FAD needs at least 2 reference clips, found {len(files)}", reference,
-                         hint="point --reference at a folder of .wav/.flac files")
+                         hint="point evaluate.reference at a folder of .wav/.flac files")
     return files
 
 
-def _score(embedder: Any, folder: Path, meta: Path, ref_files: list[Path], ev: Any,
+def _score(embedder: Any, folder: Path, meta: Path, ref_files: list[Path], ev: Evaluate,
            reporter: Reporter) -> tuple[list[tuple[str, str, float]], list[Path], Any, Any]:
     """CLAP scores per clip, the clip files, and the audio embeddings of both sides (for FAD)."""
     import numpy as np
-
-    from tagtune.tta.audio import read_mono
 
     rows: list[tuple[str, str, float]] = []
     gen_emb: list[Any] = []
@@ -108,12 +111,10 @@ def _score(embedder: Any, folder: Path, meta: Path, ref_files: list[Path], ev: A
     return rows, [path for *_, path in items], np.concatenate(gen_emb), (np.concatenate(ref_emb) if ref_emb else None)
 
 
-def _clap_fad(gen: Any, ref: Any, ev: Any, seed: int) -> dict[str, Any]:
+def _clap_fad(gen: Any, ref: Any, ev: Evaluate, seed: int) -> dict[str, Any]:
     """FAD on CLAP audio embeddings (one per clip), with n, FAD-inf over clips and the fixed-n figure."""
-    from tagtune.tta.fad import fad_infinity, fixed_n, frechet_distance, gaussian_stats
-
     if ref is None:
-        return {"value": None, "note": "skipped: pass --reference with real audio"}
+        return {"value": None, "note": _NO_REFERENCE}
     if len(gen) < 2:
         return {"value": None, "note": "skipped: FAD needs at least 2 generated clips"}
     dim = gen.shape[1]
@@ -128,18 +129,13 @@ def _clap_fad(gen: Any, ref: Any, ev: Any, seed: int) -> dict[str, Any]:
     return out
 
 
-def _backbone_fad(name: str, clips: list[Path], ref_files: list[Path], ev: Any, seed: int,
+def _backbone_fad(name: str, clips: list[Path], ref_files: list[Path], ev: Evaluate, seed: int,
                   reporter: Reporter) -> tuple[dict[str, Any], list[float | None]]:
     """FAD on a standard backbone's frames (pooled over clips), FAD-inf over frames, per-clip FAD."""
     import numpy as np
 
-    from tagtune.errors import TagtuneError
-    from tagtune.tta.audio import read_mono
-    from tagtune.tta.backbones import load_backbone
-    from tagtune.tta.fad import fad_infinity, frechet_distance, gaussian_stats, per_clip
-
     if not ref_files:
-        return {"value": None, "note": "skipped: pass --reference with real audio"}, [None] * len(clips)
+        return {"value": None, "note": _NO_REFERENCE}, [None] * len(clips)
     try:
         backbone = load_backbone(name, ev.fad)
     except TagtuneError as exc:
@@ -163,29 +159,30 @@ def _backbone_fad(name: str, clips: list[Path], ref_files: list[Path], ev: Any, 
     return result, per_clip(gen_frames, mu, sigma)
 
 
-def evaluate(cfg: Any, reporter: Reporter = SILENT) -> EvalResult:
+def evaluate(cfg: EvaluateConfig, reporter: Reporter = SILENT) -> EvalResult:
     """Score ``evaluate.input``: CLAP per clip, and with ``evaluate.reference`` FAD on CLAP embeddings and
     on each standard backbone (``evaluate.fad.backbones``), each with n, FAD-inf and per-clip scores.
 
     Raises:
-        ConfigError: No directory given. InputError: No metadata (or unmerged shard parts), a
-            missing or unreadable clip, too few reference clips.
+        ConfigError: No directory given, an unknown backbone. InputError: No metadata (or unmerged
+            shard parts), a missing or unreadable clip, too few reference clips.
         ModelNotFoundError: The CLAP model is not available offline.
         ModelQualityError: The CLAP model fails the self-test (collapsed embeddings).
     """
     import numpy as np
 
-    from tagtune.tta.clap import ClapEmbedder
-
     ev = cfg.evaluate
     if not ev.input:
         raise ConfigError("no DIR to evaluate", key="evaluate.input", hint="tagtune tta evaluate DIR")
+    for name in ev.fad.backbones:  # an unknown name fails now; a missing package or weights: that backbone is skipped
+        try:
+            resolve(BACKBONES, name)
+        except ConfigError as exc:
+            raise ConfigError(f"{BACKBONES.key}: {exc.message}", hint=exc.hint, key=exc.key) from None
     folder = Path(ev.input).expanduser()
     meta = metadata_of(folder)
     reference = Path(ev.reference).expanduser() if ev.reference else None
     ref_files = _reference_files(reference)
-    from tagtune.files.runs import claim_dir
-
     out = claim_dir(Path(ev.output).expanduser() if ev.output else folder / "scores", "tta evaluate")
     embedder = ClapEmbedder(ev, cfg.device)
     checks = self_test(embedder, ev)
@@ -193,13 +190,13 @@ def evaluate(cfg: Any, reporter: Reporter = SILENT) -> EvalResult:
     rows, clips, gen, ref = _score(embedder, folder, meta, ref_files, ev, reporter)
     scores = np.array([s for *_, s in rows], dtype=np.float64)
     fads = {"clap": _clap_fad(gen, ref, ev, cfg.seed)}
-    per_clip: dict[str, list[float | None]] = {}
+    clip_fads: dict[str, list[float | None]] = {}
     for name in ev.fad.backbones:
-        fads[name], per_clip[name] = _backbone_fad(name, clips, ref_files, ev, cfg.seed, reporter)
+        fads[name], clip_fads[name] = _backbone_fad(name, clips, ref_files, ev, cfg.seed, reporter)
     result = EvalResult(audio_dir=folder, output_dir=out, clips=len(rows), clap_model=embedder.name,
                         clap_mean=float(scores.mean()), clap_std=float(scores.std()), fad=fads["clap"]["value"],
                         fad_note=fads["clap"]["note"], reference_clips=len(ref_files),
-                        scores_csv=_write_scores(out, rows, per_clip), summary_json=out / "summary.json", fads=fads)
+                        scores_csv=_write_scores(out, rows, clip_fads), summary_json=out / "summary.json", fads=fads)
     atomic_write_json(result.summary_json, {
         "audio_dir": str(folder), "clips": result.clips, "clap_model": embedder.name, "clap_revision": embedder.revision,
         "clap_mean": result.clap_mean, "clap_std": result.clap_std, "clap_min": float(scores.min()),
@@ -211,29 +208,26 @@ def evaluate(cfg: Any, reporter: Reporter = SILENT) -> EvalResult:
     return result
 
 
-def self_test(embedder: Any, ev: Any) -> dict[str, float]:
+def self_test(embedder: Any, ev: Evaluate) -> dict[str, float]:
     """The embedding self-test (``evaluate.self_test``): refuse a collapsed CLAP before scoring."""
-    from tagtune.models.evalmeta import check_audio_embeddings, check_text_embeddings
-
     if not ev.self_test:
         return {}
     return {"text_mean_cosine": check_text_embeddings(embedder.embed_texts, embedder.name),
             "noise_vs_tone_cosine": check_audio_embeddings(embedder.embed_audio, embedder.name, embedder.sample_rate)}
 
 
-def _write_scores(out: Path, rows: list[tuple[str, str, float]], per_clip: dict[str, list[float | None]]) -> Path:
+def _write_scores(out: Path, rows: list[tuple[str, str, float]], clip_fads: dict[str, list[float | None]]) -> Path:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["id", "file_name", "clap", *(f"fad_{name}" for name in per_clip)])
+    writer.writerow(["id", "file_name", "clap", *(f"fad_{name}" for name in clip_fads)])
     for i, (ident, name, s) in enumerate(rows):
-        extra = ["" if v[i] is None else f"{v[i]:.6f}" for v in per_clip.values()]
+        extra = ["" if v[i] is None else f"{v[i]:.6f}" for v in clip_fads.values()]
         writer.writerow([ident, name, f"{s:.6f}", *extra])
     return atomic_write_text(out / "clap_scores.csv", buf.getvalue())
 
 
-def _manifest(out: Path, ev: Any, embedder: Any, fads: dict[str, Any], n: int, n_ref: int, checks: dict[str, float]) -> None:
-    from tagtune.models.evalmeta import write_manifest
-
+def _manifest(out: Path, ev: Evaluate, embedder: Any, fads: dict[str, Any], n: int, n_ref: int,
+              checks: dict[str, float]) -> None:
     models = [{"role": "CLAP (score, CLAP-FAD)", "id": embedder.name, "revision": embedder.revision}]
     models += [{"role": f"FAD backbone {k}", "id": v.get("backbone", k), "revision": v.get("revision")}
                for k, v in fads.items() if k != "clap"]

@@ -20,16 +20,27 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tagtune import __version__
+from tagtune.config.saved import prepare_run_dir
 from tagtune.errors import ConfigError, InputError
-from tagtune.files.resumable import JsonlAppender, ensure_dir, iter_jsonl
-from tagtune.models.sampling import row_seed
+from tagtune.files.readers import resolve_path
+from tagtune.files.resumable import JsonlAppender, ensure_dir
+from tagtune.files.runs import claim_dir
+from tagtune.files.sharding import Shard, resolve_shard
+from tagtune.models.device import torch_threads
+from tagtune.models.sampling import seed_for_row
+from tagtune.records.reader import read_clips
 from tagtune.records.rows import CaptionRow, ClipRow
-from tagtune.report import SILENT, Reporter
-from tagtune.tta.merge import METADATA, MergeReport, merge_dir, metadata_parts, part_name
+from tagtune.report import SILENT, Reporter, Task
+from tagtune.tta.audio import check_format, normalize, probe, write_clip
+from tagtune.tta.backends.base import AudioBackend, SamplingParams, backend_class
+from tagtune.tta.config import GenerateConfig
+from tagtune.tta.merge import METADATA, MergeReport, clip_path, merge_dir, metadata_parts, part_name
 from tagtune.tta.prompts import AUDIO_DIR, clip_name, iter_prompts, scan_prompts
 
 _MAX_PENDING_BATCHES = 16  # prompts waiting for a full batch of their length, in batches
@@ -58,25 +69,22 @@ class GenerateResult:
         return self.generated / self.seconds if self.seconds > 0 else 0.0
 
 
-def clip_seed(base_seed: int, row: CaptionRow) -> int:
+def _seed(cfg: GenerateConfig, row: CaptionRow) -> int:
     """A clip's own seed (its pair's, for counterfactual pairs): not a function of the batch."""
-    return row_seed(base_seed, row.pair_id or row.id, bits=32)
+    return seed_for_row(cfg.seed, row, bits=32)
 
 
 class _Run:
     """State of one generate call: settings, the sink, the backend and the per-length batch buckets."""
 
-    def __init__(self, cfg: Any, backend: Any, result: GenerateResult, source: Path):
-        from tagtune import __version__
-        from tagtune.tta.model import SamplingParams
-
+    def __init__(self, cfg: GenerateConfig, backend: AudioBackend, result: GenerateResult, source: Path):
         self.cfg, self.backend, self.result, self.source = cfg, backend, result, source
         self.sink: JsonlAppender | None = None
         self.out = Path(cfg.generate.output).expanduser()
         self.params = SamplingParams.from_cfg(cfg.generation)
         self.batch_size = 1 if cfg.generation.seeding == "exact" else cfg.generation.batch_size
         self.buckets: dict[tuple[int, int], list[CaptionRow]] = {}
-        self.task: Any = None
+        self.task: Task | None = None
         self.settings = {**self.params.as_dict(), "seeding": cfg.generation.seeding}
         self.identity = {"model": backend.name, "revision": backend.revision, "tagtune_version": __version__}
         default = cfg.generation.duration
@@ -106,15 +114,16 @@ class _Run:
         return self._steps(row.duration, row), int(round(row.duration * self.backend.sample_rate))
 
     def input_hash(self, row: CaptionRow) -> str:
-        """What shapes a clip: its caption (the synth: its tags), length, model, settings and seed (changed -> render again)."""
-        shaped_by = row.tags if self.backend.backend == "synth" else row.caption
+        """What shapes a clip: its caption or tags (the backend's ``shaped_by``), length, model, settings and
+        seed (changed -> render again)."""
+        shaped_by = row.tags if self.backend.shaped_by == "tags" else row.caption
         blob = json.dumps([shaped_by, self.plan(row), self.identity["model"], self.identity["revision"], self.settings,
-                           clip_seed(self.cfg.seed, row),
+                           _seed(self.cfg, row),
                            self.cfg.generate.normalize, self.cfg.generate.subtype], sort_keys=True)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
     def record(self, row: CaptionRow, file_name: str, frames: int, steps: int) -> dict[str, Any]:
-        seed = clip_seed(self.cfg.seed, row)
+        seed = _seed(self.cfg, row)
         audio = {**self.identity, "seed": seed, "generation": {**self.settings, "max_new_tokens": steps},
                  "input_hash": self.input_hash(row), **self.backend.provenance(row, seed)}
         clip = ClipRow(id=row.id, tags=row.tags, caption=row.caption, reference_caption=row.reference_caption,
@@ -134,13 +143,11 @@ class _Run:
             self.flush(max(self.buckets, key=lambda k: len(self.buckets[k])))
 
     def flush(self, key: tuple[int, int]) -> None:
-        from tagtune.tta.audio import normalize, write_clip
-
         rows = self.buckets.pop(key, [])
         if not rows:
             return
         steps, samples = key
-        audio = self.backend.generate(rows, [clip_seed(self.cfg.seed, r) for r in rows], steps, self.params)
+        audio = self.backend.generate(rows, [_seed(self.cfg, r) for r in rows], steps, self.params)
         g = self.cfg.generate
         for row, clip in zip(rows, audio, strict=True):
             clip = normalize(clip[:, :samples], g.normalize, g.peak_db, g.loudness_db)
@@ -156,12 +163,9 @@ class _Run:
             self.flush(key)
 
 
-def _still_valid(out: Path, expected: dict[str, str]) -> Any:
+def _still_valid(out: Path, expected: dict[str, str]) -> Callable[[dict[str, Any]], bool]:
     """``done_when`` for the metadata: the line's file reads back at its recorded length and, for a
     row of this input, its input hash is the one the row has now."""
-    from tagtune.tta.audio import probe
-    from tagtune.tta.merge import clip_path
-
     def check(rec: dict[str, Any]) -> bool:
         audio = (rec.get("provenance") or {}).get("audio") or {}
         ident = str(rec.get("id"))
@@ -176,12 +180,8 @@ def _still_valid(out: Path, expected: dict[str, str]) -> Any:
     return check
 
 
-def _resolve(cfg: Any) -> tuple[Path, Path, Any]:
-    from tagtune.files.readers import resolve_path
-    from tagtune.files.sharding import resolve_shard
-    from tagtune.tta.audio import check_format
-    from tagtune.tta.model import SamplingParams
-
+def _resolve(cfg: GenerateConfig) -> tuple[Path, Path, Shard]:
+    """The prompts file, the output folder and this worker's shard; every setting checked before any work."""
     if not cfg.generate.input:
         raise ConfigError("no PROMPTS file given", key="generate.input", hint="tagtune tta generate PROMPTS.jsonl -o DIR")
     check_format(cfg.generate.format, cfg.generate.subtype)
@@ -189,30 +189,28 @@ def _resolve(cfg: Any) -> tuple[Path, Path, Any]:
     return resolve_path(cfg.generate.input), Path(cfg.generate.output).expanduser(), resolve_shard(cfg.generate.shard)
 
 
-def generate(cfg: Any, reporter: Reporter = SILENT, backend: Any = None) -> GenerateResult:
+def generate(cfg: GenerateConfig, reporter: Reporter = SILENT, backend: AudioBackend | None = None) -> GenerateResult:
     """Render every prompt of ``generate.input`` into ``generate.output``.
 
     Args:
-        cfg: A composed ``tta_inference`` config.
+        cfg: The ``tta generate`` config.
         reporter: Receives progress and notes.
-        backend: An already loaded backend (benchmarks, tests); loaded from ``cfg.model`` when None.
+        backend: An already loaded backend (benchmarks, tests, the pipeline's re-renders); built from
+            ``cfg.model`` when None.
 
     Raises:
         InputError: Bad prompts (file:line:field), duplicate ids, a merge that finds problems.
-        ConfigError: Bad settings. OutputError: an unwritable output directory.
-        ModelNotFoundError: The model is not available offline.
+        ConfigError: Bad settings, an unknown backend. OutputError: an unwritable output directory.
+        ModelNotFoundError: The model is not available offline. DependencyError: the backend's packages are missing.
     """
-    from tagtune.config.saved import prepare_run_dir
-    from tagtune.files.runs import claim_dir
-    from tagtune.models.device import torch_threads
-    from tagtune.tta.model import load_backend
-
     source, out, shard = _resolve(cfg)
+    make = backend_class(cfg.model) if backend is None else None  # an unknown backend fails before any work
     scan = scan_prompts(source, cfg.data, cfg.generate.limit)  # pass 1: fail on bad input before anything is written
     owned = {i for i in scan.ids if shard.owns(i)}
     claim_dir(out, "tta generate")  # a non-empty folder tagtune did not make is refused: no user file is touched
     ensure_dir(out / AUDIO_DIR)
-    backend = backend or load_backend(cfg.model, cfg.device, cfg.get("tagmap"))  # before anything in DIR changes: a missing model loses nothing
+    if make is not None:  # loaded before anything in DIR changes: a missing model loses nothing
+        backend = make(cfg.model, cfg.device, cfg.tagmap)
     prepare_run_dir(cfg, out)
     result = GenerateResult(output_dir=out, metadata=out / METADATA, total=scan.total, owned=len(owned), shard=str(shard),
                             model=backend.name, sample_rate=backend.sample_rate)
@@ -224,7 +222,7 @@ def generate(cfg: Any, reporter: Reporter = SILENT, backend: Any = None) -> Gene
     return result
 
 
-def _metadata_file(cfg: Any, out: Path, shard: Any, result: GenerateResult) -> Path:
+def _metadata_file(cfg: GenerateConfig, out: Path, shard: Shard, result: GenerateResult) -> Path:
     """This worker's metadata file; an unsharded run first folds in (or, overwriting, drops) shard parts."""
     if shard.is_sharded:
         result.metadata = out / part_name(shard.tag)
@@ -236,8 +234,8 @@ def _metadata_file(cfg: Any, out: Path, shard: Any, result: GenerateResult) -> P
     return result.metadata
 
 
-def _render(cfg: Any, source: Path, out: Path, meta: Path, shard: Any, owned: set[str], backend: Any,
-            result: GenerateResult, reporter: Reporter) -> None:
+def _render(cfg: GenerateConfig, source: Path, out: Path, meta: Path, shard: Shard, owned: set[str],
+            backend: AudioBackend, result: GenerateResult, reporter: Reporter) -> None:
     run = _Run(cfg, backend, result, source)
     expected = {row.id: run.input_hash(row) for row in iter_prompts(source, cfg.data, cfg.generate.limit) if row.id in owned}
     valid = _still_valid(out, expected)
@@ -260,7 +258,7 @@ def _render(cfg: Any, source: Path, out: Path, meta: Path, shard: Any, owned: se
             run.flush_all()
 
 
-def _main_done(out: Path, valid: Any) -> set[str]:
+def _main_done(out: Path, valid: Callable[[dict[str, Any]], bool]) -> set[str]:
     """Ids already in a merged ``metadata.jsonl`` (a sharded run does not render them again)."""
     main = out / METADATA
-    return {str(rec["id"]) for _, rec in iter_jsonl(main) if valid(rec)} if main.exists() else set()
+    return {row.id for row in read_clips(main) if valid(row.to_record())} if main.exists() else set()

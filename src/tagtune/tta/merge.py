@@ -15,6 +15,11 @@ unsharded run in DIR) folds them into ``metadata.jsonl``. Rules:
 The new ``metadata.jsonl`` is written to a temporary name and renamed, and parts are deleted only
 after that, so an interrupted merge loses nothing. Files being written by a running shard are
 locked and refused.
+
+Merging reads the lines as they are written (not through :func:`tagtune.records.reader.read_clips`):
+it cuts torn last lines, compares whole lines across files and writes the winners back byte for
+byte, and a line without an id is an error here rather than the ``row-<line>`` of a single file
+(line numbers mean nothing across parts).
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from typing import Any
 
 from tagtune.errors import InputError, OutputError
 from tagtune.files.resumable import atomic_path, dumps_line, iter_jsonl, lock_handle, repair_tail
+from tagtune.tta.audio import AUDIO_SUFFIXES, probe
+from tagtune.tta.config import MergeConfig
 
 METADATA = "metadata.jsonl"
 PART_GLOB = "metadata.shard-*-of-*.jsonl"
@@ -62,13 +69,13 @@ class MergeReport:
 
 
 @contextlib.contextmanager
-def _locked(paths: list[Path]) -> Iterator[None]:
-    """Hold exclusive locks on existing metadata files (no shard may be writing them)."""
+def locked(paths: list[Path], hint: str = "wait for every shard to finish, then run `tagtune tta merge` again") -> Iterator[None]:
+    """Hold exclusive locks on the existing files among ``paths`` (no shard may be writing them)."""
     with contextlib.ExitStack() as stack:
         for path in paths:
             if path.exists():
                 fh = stack.enter_context(open(path, "ab"))
-                lock_handle(fh, path, "wait for every shard to finish, then run `tagtune tta merge` again")
+                lock_handle(fh, path, hint)
         yield
 
 
@@ -101,15 +108,15 @@ def merge_dir(folder: str | Path, write: bool = True) -> MergeReport:
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise InputError("not a directory", folder, hint="pass the -o directory of `tagtune tta generate`")
+        raise InputError("not a directory", folder, hint="pass the output directory of `tagtune tta generate`")
     main = folder / METADATA
     parts = metadata_parts(folder)
     report = MergeReport(folder=folder, parts=parts)
     sources = ([main] if main.exists() else []) + parts
     if not sources:
         raise InputError(f"no {METADATA} or metadata.shard-*.jsonl parts", folder,
-                         hint="is this the -o directory of `tagtune tta generate`?")
-    with _locked(sources):
+                         hint="is this the output directory of `tagtune tta generate`?")
+    with locked(sources):
         winner = _winners(sources, main, report)
         referenced = _check_files(folder, sources, winner)
         report.orphans = _orphans(folder, referenced)
@@ -160,8 +167,6 @@ def _winners(sources: list[Path], main: Path, report: MergeReport) -> dict[str, 
 
 def _check_files(folder: Path, sources: list[Path], winner: dict[str, tuple[int, int, bytes]]) -> set[Path]:
     """Every winning line must point at a readable file inside the folder; returns those files."""
-    from tagtune.tta.audio import probe
-
     missing: list[str] = []
     referenced: set[Path] = set()
     for src_index, path in enumerate(sources):
@@ -181,8 +186,6 @@ def _check_files(folder: Path, sources: list[Path], winner: dict[str, tuple[int,
 
 def _orphans(folder: Path, referenced: set[Path]) -> list[str]:
     """Audio files in ``audio/`` that no line points at (reported, not fatal)."""
-    from tagtune.tta.audio import AUDIO_SUFFIXES
-
     audio_dir = folder / AUDIO_DIR
     if not audio_dir.is_dir():
         return []
@@ -202,6 +205,6 @@ def _write_merged(main: Path, sources: list[Path], winner: dict[str, tuple[int, 
             os.fsync(out.fileno())
 
 
-def merge(cfg: Any) -> MergeReport:
+def merge(cfg: MergeConfig) -> MergeReport:
     """``tagtune tta merge``: merge the directory in ``generate.output``."""
-    return merge_dir(Path(str(cfg.generate.output)).expanduser())
+    return merge_dir(Path(cfg.generate.output).expanduser())

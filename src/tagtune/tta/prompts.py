@@ -14,12 +14,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from tagtune.errors import InputError
 from tagtune.files.ids import safe_id
 from tagtune.records.reader import Columns, read_file
 from tagtune.records.rows import CaptionRow
+from tagtune.tta.config import PromptColumns
 from tagtune.tta.merge import AUDIO_DIR
 
 
@@ -28,9 +28,9 @@ def clip_name(row_id: str, fmt: str) -> str:
     return f"{AUDIO_DIR}/{safe_id(row_id)}.{fmt}"
 
 
-def iter_prompts(path: str | Path, data_cfg: Any, limit: int | None = None) -> Iterator[CaptionRow]:
+def iter_prompts(path: str | Path, data: PromptColumns, limit: int | None = None) -> Iterator[CaptionRow]:
     """Stream the prompts of a file (at most ``limit`` of them)."""
-    columns = Columns(id=data_cfg.id_column or "id", caption=data_cfg.caption_column, duration=data_cfg.duration_column)
+    columns = Columns(id=data.id_column or "id", caption=data.caption_column, duration=data.duration_column)
     yield from read_file(path, CaptionRow, None, columns, need_tags=False, empty="keep", limit=limit)
 
 
@@ -42,7 +42,7 @@ class PromptScan:
     ids: set[str]
 
 
-def scan_prompts(path: str | Path, data_cfg: Any, limit: int | None = None) -> PromptScan:
+def scan_prompts(path: str | Path, data: PromptColumns, limit: int | None = None) -> PromptScan:
     """First pass: validate every prompt (and refuse repeated ids) before any audio is made.
 
     Raises:
@@ -50,7 +50,7 @@ def scan_prompts(path: str | Path, data_cfg: Any, limit: int | None = None) -> P
             a repeated id.
     """
     ids: set[str] = set()
-    for row in iter_prompts(path, data_cfg, limit):
+    for row in iter_prompts(path, data, limit):
         ids.add(row.id)
     if not ids:
         raise InputError("no prompts found", path)

@@ -15,6 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from tagtune.files.cache import build_cached
+from tagtune.models.hub import quiet_transformers
+from tagtune.tta.config import TinyClap, TinyMusicgen
+
+TINY_NAME = "tiny"  # model.name / evaluate.clap_model that selects the tiny model
 
 # Bump when the architecture below changes, so old caches are not reused.
 _MUSICGEN_VERSION = "musicgen-v2"
@@ -69,7 +73,6 @@ def _train_tokenizer(special: list[str], template: str | None, vocab_size: int =
     return tok
 
 
-
 def _t5_like_tokenizer() -> Any:
     """The MusicGen text encoder's tokenizer: T5-style specials, an `</s>` after every prompt."""
     from transformers import PreTrainedTokenizerFast
@@ -78,13 +81,6 @@ def _t5_like_tokenizer() -> Any:
         tokenizer_object=_train_tokenizer(["<pad>", "</s>", "<unk>"], "$A </s>"),
         pad_token="<pad>", eos_token="</s>", unk_token="<unk>", model_max_length=512,
     )
-
-def quiet_transformers() -> None:
-    """No info logs or download bars from transformers (its errors still reach tagtune's messages)."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
 
 
 def randomize_codebooks(model: Any) -> None:
@@ -99,10 +95,9 @@ def randomize_codebooks(model: Any) -> None:
             layer.codebook.cluster_size.fill_(1.0)
 
 
-def tiny_musicgen_dir(tiny_cfg: Any) -> Path:
+def tiny_musicgen_dir(tiny: TinyMusicgen) -> Path:
     """Where the tiny MusicGen for these settings lives (built or not)."""
-    seed, rate = int(tiny_cfg["seed"]), int(tiny_cfg["sampling_rate"])
-    return _expand(tiny_cfg.cache_dir) / f"{_MUSICGEN_VERSION}-sr{rate}-seed{seed}"
+    return _expand(tiny.cache_dir) / f"{_MUSICGEN_VERSION}-sr{tiny.sampling_rate}-seed{tiny.seed}"
 
 
 def build_musicgen(text: dict[str, Any], codec: dict[str, Any], decoder: dict[str, Any], seed: int = 0) -> tuple[Any, Any]:
@@ -151,7 +146,7 @@ def build_musicgen(text: dict[str, Any], codec: dict[str, Any], decoder: dict[st
     return model, processor
 
 
-def ensure_tiny_musicgen(tiny_cfg: Any) -> Path:
+def ensure_tiny_musicgen(tiny: TinyMusicgen) -> Path:
     """Build the tiny MusicGen once (if needed) and return its directory.
 
     The EnCodec hop is fixed at 320 samples, so the frame rate is ``sampling_rate / 320`` (50 Hz at
@@ -159,7 +154,7 @@ def ensure_tiny_musicgen(tiny_cfg: Any) -> Path:
     64 entries; the EnCodec bandwidth is chosen so its quantizer count equals the decoder's
     codebook count, as MusicGen requires.
     """
-    seed, rate = int(tiny_cfg["seed"]), int(tiny_cfg["sampling_rate"])
+    seed, rate = tiny.seed, tiny.sampling_rate
 
     def build(dest: Path) -> dict[str, Any]:
         codebooks, codebook_size = 4, 64
@@ -179,15 +174,14 @@ def ensure_tiny_musicgen(tiny_cfg: Any) -> Path:
         return {"kind": "musicgen", "version": _MUSICGEN_VERSION, "seed": seed, "sampling_rate": rate,
                 "parameters": sum(p.numel() for p in model.parameters())}
 
-    return build_cached(tiny_musicgen_dir(tiny_cfg), build)
+    return build_cached(tiny_musicgen_dir(tiny), build)
 
 
-def tiny_clap_dir(tiny_cfg: Any) -> Path:
-    seed = int(tiny_cfg["seed"])
-    return _expand(tiny_cfg.cache_dir) / f"{_CLAP_VERSION}-seed{seed}"
+def tiny_clap_dir(tiny: TinyClap) -> Path:
+    return _expand(tiny.cache_dir) / f"{_CLAP_VERSION}-seed{tiny.seed}"
 
 
-def ensure_tiny_clap(tiny_cfg: Any) -> Path:
+def ensure_tiny_clap(tiny: TinyClap) -> Path:
     """Build the tiny CLAP once (if needed) and return its directory.
 
     It takes 16 kHz audio (32 mel bins, 10 s windows cut to a 64x64 image, no fusion, so the
@@ -198,7 +192,7 @@ def ensure_tiny_clap(tiny_cfg: Any) -> Path:
     rightly refuses, so the weight matrices are scaled up until different inputs land apart: the
     scores still mean nothing, but every code path runs on embeddings shaped like real ones.
     """
-    seed = int(tiny_cfg["seed"])
+    seed = tiny.seed
 
     def build(dest: Path) -> dict[str, Any]:
         import torch
@@ -241,4 +235,4 @@ def ensure_tiny_clap(tiny_cfg: Any) -> Path:
         return {"kind": "clap", "version": _CLAP_VERSION, "seed": seed,
                 "parameters": sum(p.numel() for p in model.parameters())}
 
-    return build_cached(tiny_clap_dir(tiny_cfg), build)
+    return build_cached(tiny_clap_dir(tiny), build)

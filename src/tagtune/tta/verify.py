@@ -4,8 +4,8 @@ For each clip of a ``tta generate`` folder the checkers (:mod:`tagtune.tta.check
 tags the clip was asked to carry; ``DIR/verification.jsonl`` gets one line per clip with
 ``realised_tags``, ``missed_tags``, ``unjudged_tags``, per-tag scores and ``realisation`` (tags
 judged present / tags judged; null when no checker could judge any of its tags). The summary
-report (JSON, a table in the CLI, a PNG bar chart of per-tag realisation) gives realisation per
-category, per tag, per checker and overall.
+report (:mod:`tagtune.tta.verify_report`: JSON, a table in the CLI, a PNG bar chart) gives
+realisation per category, per tag, per checker and overall.
 
 Resumable like every long job: lines are appended per batch, and a line counts as done only
 while its ``input_hash`` (the clip file's content, its tags and categories, the verification
@@ -14,6 +14,12 @@ or tags changed since is scored again; ``--force`` scores everything again. Cate
 the row's category columns (``genre``, ``tempo`` ...), then ``verification.taxonomy`` (default:
 the packaged taxonomy), then the ``tagmap`` (its tempo tags are ``tempo``, its instruments
 ``instrument``).
+
+Sharded like ``tta generate`` (``--shard I/N``, torchrun, SLURM): a shard judges the clips whose
+id hash falls in its class (the clips its generate shard rendered) and appends to its own
+``verification.shard-*.jsonl``; it writes no report. The next unsharded run is the finalizer: it
+folds the parts into ``verification.jsonl`` (one line per clip, in metadata order), judges what
+no shard did and writes the report.
 """
 
 from __future__ import annotations
@@ -22,37 +28,60 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tagtune.config.saved import config_hash
+from tagtune.config.typed import reads, to_dict
 from tagtune.errors import ConfigError, InputError
-from tagtune.files.resumable import JsonlAppender, atomic_path, atomic_write_json, iter_jsonl
-from tagtune.files.runs import file_sha256
+from tagtune.files.resumable import (
+    JsonlAppender,
+    atomic_path,
+    atomic_write_json,
+    dumps_line,
+    iter_jsonl,
+    repair_tail,
+)
+from tagtune.files.runs import check_ours, file_sha256, first_line_has, json_has
+from tagtune.files.sharding import Shard, resolve_shard
+from tagtune.records.reader import read_clips
 from tagtune.records.rows import FIELD_ORDER
+from tagtune.records.taxonomy import Taxonomy
 from tagtune.report import SILENT, Reporter
+from tagtune.tta.audio import read_mono
+from tagtune.tta.checkers import (
+    Checker,
+    CheckerContext,
+    Clip,
+    Judgement,
+    TagToJudge,
+    checker_classes,
+    load_checkers,
+)
+from tagtune.tta.config import VerifyConfig
+from tagtune.tta.evaluate import metadata_of
+from tagtune.tta.merge import clip_path, locked
+from tagtune.tta.verify_report import VerifyResult, plot, summarise
+
+__all__ = ["REPORT", "VERIFICATION", "VerifyResult", "fold_parts", "recorded_settings", "score_batch", "summarise",
+           "verdict_parts", "verify"]
 
 VERIFICATION = "verification.jsonl"
 REPORT = "verification_report.json"
+PART_GLOB = "verification.shard-*-of-*.jsonl"
 _NOT_CATEGORIES = set(FIELD_ORDER) | {"realised_tags", "missed_tags", "unjudged_tags", "intended_tags"}
+_NOT_RECORDED = ("input", "output", "force", "shard")  # where and how a run works, not how clips are judged
 
 
-@dataclass
-class VerifyResult:
-    """What a run did and the summary it wrote (rendered by the CLI, read by the pipeline)."""
+def part_name(shard_tag: str) -> str:
+    """``verification.shard-00001-of-00008.jsonl`` for a shard's tag."""
+    return f"verification.{shard_tag}.jsonl"
 
-    folder: Path
-    rows_file: Path
-    report_path: Path
-    plot_path: Path | None = None
-    clips: int = 0
-    scored: int = 0
-    skipped: int = 0
-    redone: int = 0
-    seconds: float = 0.0
-    checker_seconds: dict[str, float] = field(default_factory=dict)
-    report: dict[str, Any] = field(default_factory=dict)
+
+def verdict_parts(folder: Path) -> list[Path]:
+    """The verification parts of sharded runs in ``folder``, in shard order."""
+    return sorted(Path(folder).glob(PART_GLOB))
 
 
 @dataclass
@@ -63,7 +92,7 @@ class _Item:
     path: Path
     tags: list[str]
     categories: dict[str, str | None]
-    digest: str
+    digest: str = ""
     input_hash: str = ""
 
 
@@ -71,7 +100,7 @@ def recorded_settings(folder: str | Path | None) -> dict[str, Any] | None:
     """How a folder's clips were meant to sound, from its ``config.yaml``: the tagmap, the
     verification settings and the CLAP model. ``tta verify DIR`` judges with these unless a preset
     or an override says otherwise, so a folder made with ``tagmap=conceptcaps`` or the offline
-    tiny CLAP is verified with them."""
+    tiny CLAP is verified with them. Recorded keys ``tta verify`` does not read are dropped."""
     import yaml
 
     path = Path(folder).expanduser() / "config.yaml" if folder else None
@@ -83,34 +112,41 @@ def recorded_settings(folder: str | Path | None) -> dict[str, Any] | None:
         return None
     out: dict[str, Any] = {k: data[k] for k in ("tagmap", "device") if k in data}
     if isinstance(data.get("verification"), dict):
-        out["verification"] = {k: v for k, v in data["verification"].items() if k not in ("input", "output", "force")}
+        out["verification"] = {k: v for k, v in data["verification"].items() if k not in _NOT_RECORDED}
     ev = data.get("evaluate")
     if isinstance(ev, dict):
         out["evaluate"] = {k: ev[k] for k in ("clap_model", "revision", "max_seconds") if k in ev}
         if isinstance(ev.get("tiny"), dict) and "seed" in ev["tiny"]:
             out["evaluate"]["tiny"] = {"seed": ev["tiny"]["seed"]}
-    return out or None
+    return _read_by_verify(out) or None
 
 
-def _category_map(cfg: Any) -> dict[str, str]:
+def _read_by_verify(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``data`` without the keys ``tta verify`` does not read (settings an older tagtune recorded)."""
+    out: dict[str, Any] = {}
+    for name, value in data.items():
+        key = f"{prefix}.{name}" if prefix else str(name)
+        if reads(VerifyConfig, key):
+            out[name] = _read_by_verify(value, key) if isinstance(value, dict) else value
+    return out
+
+
+def _category_map(cfg: VerifyConfig) -> dict[str, str]:
     """tag -> category from ``verification.taxonomy`` (or the packaged one) and the tagmap."""
-    from tagtune.records.taxonomy import Taxonomy
-
     out: dict[str, str] = {}
-    tagmap = cfg.get("tagmap") or {}
-    out.update({str(t): "instrument" for t in dict(tagmap.get("instruments") or {})})
-    out.update({str(t): "tempo" for t in dict(tagmap.get("tempo_bpm") or {})})
+    out.update({t: "instrument" for t in cfg.tagmap.instruments})
+    out.update({t: "tempo" for t in cfg.tagmap.tempo_bpm})
     taxonomy = Taxonomy.load(cfg.verification.taxonomy or "pkg:taxonomy.yaml")
     for category, tags in taxonomy.categories.items():
         out.update({t: category for t in tags})
     return out
 
 
-def _row_categories(rec: dict[str, Any], tags: list[str], known: dict[str, str]) -> dict[str, str | None]:
+def _row_categories(columns: dict[str, Any], tags: list[str], known: dict[str, str]) -> dict[str, str | None]:
     """Each intended tag's category: the row's own category columns first, then the known map."""
     cats: dict[str, str | None] = {t: known.get(t) for t in tags}
     wanted = set(tags)
-    for key, value in rec.items():
+    for key, value in columns.items():
         if key in _NOT_CATEGORIES or not isinstance(value, list) or not value:
             continue
         if all(isinstance(v, str) and v in wanted for v in value):
@@ -118,30 +154,18 @@ def _row_categories(rec: dict[str, Any], tags: list[str], known: dict[str, str])
     return cats
 
 
-def _scan(folder: Path, meta: Path, known: dict[str, str]) -> list[_Item]:
-    """Pass 1: every listed clip exists and has tags (file:line:field otherwise); hash each file."""
-    from tagtune.files.readers import parse_tags
-    from tagtune.tta.merge import clip_path
-
+def _scan(folder: Path, meta: Path, known: dict[str, str], shard: Shard) -> list[_Item]:
+    """Pass 1: every listed clip has readable tags; this shard's clips exist (file:line:field otherwise) and are hashed."""
     items: list[_Item] = []
-    seen: set[str] = set()
-    for line, rec in iter_jsonl(meta):
-        path = clip_path(folder, rec, meta, line)
-        if not path.is_file():
-            raise InputError(f"clip {rec['file_name']} does not exist", meta, line, field="file_name",
-                             hint="re-render it with the same `tagtune tta generate`, or remove its line")
-        ident = str(rec.get("id", Path(str(rec["file_name"])).stem))
-        if ident in seen:
-            raise InputError(f"id '{ident}' is listed twice", meta, line, field="id")
-        seen.add(ident)
-        try:
-            tags = parse_tags(rec.get("tags"))
-        except ValueError as exc:
-            raise InputError(str(exc), meta, line, field="tags") from exc
-        digest = file_sha256(path)
-        items.append(_Item(line, ident, str(rec["file_name"]), path, tags, _row_categories(rec, tags, known), digest))
-    if not items:
-        raise InputError("no clips listed", meta)
+    for row in read_clips(meta, need_caption=False):
+        path = clip_path(folder, {"file_name": row.file_name}, meta, row.line)
+        item = _Item(row.line, row.id, row.file_name, path, list(row.tags), _row_categories(row.extra, row.tags, known))
+        if shard.owns(row.id):
+            if not path.is_file():
+                raise InputError(f"clip {row.file_name} does not exist", meta, row.line, field="file_name",
+                                 hint="re-render it with the same `tagtune tta generate`, or remove its line")
+            item.digest = file_sha256(path)
+        items.append(item)
     return items
 
 
@@ -157,23 +181,19 @@ def _candidates(items: list[_Item], known: dict[str, str]) -> dict[str, list[str
     return {c: sorted(tags) for c, tags in sorted(out.items())}
 
 
-def _settings_digest(cfg: Any, candidates: dict[str, list[str]]) -> str:
-    from omegaconf import OmegaConf
-
+def _settings_digest(cfg: VerifyConfig, candidates: dict[str, list[str]]) -> str:
     v = cfg.verification
-    parts = {k: OmegaConf.to_container(v[k], resolve=True) if hasattr(v[k], "items") or isinstance(v[k], list) else v[k]
-             for k in ("checkers", "tempo", "clap", "custom", "max_seconds")}
-    parts["tempo_bpm"] = OmegaConf.to_container(cfg.tagmap.tempo_bpm, resolve=True) if "tagmap" in cfg else None
-    parts["clap_model"] = [str(cfg.evaluate.clap_model), cfg.evaluate.revision, cfg.evaluate.max_seconds]
+    parts: dict[str, Any] = {k: to_dict(getattr(v, k)) for k in ("tempo", "clap", "custom", "max_seconds")}
+    parts["checkers"] = str(v.checkers)  # as text, as earlier versions hashed it: their verdicts stay current
+    parts["tempo_bpm"] = to_dict(cfg.tagmap.tempo_bpm)
+    parts["clap_model"] = [cfg.evaluate.clap_model, cfg.evaluate.revision, cfg.evaluate.max_seconds]
     parts["candidates"] = candidates
     return config_hash(parts, drop=())
 
 
-def _assign(item: _Item, checkers: list[Any]) -> tuple[dict[str, list[Any]], list[str]]:
+def _assign(item: _Item, checkers: list[Checker]) -> tuple[dict[str, list[TagToJudge]], list[str]]:
     """The first claiming checker for each tag; the tags none claims (unjudged)."""
-    from tagtune.tta.checkers import TagToJudge
-
-    per: dict[str, list[Any]] = {c.name: [] for c in checkers}
+    per: dict[str, list[TagToJudge]] = {c.name: [] for c in checkers}
     unjudged: list[str] = []
     for tag in item.tags:
         category = item.categories.get(tag)
@@ -185,7 +205,7 @@ def _assign(item: _Item, checkers: list[Any]) -> tuple[dict[str, list[Any]], lis
     return per, unjudged
 
 
-def _row(item: _Item, verdicts: dict[str, tuple[str, Any]], unjudged: list[str]) -> dict[str, Any]:
+def _row(item: _Item, verdicts: dict[str, tuple[str, Judgement]], unjudged: list[str]) -> dict[str, Any]:
     realised = [t for t in item.tags if t in verdicts and verdicts[t][1].realised]
     missed = [t for t in item.tags if t in verdicts and not verdicts[t][1].realised]
     judged = len(realised) + len(missed)
@@ -197,15 +217,12 @@ def _row(item: _Item, verdicts: dict[str, tuple[str, Any]], unjudged: list[str])
             "scores": scores, "input_hash": item.input_hash}
 
 
-def score_batch(items: list[_Item], checkers: list[Any], max_seconds: float | None,
+def score_batch(items: list[_Item], checkers: list[Checker], max_seconds: float | None,
                 timings: dict[str, float]) -> list[dict[str, Any]]:
     """Read a batch of clips, let each checker judge the tags it claims, and build their lines."""
-    from tagtune.tta.audio import read_mono
-    from tagtune.tta.checkers import Clip
-
     clips = [Clip(it.id, *read_mono(it.path, max_seconds), it.digest) for it in items]
     assigned = [_assign(it, checkers) for it in items]
-    verdicts: list[dict[str, tuple[str, Any]]] = [{} for _ in items]
+    verdicts: list[dict[str, tuple[str, Judgement]]] = [{} for _ in items]
     for checker in checkers:
         wanted = [per[checker.name] for per, _ in assigned]
         if not any(wanted):
@@ -228,11 +245,48 @@ def _batches(items: list[_Item], size: int) -> Iterator[list[_Item]]:
         yield items[start:start + size]
 
 
-def verify(cfg: Any, reporter: Reporter = SILENT, checkers: list[Any] | None = None) -> VerifyResult:
-    """Judge every clip of ``verification.input``; write ``verification.jsonl`` and the report.
+def fold_parts(folder: Path, order: list[str], expected: dict[str, str]) -> int:
+    """Fold the shard parts of ``folder`` into ``verification.jsonl``; returns the part lines read.
+
+    Per id one line survives: a current one (its ``input_hash`` is ``expected``) over a stale one,
+    a part's over ``verification.jsonl``'s (newer). Lines are written in metadata ``order`` (ids not
+    in it last), atomically, and the parts are removed only after that: a killed fold loses nothing.
+    """
+    parts = verdict_parts(folder)
+    if not parts:
+        return 0
+    main = folder / VERIFICATION
+    best: dict[str, dict[str, Any]] = {}
+    read = 0
+    with locked([main, *parts], "wait for every verify shard to finish, then run `tagtune tta verify DIR` again"):
+        for path in [p for p in (main, *parts) if p.exists()]:
+            repair_tail(path)
+            for _, rec in iter_jsonl(path):
+                ident = str(rec.get("id"))
+                read += path != main
+                if ident not in best or expected.get(ident) == rec.get("input_hash"):
+                    best[ident] = rec
+        rank = {ident: i for i, ident in enumerate(order)}
+        lines = sorted(best.values(), key=lambda rec: rank.get(str(rec.get("id")), len(rank)))
+        with atomic_path(main) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+            fh.writelines(dumps_line(rec) for rec in lines)
+    for part in parts:
+        part.unlink(missing_ok=True)
+    return read
+
+
+def _current_ids(path: Path, expected: dict[str, str]) -> set[str]:
+    """Ids whose line in ``path`` is current (a sharded run skips the clips the merged file has judged)."""
+    return {str(rec.get("id")) for _, rec in iter_jsonl(path) if expected.get(str(rec.get("id"))) == rec.get("input_hash")} \
+        if path.exists() else set()
+
+
+def verify(cfg: VerifyConfig, reporter: Reporter = SILENT, checkers: list[Checker] | None = None) -> VerifyResult:
+    """Judge the clips of ``verification.input`` (this shard's, when sharded); write the verdicts and,
+    unsharded, the report.
 
     Args:
-        cfg: A composed ``tta_inference`` config.
+        cfg: The ``tta verify`` config.
         reporter: Receives progress and notes.
         checkers: Ready checkers (tests); built from ``verification.checkers`` when None.
 
@@ -240,122 +294,65 @@ def verify(cfg: Any, reporter: Reporter = SILENT, checkers: list[Any] | None = N
         ConfigError: No folder given, an unknown checker. InputError: No metadata, a missing or
             unreadable clip (naming it), a bad tags cell. ModelNotFoundError: CLAP not available.
     """
-    from tagtune.tta.checkers import CheckerContext, load_checkers
-    from tagtune.tta.evaluate import metadata_of
-
     v = cfg.verification
     if not v.input:
         raise ConfigError("no DIR to verify", key="verification.input", hint="tagtune tta verify DIR")
+    shard = resolve_shard(v.shard)
+    classes = checker_classes(v) if checkers is None else None  # an unknown checker fails before any clip is read
     started = time.perf_counter()
     folder = Path(v.input).expanduser()
-    meta = metadata_of(folder)
     known = _category_map(cfg)
-    items = _scan(folder, meta, known)
+    items = _scan(folder, metadata_of(folder), known, shard)
     candidates = _candidates(items, known)
     digest = _settings_digest(cfg, candidates)
-    for item in items:
+    owned = [it for it in items if shard.owns(it.id)]
+    for item in owned:
         blob = json.dumps([item.digest, item.tags, item.categories, digest], sort_keys=True)
         item.input_hash = hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
     context = CheckerContext(cfg=cfg, folder=folder, candidates=candidates, reporter=reporter)
-    checkers = checkers if checkers is not None else load_checkers(v, context)
-    result = VerifyResult(folder=folder, rows_file=folder / VERIFICATION,
-                          report_path=Path(v.output).expanduser() if v.output else folder / REPORT, clips=len(items))
-    from tagtune.files.runs import check_ours, first_line_has, json_has
-
-    check_ours(result.report_path, "tta verify", json_has("by_tag", "overall"))
+    checkers = checkers if checkers is not None else load_checkers(v, context, classes)
+    result = VerifyResult(folder=folder, rows_file=folder / (part_name(shard.tag) if shard.is_sharded else VERIFICATION),
+                          report_path=Path(v.output).expanduser() if v.output else folder / REPORT, clips=len(owned),
+                          shard=str(shard))
+    if not shard.is_sharded:
+        check_ours(result.report_path, "tta verify", json_has("by_tag", "overall"))
     check_ours(result.rows_file, "tta verify", first_line_has("input_hash"))
-    expected = {it.id: it.input_hash for it in items}
-    with JsonlAppender(result.rows_file, key="id", overwrite=bool(v.force),
-                       done_when=lambda rec: expected.get(str(rec.get("id"))) == rec.get("input_hash")) as sink:
-        result.redone = sink.dropped
-        todo = [it for it in items if it.id not in sink.done]
-        result.skipped = len(items) - len(todo)
-        if result.redone:
-            reporter.note(f"{result.redone} earlier verdict(s) no longer match their clip, tags or settings: judging them again")
-        with reporter.progress("verify", total=len(items), unit="clips") as task:
-            task.advance(result.skipped)
-            for batch in _batches(todo, int(v.batch_size)):
-                sink.append(score_batch(batch, checkers, v.max_seconds, result.checker_seconds))
-                result.scored += len(batch)
-                task.advance(len(batch))
-    rows = [rec for _, rec in iter_jsonl(result.rows_file) if expected.get(str(rec.get("id"))) == rec.get("input_hash")]
+    expected = {it.id: it.input_hash for it in owned}
+    elsewhere: set[str] = set()
+    if shard.is_sharded:
+        elsewhere = set() if v.force else _current_ids(folder / VERIFICATION, expected)
+    elif v.force:
+        for part in verdict_parts(folder):
+            part.unlink(missing_ok=True)
+    else:
+        result.merged = fold_parts(folder, [it.id for it in items], expected)
+    _judge(result, owned, elsewhere, checkers, cfg, shard, reporter)
     result.seconds = time.perf_counter() - started
+    if shard.is_sharded:
+        return result  # the unsharded run after the shards writes the report
+    rows = [rec for _, rec in iter_jsonl(result.rows_file) if expected.get(str(rec.get("id"))) == rec.get("input_hash")]
     result.report = summarise(rows, checkers, result)
     atomic_write_json(result.report_path, result.report)
     result.plot_path = plot(result.report, result.report_path.with_suffix(".png"))
     return result
 
 
-def _rate(realised: int, judged: int) -> float | None:
-    return round(realised / judged, 4) if judged else None
-
-
-def summarise(rows: list[dict[str, Any]], checkers: list[Any], result: VerifyResult) -> dict[str, Any]:
-    """Realisation overall, per category, per tag and per checker, from the verification lines."""
-    by_tag: dict[str, dict[str, Any]] = {}
-    for rec in rows:
-        for tag, s in (rec.get("scores") or {}).items():
-            entry = by_tag.setdefault(tag, {"category": s.get("category"), "checker": s.get("checker"), "judged": 0,
-                                            "realised": 0, "unjudged": 0})
-            entry["judged"] += 1
-            entry["realised"] += int(bool(s.get("realised")))
-        for tag in rec.get("unjudged_tags") or []:
-            by_tag.setdefault(tag, {"category": None, "checker": None, "judged": 0, "realised": 0, "unjudged": 0})["unjudged"] += 1
-    by_category: dict[str, dict[str, Any]] = {}
-    by_checker: dict[str, dict[str, Any]] = {}
-    for entry in by_tag.values():
-        entry["rate"] = _rate(entry["realised"], entry["judged"])
-        if not entry["judged"]:
-            continue
-        for key, table in ((entry["category"] or "unknown", by_category), (entry["checker"], by_checker)):
-            agg = table.setdefault(str(key), {"judged": 0, "realised": 0, "tags": 0})
-            agg["judged"] += entry["judged"]
-            agg["realised"] += entry["realised"]
-            agg["tags"] += 1
-    for table in (by_category, by_checker):
-        for agg in table.values():
-            agg["rate"] = _rate(agg["realised"], agg["judged"])
-    fractions = [r["realisation"] for r in rows if r.get("realisation") is not None]
-    judged = sum(e["judged"] for e in by_tag.values())
-    realised = sum(e["realised"] for e in by_tag.values())
-    checker_total = sum(result.checker_seconds.values())
-    return {
-        "folder": str(result.folder), "clips": len(rows), "clips_judged": len(fractions),
-        "overall": {"realisation_mean": round(sum(fractions) / len(fractions), 4) if fractions else None,
-                    "tags_judged": judged, "tags_realised": realised, "rate": _rate(realised, judged),
-                    "tags_unjudged": sum(e["unjudged"] for e in by_tag.values())},
-        "by_category": dict(sorted(by_category.items())), "by_tag": dict(sorted(by_tag.items())),
-        "by_checker": {name: {**agg, "seconds": round(result.checker_seconds.get(name, 0.0), 4)} for name, agg in by_checker.items()},
-        "checkers": {c.name: (c.describe() if hasattr(c, "describe") else {}) for c in checkers},
-        "run": {"scored": result.scored, "skipped": result.skipped, "redone": result.redone,
-                "seconds": round(result.seconds, 4), "checker_seconds": round(checker_total, 4),
-                "overhead_fraction": round(1 - checker_total / result.seconds, 4) if result.scored and result.seconds > 0 else None},
-    }
-
-
-def plot(report: dict[str, Any], path: Path) -> Path | None:
-    """A horizontal bar chart of per-tag realisation (judged tags only), coloured by category."""
-    tags = [(t, e) for t, e in report["by_tag"].items() if e["judged"]]
-    if not tags:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    tags.sort(key=lambda te: (str(te[1]["category"]), te[0]))
-    categories = sorted({str(e["category"]) for _, e in tags})
-    colours = {c: plt.get_cmap("tab10")(i % 10) for i, c in enumerate(categories)}
-    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.28 * len(tags)))
-    ax.barh([f"{t} (n={e['judged']})" for t, e in tags], [e["rate"] for _, e in tags],
-            color=[colours[str(e["category"])] for _, e in tags])
-    ax.set_xlim(0, 1)
-    ax.invert_yaxis()
-    ax.set_xlabel("realisation (clips judged to carry the tag / clips asked for it)")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[c]) for c in categories]
-    ax.legend(handles, categories, loc="lower right", fontsize="small")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
+def _judge(result: VerifyResult, owned: list[_Item], elsewhere: set[str], checkers: list[Checker], cfg: VerifyConfig,
+           shard: Shard, reporter: Reporter) -> None:
+    """Append a verdict line for every owned clip not judged yet (in this file or, for a shard, the merged one)."""
+    v = cfg.verification
+    expected = {it.id: it.input_hash for it in owned}
+    with JsonlAppender(result.rows_file, key="id", overwrite=v.force,
+                       done_when=lambda rec: expected.get(str(rec.get("id"))) == rec.get("input_hash")) as sink:
+        result.redone = sink.dropped
+        todo = [it for it in owned if it.id not in sink.done and it.id not in elsewhere]
+        result.skipped = len(owned) - len(todo)
+        if result.redone:
+            reporter.note(f"{result.redone} earlier verdict(s) no longer match their clip, tags or settings: judging them again")
+        label = f"verify {shard}" if shard.is_sharded else "verify"
+        with reporter.progress(label, total=len(owned), unit="clips") as task:
+            task.advance(result.skipped)
+            for batch in _batches(todo, v.batch_size):
+                sink.append(score_batch(batch, checkers, v.max_seconds, result.checker_seconds))
+                result.scored += len(batch)
+                task.advance(len(batch))
