@@ -17,6 +17,7 @@ help:  ## list targets
 
 $(BIN)/tagtune: pyproject.toml
 	bash scripts/install-ffmpeg.sh   # FFmpeg's libraries where we may (root with apt); otherwise one line says what to run
+	bash scripts/install-chromium.sh # Chromium for the report page's browser test, the same way
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH) -e ".[$(EXTRAS)]"

@@ -11,7 +11,7 @@ from tagtune.cli.common import NO_METAVAR, examples, out_console
 from tagtune.cli.render import reporter
 from tagtune.pipeline.exporters.base import EXPORTERS
 
-app = typer.Typer(help="Export a finished dataset folder (Parquet with embedded audio, JSONL, audiocraft, WebDataset; Hub upload).",
+app = typer.Typer(help="Export a finished dataset folder (Parquet with embedded audio, JSONL, audiocraft, WebDataset; Hub upload), or write a report page about it.",
                   no_args_is_help=True, rich_markup_mode="rich")
 
 
@@ -54,3 +54,36 @@ def export_cmd(
         console.print(f"leakage guard: {result.excluded} rows left out")
     if result.pushed_to:
         console.print(f"pushed to {result.pushed_to}")
+
+
+@app.command(
+    "report",
+    epilog=examples(
+        "tagtune dataset report demo",
+        "tagtune dataset report demo/dataset -o demo/dataset/report.html --per-concept 8",
+        "tagtune dataset report demo -o site/index.html --copy-audio",
+        "tagtune dataset report demo --seed 1 -o other-sample.html",
+    ),
+)
+def report_cmd(
+    directory: Annotated[Path, typer.Argument(help="A pipeline output folder or its dataset/ folder.")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="The HTML page to write \\[default: report.html beside the dataset folder].", show_default=False)] = None,
+    per_concept: Annotated[int, typer.Option("--per-concept", help="Clips per tag in the gallery (a seeded sample; the tag's counterfactual pairs first).")] = 4,
+    copy_audio: Annotated[bool, typer.Option("--copy-audio", metavar=NO_METAVAR, help="Copy the sampled clips into <page>-audio/ beside the page (to publish both); by default the players point at the dataset's clips.")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the gallery's sample.")] = 0,
+) -> None:
+    """One static HTML page about a dataset: summary, tag counts, co-occurrence, realisation, loudness and tempo, a concept gallery with players."""
+    from tagtune.pipeline.report_page import write_report
+
+    result = write_report(directory, output, per_concept=per_concept, copy_audio=copy_audio, seed=seed,
+                          reporter=reporter())
+    console = out_console()
+    console.print(f"report: {result.path} ({result.size_bytes / 1024:.0f} KB; {result.clips} clips, "
+                  f"{result.shown} in the gallery of {result.concepts} tags)", soft_wrap=True)
+    if result.audio_dir is not None:
+        console.print(f"copied {result.copied} clips to {result.audio_dir}: publish the page together with that folder",
+                      soft_wrap=True)
+    else:
+        console.print("the players point at the dataset's clips: keep the page where it is relative to them, "
+                      "or pass --copy-audio to publish it", soft_wrap=True)
+    console.print(f"open it in a browser (no server needed): {result.path.resolve().as_uri()}", soft_wrap=True)

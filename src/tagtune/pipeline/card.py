@@ -66,20 +66,32 @@ def _quality(rows: Sequence[Mapping[str, Any]], taxonomy: Taxonomy, verification
     return "\n".join(lines + _realisation(rows, taxonomy, verification or {}) + _unrendered(rows))
 
 
-def _realisation(rows: Sequence[Mapping[str, Any]], taxonomy: Taxonomy, verification: Mapping[str, Any]) -> list[str]:
-    """Tables of tag realisation in the audio (the verify step), per category and per tag."""
-    verified = [r for r in rows if (r.get("provenance") or {}).get("verify")]
-    if not verified:
-        return ["", "Tag realisation in the audio was not verified (the pipeline's verify step did not run)."]
+def realisation_per_tag(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[int]]:
+    """Per intended tag, ``[clips where a checker judged it, clips where it was heard]``.
+
+    Only rows the verify step judged count, and a tag no checker could judge in a row is left out
+    of that row (shared by the card and ``dataset report``, so both give the same rates)."""
     per_tag: dict[str, list[int]] = {}
-    for r in verified:
-        unjudged = set(r["provenance"]["verify"].get("unjudged_tags") or [])
+    for r in rows:
+        verify = (r.get("provenance") or {}).get("verify")
+        if not verify:
+            continue
+        unjudged = set(verify.get("unjudged_tags") or [])
         realised = set(r.get("realised_tags") or [])
         for tag in r["tags"]:
             if tag not in unjudged:
                 counts = per_tag.setdefault(tag, [0, 0])
                 counts[0] += 1
                 counts[1] += tag in realised
+    return per_tag
+
+
+def _realisation(rows: Sequence[Mapping[str, Any]], taxonomy: Taxonomy, verification: Mapping[str, Any]) -> list[str]:
+    """Tables of tag realisation in the audio (the verify step), per category and per tag."""
+    verified = [r for r in rows if (r.get("provenance") or {}).get("verify")]
+    if not verified:
+        return ["", "Tag realisation in the audio was not verified (the pipeline's verify step did not run)."]
+    per_tag = realisation_per_tag(verified)
     per_category: dict[str, list[int]] = {}
     for tag, (judged, realised) in per_tag.items():
         counts = per_category.setdefault(taxonomy.category_of.get(tag) or "other", [0, 0])

@@ -94,26 +94,65 @@ def tag_frequency_plot(path: Path, sets: Sets, taxonomy: Taxonomy, top: int = 25
     return save_figure(fig, path)
 
 
-def cooccurrence_plot(path: Path, sets: Sets, taxonomy: Taxonomy) -> Path:
-    """Co-occurrence heatmaps side by side (taxonomy order, category borders marked)."""
+def cooccurrence_plot(path: Path, sets: Sets, taxonomy: Taxonomy, tag_labels: bool = False) -> Path:
+    """Co-occurrence heatmaps side by side (taxonomy order, category borders marked).
+
+    Args:
+        tag_labels: Name every tag on the axes (readable up to about 100 tags), the categories
+            in the margin; otherwise only the categories are named.
+    """
     plt = pyplot()
     mats = {label: cooccurrence(m) for label, m in sets.items()}
     for mat in mats.values():
         np.fill_diagonal(mat, 0)
     vmax = max([float(np.quantile(m, 0.995)) for m in mats.values() if m.size] + [1e-6])
-    fig, axes = plt.subplots(1, len(mats), figsize=(6.5 * len(mats), 6.2), squeeze=False)
+    side = max(6.2, 0.12 * len(taxonomy)) if tag_labels else 6.2
+    fig, axes = plt.subplots(1, len(mats), figsize=((side + 0.3) * len(mats), side), squeeze=False)
     spans = _category_spans(taxonomy)
-    centres = [(lo + hi) / 2 - 0.5 for _, lo, hi in spans]
     im = None
     for ax, (label, mat) in zip(axes[0], mats.items()):
         im = ax.imshow(mat, cmap="viridis", vmin=0, vmax=vmax, interpolation="nearest")
         for _, _, hi in spans[:-1]:
             ax.axhline(hi - 0.5, color="white", lw=0.6)
             ax.axvline(hi - 0.5, color="white", lw=0.6)
-        ax.set_xticks(centres, [c for c, _, _ in spans], fontsize=8, rotation=90)
-        ax.set_yticks(centres, [c for c, _, _ in spans], fontsize=8)
+        _heatmap_ticks(ax, taxonomy, spans, tag_labels)
         ax.set_title(f"co-occurrence rate, {label}")
     fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label="share of sets with both tags")
+    return save_figure(fig, path)
+
+
+def _heatmap_ticks(ax: Any, taxonomy: Taxonomy, spans: list[tuple[str, int, int]], tag_labels: bool) -> None:
+    """Category names at the centre of their block, or every tag with the categories outside them."""
+    centres = [(lo + hi) / 2 - 0.5 for _, lo, hi in spans]
+    if not tag_labels:
+        ax.set_xticks(centres, [c for c, _, _ in spans], fontsize=8, rotation=90)
+        ax.set_yticks(centres, [c for c, _, _ in spans], fontsize=8)
+        return
+    ticks = np.arange(len(taxonomy))
+    ax.set_xticks(ticks, taxonomy.tags, fontsize=6, rotation=90)
+    ax.set_yticks(ticks, taxonomy.tags, fontsize=6)
+    top = ax.secondary_xaxis("top")
+    top.set_xticks(centres, [c for c, _, _ in spans], fontsize=8, fontweight="bold")
+    top.tick_params(length=0)
+
+
+def distribution_plot(path: Path, series: Mapping[str, Sequence[float]], xlabel: str, title: str,
+                      bins: int = 30) -> Path:
+    """Histograms of one measured value (loudness, BPM ...), one series per label on shared bins,
+    so groups (e.g. the clips of each tempo tag) can be told apart at a glance."""
+    plt = pyplot()
+    values = {label: np.asarray(v, dtype=float) for label, v in series.items() if len(v)}
+    everything = np.concatenate(list(values.values())) if values else np.zeros(0)
+    edges = np.histogram_bin_edges(everything, bins=bins) if everything.size else np.linspace(0, 1, bins + 1)
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    for label, v in values.items():
+        ax.hist(v, bins=edges, alpha=0.55 if len(values) > 1 else 0.85, label=f"{label} (n={len(v)}, median {np.median(v):.1f})")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("clips")
+    ax.set_title(title)
+    if values:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
     return save_figure(fig, path)
 
 
