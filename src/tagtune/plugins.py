@@ -119,6 +119,10 @@ def check_requirements(member: Any, family: Family, name: str) -> None:
                           hint=f"{install}, or choose another {family.what} ({family.key})")
 
 
+def _a(what: str) -> str:
+    return ("an " if what[:1] in "aeiou" else "a ") + what
+
+
 def _methods(protocol: type) -> list[str]:
     """The methods a Protocol asks for (its public functions)."""
     return [n for n, v in vars(protocol).items() if not n.startswith("_") and inspect.isfunction(v)]
@@ -126,11 +130,11 @@ def _methods(protocol: type) -> list[str]:
 
 def _check_member(obj: Any, family: Family, name: str) -> None:
     if not inspect.isclass(obj):
-        raise ConfigError(f"'{name}' is not a {family.what}: it names a {type(obj).__name__}, not a class",
+        raise ConfigError(f"{family.key}: '{name}' is not {_a(family.what)}: it names a {type(obj).__name__}, not a class",
                           key=family.key, hint=f"see `tagtune plugins {family.name}` for the {family.what}s")
     absent = [m for m in _methods(family.protocol) if not callable(getattr(obj, m, None))]
     if absent:
-        raise ConfigError(f"'{name}' is not a {family.what}: {obj.__name__} has no {', '.join(a + '()' for a in absent)}",
+        raise ConfigError(f"{family.key}: '{name}' is not {_a(family.what)}: {obj.__name__} has no {', '.join(a + '()' for a in absent)}",
                           key=family.key, hint=f"a {family.what} follows {family.protocol.__module__}.{family.protocol.__name__}")
 
 
@@ -148,7 +152,7 @@ def resolve(family: Family, name: str) -> tuple[str, str]:
     import difflib
 
     close = difflib.get_close_matches(name, known, n=1)
-    raise ConfigError(f"unknown {family.what} '{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""),
+    raise ConfigError(f"{family.key}: unknown {family.what} '{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""),
                       key=family.key,
                       hint=f"use one of {', '.join(known)}, a 'package.module:Class', or an entry point of {family.group}")
 

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from tagtune.caption.prompts import render_prompt, user_text
 from tagtune.config.compose import compose
-from tagtune.tta.model import steps_for_duration
+from tagtune.tta.backends.base import steps_for_duration
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "conceptcaps.md"

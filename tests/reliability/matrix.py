@@ -259,7 +259,7 @@ CASES: list[Case] = [
          lambda d: ["tta", "verify", str(_clip_dir(d)), "verification.checkers=[nope]"], "unknown checker 'nope'"),
     Case("checker import fails", "verification.checkers=[no_such_module:Checker]",
          lambda d: ["tta", "verify", str(_clip_dir(d)), "verification.checkers=[no_such_module:Checker]"],
-         "cannot import checker 'no_such_module:Checker'"),
+         "cannot import the checker 'no_such_module:Checker'"),
     Case("synth voice unknown", "a tagmap mapping an instrument to a voice the synth lacks",
          lambda d: ["tta", "generate", str(_w(d / "p.txt", "a prompt\n")), "model=tta/synth", "+tagmap.instruments.kazoo=banjo",
                     "-o", str(d / "out")], "maps to unknown voice 'banjo'"),

@@ -223,12 +223,10 @@ def verify(
     from tagtune.tta.verify import recorded_settings
 
     folder, rest = split_input(folder, overrides)
-    if shard is not None:  # verification.shard is not in the YAML yet (config/schema.py): added as an override
-        rest = [*rest, f"++verification.shard={shard}"]
     cfg = compose_or_show(
         VERIFY, rest, preset, config_dir, show_config, commands=COMMANDS,
         flags={"verification.input": ("DIR", folder), "verification.output": ("-o", output),
-               "verification.force": ("--force", True if force else None)},
+               "verification.force": ("--force", True if force else None), "verification.shard": ("--shard", shard)},
         recorded=recorded_settings(folder),
     )
     from tagtune.tta.verify import verify as run

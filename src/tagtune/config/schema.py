@@ -356,7 +356,7 @@ _BPM = Float(min=20, max=400)
 TAGMAP = S(tempo_bpm=Dict(List(_BPM)), default_bpm=List(_BPM), feels=Dict(Str(choices=("steady", "syncopated"))),
            instruments=Dict(Str()))
 VERIFICATION = S(
-    input=PATH, output=PATH, force=Bool(), batch_size=Int(min=1), max_seconds=Float(above=0, null=True), taxonomy=PATH,
+    input=PATH, output=PATH, force=Bool(), shard=SHARD, batch_size=Int(min=1), max_seconds=Float(above=0, null=True), taxonomy=PATH,
     checkers=List(Str()),
     tempo=S(method=Str(choices=("tempo", "beat")), tolerance=Float(min=0, max=1), min_confidence=Float(min=0, max=1)),
     clap=S(categories=List(Str(), null=True), decision=Str(choices=("rank", "margin", "threshold")), top_k=Int(min=1),

@@ -309,8 +309,8 @@ def _unread(key: str, value: Any, ctx: _Context) -> None:
                               + "see --show-config for the keys this command reads")
         cmd, cls = owners[0]  # a stage preset's setting for a sibling command: checked, then dropped
         if any(f.name == name for f in _declared(cls)):
-            convert(hints(cls)[name], value, key, _Context(None, [(c, s) for c, s in owners if s is not cls], frozenset(),
-                                                          partial=True))
+            rest = [(c, s) for c, s in owners if s is not cls]
+            convert(hints(cls)[name], value, key, _narrow(_Context(None, [(cmd, cls), *rest], frozenset(), partial=True), name))
         return
     raise unknown_key(key, ctx)
 

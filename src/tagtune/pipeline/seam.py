@@ -141,6 +141,12 @@ class Runner:
         if not self.executor.remote:
             _local["reporter"] = self.reporter
 
+    @property
+    def waits(self) -> bool:
+        """Whether this process waits for the tasks (False: ``executor.wait: false`` on an executor whose
+        jobs outlive it, so the run is submitted as a driver job instead)."""
+        return bool(self.cfg.wait) or not self.executor.detached
+
     def shards(self, stage: str) -> int:
         """N for a sharded stage (``executor.shards.<stage>``)."""
         return int(getattr(self.cfg.shards, stage))

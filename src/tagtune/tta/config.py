@@ -164,7 +164,7 @@ class Verification(VerificationSettings):
     input: str | None
     output: str | None
     force: bool
-    shard: str | None = None  # absent from the YAML until config/schema.py knows it (see cli/tta.py)
+    shard: str | None
 
 
 @dataclass(frozen=True)
