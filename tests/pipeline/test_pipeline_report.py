@@ -52,9 +52,10 @@ def browser(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory) -> Path:
-    """The demo pipeline's dataset (20 clips: synth audio that really plays its tempo)."""
+    """The demo pipeline's dataset: 20 clips of synth audio that really plays its tempo, plus 4
+    counterfactual pairs."""
     out = tmp_path_factory.mktemp("report-demo") / "demo"
-    res = run_cli("pipeline", "run", "--preset", "demo", "-n", "20", "-o", out)
+    res = run_cli("pipeline", "run", "--preset", "demo", "-n", "20", "-o", out, "vae:sample.counterfactual=4")
     assert res.code == 0, res.err
     return out
 
@@ -104,11 +105,14 @@ def _check_page(browser, page_path: Path, tmp_path: Path, name: str) -> list[dic
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_demo_report_loads_every_clip_in_a_real_browser(browser, demo_run, tmp_path):
-    """The page sits in another folder than the dataset: its relative paths must still reach the clips."""
+    """The page sits in another folder than the dataset: its relative paths must still reach the
+    clips; the pipeline's counterfactual pairs reach the page's gallery."""
     result = write_report(demo_run, tmp_path / "pages" / "demo.html", per_concept=3)
     audio = _check_page(browser, result.path, tmp_path, "report-demo")
     assert len({a["src"] for a in audio}) == result.shown
     assert all(abs(a["duration"] - 4.0) < 0.05 for a in audio)  # the demo preset's 4 s clips
+    page = result.path.read_text(encoding="utf-8")
+    assert page.count('<div class="pair">') >= 4  # each pair under its concept
 
 
 @pytest.mark.timeout(180)

@@ -38,12 +38,31 @@ def _text_for_null(kind: Any) -> Any:
     return kind
 
 
+def _columns(records: Sequence[Mapping[str, Any]], drop: set[str]) -> list[str]:
+    """Every key of any record, each placed after the key it follows where it first appears.
+
+    ``pa.Table.from_pylist`` takes its columns from the first record alone, and rows leave empty
+    optional fields out: a dataset whose first row is not a pair member would lose ``pair_id``."""
+    order: list[str] = []
+    for rec in records:
+        at = 0
+        for key in rec:
+            if key in drop:
+                continue
+            if key in order:
+                at = order.index(key) + 1
+            else:
+                order.insert(at, key)
+                at += 1
+    return order
+
+
 def arrow_schema(records: Sequence[Mapping[str, Any]], drop: Iterable[str] = ()) -> Any:
     """The pyarrow schema of all records together (nulls as text), without the ``drop`` columns."""
     import pyarrow as pa
 
-    drop = set(drop)
-    table = pa.Table.from_pylist([{k: v for k, v in r.items() if k not in drop} for r in records])
+    keys = _columns(records, set(drop))
+    table = pa.Table.from_pylist([{k: r.get(k) for k in keys} for r in records])
     return pa.schema([pa.field(f.name, _text_for_null(f.type)) for f in table.schema])
 
 

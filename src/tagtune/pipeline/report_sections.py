@@ -243,18 +243,22 @@ def _concept(concept: Concept, src: Callable[[Clip], str]) -> str:
 def _pair(tag: str, with_tag: Clip, without: Clip, src: Callable[[Clip], str]) -> str:
     return (f'<div class="pair"><div class="pair-head">counterfactual pair <code>{esc(with_tag.pair_id)}</code>: '
             f"the tag sets differ only in <b>{esc(tag)}</b></div><div class=\"pair-members\">"
-            f"{_clip(with_tag, tag, src, f'with {tag}')}{_clip(without, tag, src, f'without {tag}')}</div></div>")
+            f"{_clip(with_tag, tag, src, f'with {tag}')}{_clip(without, tag, src, f'without {tag}', absent=True)}"
+            "</div></div>")
 
 
 _VERDICT = {"heard": ("ok", "heard in the audio"), "missed": ("miss", "not heard in the audio"),
             "unjudged": ("nj", "no checker judges this tag")}
 
 
-def _clip(clip: Clip, tag: str, src: Callable[[Clip], str], label: str = "") -> str:
+def _clip(clip: Clip, tag: str, src: Callable[[Clip], str], label: str = "", absent: bool = False) -> str:
+    """One clip's card; ``absent``: the pair member without ``tag``, which is shown struck out."""
     chips = []
     for t in clip.tags:
         cls, title = _VERDICT[clip.verdict(t)]
         chips.append(f'<li class="{cls}{" focus" if t == tag else ""}" title="{esc(title)}">{esc(t)}</li>')
+    if absent:
+        chips.append(f'<li class="absent" title="left out: the only difference from its partner">{esc(tag)}</li>')
     facts = [clip.id, clip.split] + ([f"{clip.duration:.1f} s"] if clip.duration else [])
     m = clip.measures
     facts += [f"{float(m['bpm']):.0f} BPM"] if "bpm" in m else []
