@@ -35,7 +35,6 @@ from tagtune.config.saved import config_hash, save_config
 from tagtune.config.typed import build, replace, to_dict
 from tagtune.errors import ConfigError
 from tagtune.executors import Submission, plan_shards
-from tagtune.files.readers import missing_file
 from tagtune.files.resumable import locked
 from tagtune.files.runs import (
     MARKER,
@@ -116,7 +115,8 @@ def plan_stages(cfg: PipelineConfig, out: Path) -> _Plan:
     for kind, path in starts.items():
         if not path.is_file():
             hop = given[kind][0]
-            raise ConfigError(f"the {hop} file {path}: {missing_file(path)}", key=hop)
+            raise ConfigError(f"the {hop} file {path} " + ("is a directory, not a file" if path.is_dir() else "does not exist"),
+                              key=hop)
     produced = [s.produces for s in STAGES]
     last_given = max((produced.index(h) for h in starts), default=-1)
     replaced = {s.name: starts.get(CaptionRow, starts.get(TagSetRow)) for s in STAGES[:last_given + 1]}
