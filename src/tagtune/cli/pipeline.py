@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -21,6 +21,9 @@ from tagtune.cli.common import (
     out_console,
 )
 from tagtune.cli.render import reporter
+
+if TYPE_CHECKING:
+    from tagtune.pipeline.config import PipelineConfig
 
 app = typer.Typer(help="Run the whole chain (tags -> captions -> audio) into a dataset folder, here or on a cluster.",
                   no_args_is_help=True, rich_markup_mode="rich")
@@ -99,7 +102,7 @@ def run_cmd(
         console.print(f"  export: tagtune dataset export {result.output_dir} --format parquet")
 
 
-def _print_plan(cfg: Any) -> None:
+def _print_plan(cfg: PipelineConfig) -> None:
     from rich.table import Table
 
     from tagtune.pipeline.plan import dry_run

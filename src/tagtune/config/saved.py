@@ -17,7 +17,7 @@ from tagtune.files.resumable import atomic_write_text
 from tagtune.files.runs import claim_dir
 
 
-def to_yaml(cfg: Any) -> str:
+def to_yaml(cfg: object) -> str:
     """The config as YAML text, as saved in run directories (a typed config: the keys it reads)."""
     from omegaconf import OmegaConf
 
@@ -26,7 +26,7 @@ def to_yaml(cfg: Any) -> str:
     return OmegaConf.to_yaml(OmegaConf.create(to_dict(cfg)) if dataclasses.is_dataclass(cfg) else cfg)
 
 
-def save_config(cfg: Any, path: Path) -> Path:
+def save_config(cfg: object, path: Path) -> Path:
     """Write the resolved config to ``path`` atomically (a directory gets ``config.yaml``)."""
     path = Path(path)
     if path.is_dir() or path.suffix == "":
@@ -35,7 +35,7 @@ def save_config(cfg: Any, path: Path) -> Path:
     return path
 
 
-def _plain(cfg: Any) -> dict[str, Any]:
+def _plain(cfg: object) -> dict[str, Any]:
     """A config (typed, DictConfig or dict) as plain containers."""
     if dataclasses.is_dataclass(cfg):
         from tagtune.config.typed import to_dict
@@ -48,20 +48,20 @@ def _plain(cfg: Any) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True)
 
 
-def prepare_run_dir(cfg: Any, path: str | Path | None = None) -> Path:
+def prepare_run_dir(cfg: object, path: str | Path | None = None) -> Path:
     """Claim the run's output directory (``paths.output_dir`` unless given) and save config.yaml."""
     run_dir = claim_dir(Path(path if path is not None else cfg.paths.output_dir), str(getattr(cfg, "task_name", None) or "tagtune"))
     save_config(cfg, run_dir / "config.yaml")
     return run_dir
 
 
-def sidecar_config(cfg: Any, output_file: Path) -> Path:
+def sidecar_config(cfg: object, output_file: Path) -> Path:
     """For commands whose output is one file: save the config as ``<file>.config.yaml`` beside it."""
     output_file = Path(output_file)
     return save_config(cfg, output_file.with_name(output_file.name + ".config.yaml"))
 
 
-def config_hash(cfg: Any, drop: tuple[str, ...] = ("paths",)) -> str:
+def config_hash(cfg: object, drop: tuple[str, ...] = ("paths",)) -> str:
     """A hash of the settings that change results (paths and timestamps excluded)."""
     data = _plain(cfg)
     for key in drop:

@@ -37,6 +37,8 @@ from tagtune.report import SILENT, Reporter
 from tagtune.tta import config as tta_config
 from tagtune.vae import config as vae_config
 
+StageConfig = (vae_config.TrainConfig | vae_config.SampleConfig | caption_config.FinetuneConfig
+               | caption_config.InferConfig | tta_config.GenerateConfig | tta_config.VerifyConfig)
 COMMANDS = {c.name: c for c in (*vae_config.COMMANDS, *caption_config.COMMANDS, *tta_config.COMMANDS)}
 SHARD_KEYS = {"caption infer": "infer.shard", "tta generate": "generate.shard", "tta verify": "verification.shard"}
 MARKERS = ".tagtune-shards"
@@ -53,33 +55,33 @@ def run_shard(command: str, config: dict[str, Any], shard: str = "0/1") -> dict[
     return _RUN[command](cfg, _local["reporter"])
 
 
-def _train(cfg: Any, reporter: Reporter) -> dict[str, Any]:
+def _train(cfg: vae_config.TrainConfig, reporter: Reporter) -> dict[str, Any]:
     from tagtune.vae.train import train
 
     return {"rows": train(cfg, reporter).metrics["dataset"].get("train")}
 
 
-def _sample(cfg: Any, reporter: Reporter) -> dict[str, Any]:
+def _sample(cfg: vae_config.SampleConfig, reporter: Reporter) -> dict[str, Any]:
     from tagtune.vae.sample import sample
 
     return {"rows": sample(cfg, reporter).num_samples}
 
 
-def _finetune(cfg: Any, reporter: Reporter) -> dict[str, Any]:
+def _finetune(cfg: caption_config.FinetuneConfig, reporter: Reporter) -> dict[str, Any]:
     from tagtune.caption.train import finetune
 
     finetune(cfg, reporter)
     return {"rows": None}
 
 
-def _infer(cfg: Any, reporter: Reporter) -> dict[str, Any]:
+def _infer(cfg: caption_config.InferConfig, reporter: Reporter) -> dict[str, Any]:
     from tagtune.caption.infer import infer
 
     result = infer(cfg, reporter)
     return {"rows": result.written + result.already_done, "owned": result.owned}
 
 
-def _generate(cfg: Any, reporter: Reporter) -> dict[str, Any]:
+def _generate(cfg: tta_config.GenerateConfig, reporter: Reporter) -> dict[str, Any]:
     from tagtune.tta.backends.base import load_backend
     from tagtune.tta.generate import generate
 
@@ -91,7 +93,7 @@ def _generate(cfg: Any, reporter: Reporter) -> dict[str, Any]:
     return {"rows": result.generated + result.skipped, "owned": result.owned}
 
 
-def _verify(cfg: Any, reporter: Reporter) -> dict[str, Any]:
+def _verify(cfg: tta_config.VerifyConfig, reporter: Reporter) -> dict[str, Any]:
     from tagtune.tta.verify import verify
 
     result = verify(cfg, reporter)
@@ -151,7 +153,7 @@ class Runner:
         """N for a sharded stage (``executor.shards.<stage>``)."""
         return int(getattr(self.cfg.shards, stage))
 
-    def step(self, folder: Path, name: str, command: str, cfg: Any, count: int, stage_hash: str) -> Step:
+    def step(self, folder: Path, name: str, command: str, cfg: StageConfig, count: int, stage_hash: str) -> Step:
         """Run ``count`` shard tasks of ``command`` on ``cfg`` and wait for them; shards already done are skipped.
 
         Raises:
