@@ -22,8 +22,9 @@ import typer.main  # noqa: E402
 import yaml  # noqa: E402
 
 from tagtune.cli import app  # noqa: E402
-from tagtune.config import schema as config_schema  # noqa: E402
 from tagtune.config.tree import config_dir, groups, main_configs  # noqa: E402
+from tagtune.config.typed import describe  # noqa: E402
+from tagtune.pipeline.registry import commands_of, readers  # noqa: E402
 from tagtune.records import rows as schema  # noqa: E402
 
 SCHEMA_BEGIN, SCHEMA_END = "<!-- generated: schema fields -->", "<!-- end of generated fields -->"
@@ -119,9 +120,14 @@ def config_markdown() -> str:
         keys = _keys(data)
         if keys:
             out += ["Own keys: " + ", ".join(keys), ""]
-        out += ["<details><summary>Every key, its type and range (checked when the config is composed)</summary>", "",
-                "| key | must be |", "| --- | --- |"]
-        out += [f"| `{k}` | {what.replace('|', '/')} |" for k, what in config_schema.describe(name)]
+        commands = commands_of(name)
+        out += [f"Commands: {', '.join(f'`tagtune {c.name}`' for c in commands)}; each reads only its own keys "
+                "(`--show-config` prints them) and refuses a key you set that it does not read.", ""]
+        out += ["<details><summary>Every key, its type and range, and the commands that read it</summary>", "",
+                "| key | must be | read by |", "| --- | --- | --- |"]
+        types = {k: what for c in commands for k, what in describe(c.schema)}
+        out += [f"| `{k}` | {types.get(k, 'a section').replace('|', '/')} | {', '.join(r)} |"
+                for k, r in readers(name) if k in types]
         out += ["", "</details>", ""]
     out += ["## Groups", ""]
     for group, options in groups().items():

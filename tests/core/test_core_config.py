@@ -9,6 +9,8 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
+from tagtune.caption import config as caption
+from tagtune.config.commands import compose_command
 from tagtune.config.compose import compose
 from tagtune.config.tree import (
     STAGES,
@@ -20,6 +22,7 @@ from tagtune.config.tree import (
     stage_of,
 )
 from tagtune.errors import ConfigError
+from tagtune.pipeline.registry import check_main, commands_of, plain
 
 REPO = Path(__file__).resolve().parents[2]
 MAIN_CONFIGS = ["vae_training", "caption_fine_tuning", "caption_inference", "tta_inference", "pipeline"]
@@ -185,16 +188,23 @@ def test_an_unknown_flag_among_the_overrides_is_named_as_an_option():
         compose("caption_inference", ["--limt", "5"])
 
 
+def checked(name: str, overrides: list[str] = (), preset: str | None = None):
+    """A main config composed and checked the way `tagtune config show` checks it."""
+    cfg = compose(name, list(overrides), preset=preset, siblings=[(c.name, c.schema) for c in commands_of(name)])
+    check_main(name, plain(cfg))
+    return cfg
+
+
 def test_a_stage_preset_may_set_keys_of_either_command_of_the_stage(tmp_path):
     preset = tmp_path / "both.yaml"
     preset.write_text("finetune:\n  sample_captions: 1\ninfer:\n  limit: 3\ngeneration:\n  batch_size: 2\n")
-    infer = compose("caption_inference", preset=str(preset))
-    assert infer.infer.limit == 3 and infer.generation.batch_size == 2 and "finetune" not in infer
-    tune = compose("caption_fine_tuning", preset=str(preset))
-    assert tune.finetune.sample_captions == 1 and "infer" not in tune
+    infer = compose_command(caption.INFER, caption.COMMANDS, preset=str(preset))
+    assert infer.infer.limit == 3 and infer.generation.batch_size == 2 and not hasattr(infer, "finetune")
+    tune = compose_command(caption.FINETUNE, caption.COMMANDS, preset=str(preset))
+    assert tune.finetune.sample_captions == 1 and not hasattr(tune, "infer")
     preset.write_text("finetune:\n  sample_captions: -1\n")  # the sibling's keys are still checked
     with pytest.raises(ConfigError, match=r"finetune\.sample_captions: expected an integer >= 0, got -1"):
-        compose("caption_inference", preset=str(preset))
+        compose_command(caption.INFER, caption.COMMANDS, preset=str(preset))
 
 
 @pytest.mark.parametrize(
@@ -210,7 +220,7 @@ def test_a_stage_preset_may_set_keys_of_either_command_of_the_stage(tmp_path):
 )
 def test_the_schema_names_the_bad_key(name, overrides, key, pattern):
     with pytest.raises(ConfigError, match=pattern) as info:
-        compose(name, overrides)
+        checked(name, overrides)
     assert info.value.key == key and "\n" not in str(info.value)
 
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from tagtune import __version__
-from tagtune.cli import caption, config_cmd, dataset, pipeline, sweep, tta, vae
+from tagtune.cli import caption, config_cmd, dataset, pipeline, plugins, sweep, tta, vae
 from tagtune.cli.common import examples
 
 app = typer.Typer(
@@ -63,6 +63,7 @@ app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(dataset.app, name="dataset")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(sweep.app, name="sweep")
+app.command("plugins", epilog=plugins.EPILOG)(plugins.plugins_cmd)
 
 
 def _pop_verbose(argv: list[str]) -> tuple[list[str], bool]:

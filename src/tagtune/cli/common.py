@@ -4,7 +4,7 @@ A command's life is always the same: parse flags -> :func:`compose_or_show` (whi
 config and exits for ``--show-config``) -> call one plain function of a stage with a reporter ->
 render its result. Every flag is a config key: it is applied as an update after the preset and
 the Hydra overrides (so the saved ``config.yaml`` records exactly what ran) and checked by the
-config schema, whose one-line errors name the key; :func:`compose_or_show` adds the flag that
+command's typed config (tagtune.config.typed), whose one-line errors name the key; :func:`compose_or_show` adds the flag that
 set it. Numeric flags are read as text for that reason: ``-n abc`` is a config error naming
 ``sample.num_samples (-n)``, not a usage screen.
 """
@@ -64,8 +64,8 @@ def config_default(config_name: str, key: str) -> str:
     Looks in the main config, then in the group option its defaults list selects for the key's
     first part (``generation.batch_size`` -> ``generation/caption/default.yaml``).
     """
-    from tagtune.config.schema import dig
     from tagtune.config.tree import config_dir
+    from tagtune.config.typed import dig
 
     root = config_dir()
     main = _yaml(root / f"{config_name}.yaml")

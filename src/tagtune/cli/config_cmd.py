@@ -95,8 +95,12 @@ def show_cmd(
             raise ConfigError(f"'{name}' is not a main config: overrides and --preset apply to main configs only")
         sys.stdout.write(find_yaml(name, dirs).read_text(encoding="utf-8"))
         return
+    from tagtune.pipeline.registry import check_main, commands_of, plain
+
     notes: list[str] = []
-    cfg = compose(name, overrides or [], preset=preset, config_dirs=dirs, notes=notes)
+    readers = [(c.name, c.schema) for c in commands_of(Path(name).stem)]  # names the key you meant
+    cfg = compose(name, overrides or [], preset=preset, config_dirs=dirs, notes=notes, siblings=readers)
+    check_main(Path(name).stem, plain(cfg))
     sys.stdout.write("".join(f"# note: {n}\n" for n in dict.fromkeys(notes)) + to_yaml(cfg))
 
 
@@ -137,7 +141,7 @@ def validate_cmd(
 
     Exit 0 and a line per main config it was checked against; exit 2 with the first bad key named.
     """
-    from tagtune.config.compose import validate_file
+    from tagtune.pipeline.registry import validate_file
 
     for line in validate_file(path, stage, config_dir or []):
         typer.echo(line)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tagtune.config import aliases
-from tagtune.config.tree import STAGES, config_dir, groups, main_configs, stage_of
+from tagtune.config.tree import config_dir, groups, main_configs, stage_of
 from tagtune.config.yamlcheck import check_user_dirs, check_user_yaml
 from tagtune.errors import ConfigError
 from tagtune.files.readers import missing_file
@@ -80,14 +80,9 @@ def _one_line(exc: BaseException, overrides: Sequence[str], dirs: Sequence[Path]
     unknown = re.search(r"Could not override '([^']+)'", text)
     if unknown and name:  # Hydra suggests "+key=..."; the schema knows the key that was meant
         key = unknown.group(1)
-        if classes:
-            from tagtune.config.typed import keys
+        from tagtune.config.typed import keys
 
-            known = sorted({k for c in classes for k in keys(c)})
-        else:
-            from tagtune.config.schema import describe
-
-            known = [k for k, _ in describe(name)]
+        known = sorted({k for c in classes for k in keys(c)})
         if key in known:  # a mapping that starts empty (sample.quotas, dataset.input_licenses): its entries are new keys
             return ConfigError(f"cannot set '{key}' to a mapping with new entries this way", key=key,
                                hint=f"add each entry with +{key}.NAME=VALUE")
@@ -231,7 +226,7 @@ def compose(
 
     Precedence, lowest first: the config's defaults, ``recorded``, the preset, the overrides,
     ``updates`` (values of explicit CLI flags such as ``-o`` or ``-n``). The result is resolved
-    (``${now:...}`` is evaluated once, here) and checked against :mod:`tagtune.config.schema`.
+    (``${now:...}`` is evaluated once, here) and, given the command's ``schema``, built as its typed config.
 
     Args:
         config_name: A main config name (``vae_training``) or a path to a YAML file.
@@ -282,12 +277,10 @@ def compose(
             raise
     data = _finish(cfg, name, updates or {})
     aliases.move(stage_of(name), data, notes)
-    if schema is None:
+    if schema is None:  # the whole main config (``config show``); tagtune.pipeline.registry checks it
         from omegaconf import OmegaConf
 
-        from tagtune.config.schema import validate
-
-        return OmegaConf.create(validate(name, data, first=list(updates or {})))
+        return OmegaConf.create(data)
     from tagtune.config.typed import build
 
     user_keys = ([override_key(o) for o in overrides] if strict else []) + list(updates or {})
@@ -312,56 +305,3 @@ def _finish(cfg: DictConfig, name: str, updates: Mapping[str, Any]) -> dict[str,
         return OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as exc:
         raise ConfigError(f"in config '{name}': {str(exc).splitlines()[0]}") from exc
-def validate_file(path: Path, stage: str | None = None, config_dirs: Sequence[Path] = ()) -> list[str]:
-    """Check a user's preset or main config; returns one line per main config it composed with.
-
-    A file whose name starts with a stage (``vae_mine.yaml``) and that has a defaults list is a main
-    config; anything else is a preset, checked against the main configs of its stage (``--stage``,
-    else the ``preset/<stage>/`` folder it sits in, else every stage: it must fit one of them).
-
-    Raises:
-        ConfigError: The first problem (a bad key is named).
-    """
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: {missing_file(path, 'file')}")
-    check_user_yaml(path)
-    text = path.read_text(encoding="utf-8-sig")
-    data = yaml.safe_load(text)
-    head = path.stem.split("_", 1)[0]
-    if head in STAGES and isinstance(data, Mapping) and "defaults" in data and "_global_" not in text:
-        compose(str(path), config_dirs=config_dirs)
-        return [f"ok: {path} is a valid {head} main config"]
-    parts = path.resolve().parts
-    if stage is not None and stage not in STAGES:
-        import difflib
-
-        close = difflib.get_close_matches(stage, STAGES, n=1)
-        raise ConfigError(f"unknown stage '{stage}' (--stage): the stages are {', '.join(STAGES)}",
-                          hint=f"did you mean '{close[0]}'?" if close else None)
-    stage = stage or next((s for s in STAGES if ("preset", s) in zip(parts, parts[1:])), None)
-    candidates = [stage] if stage else sorted(STAGES, key=lambda s: -_fit(data, s))
-    errors: list[ConfigError] = []
-    for st in candidates:
-        mains = [m for m in main_configs(config_dirs) if m.split("_", 1)[0] == st or m == st]
-        try:
-            for main in mains:
-                compose(main, preset=str(path), config_dirs=config_dirs)
-        except ConfigError as exc:
-            errors.append(exc)
-            continue
-        return [f"ok: {path} is a valid {st} preset ({', '.join(mains)})"]
-    raise errors[0]  # from the stage the preset's keys fit best
-
-
-def _fit(preset: Any, stage: str) -> int:
-    """How many of a preset's top-level keys the stage's main configs know (which stage it is for)."""
-    from tagtune.config.schema import SCHEMAS
-
-    keys = set(preset) if isinstance(preset, Mapping) else set()
-    known = {k for name, spec in SCHEMAS.items() if name.split("_", 1)[0] == stage for k in spec.fields}
-    return len(keys & known)
-
-

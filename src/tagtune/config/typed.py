@@ -338,7 +338,8 @@ def _annotation_at(cls: type, key: str) -> Any:
     return tp
 
 
-def _dig(data: Any, key: str) -> Any:
+def dig(data: Any, key: str) -> Any:
+    """The value at a dotted key of nested mappings; None where any part is missing."""
     for part in key.split("."):
         data = data.get(part) if isinstance(data, Mapping) else None
     return data
@@ -368,7 +369,7 @@ def build(cls: type, data: Mapping[str, Any], *, command: str | None = None,
     for key in first:
         tp = _annotation_at(cls, key)
         if tp is not None and not is_dataclass(_split(tp)[0]):
-            convert(tp, _dig(data, key), key)
+            convert(tp, dig(data, key), key)
     return _build(cls, data, "", ctx)
 
 
