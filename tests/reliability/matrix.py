@@ -293,6 +293,133 @@ CASES: list[Case] = [
          lambda d: ["dataset", "export", str(_w(d / "nothing" / "x.txt", "").parent), "--format", "jsonl"], "no dataset here"),
 ]
 
+# -- round 3: config files of yours, dataset export checks, licences, typed configs, plugins ---------------------
+
+def _dataset_run(d: Path, inputs: dict | None = None, license: str = "cc-by-4.0") -> Path:
+    """A pipeline run folder holding a small dataset folder built from synth-style clips."""
+    from tagtune.pipeline.dataset import build_dataset
+    from tagtune.records.taxonomy import Taxonomy
+
+    run = d / "run"
+    if not (run / "dataset").is_dir():
+        clips = _clip_dir(d, n=8)
+        tag_sets = [["fast tempo"], ["slow tempo"], ["piano"], ["drums"], ["fast tempo", "piano"], ["slow tempo", "drums"],
+                    ["fast tempo", "drums"], ["slow tempo", "piano"]]  # eight groups: every split gets rows
+        rows = [json.loads(line) for line in (clips / "metadata.jsonl").read_text().splitlines()]
+        _jsonl(clips / "metadata.jsonl", [{**r, "tags": tags} for r, tags in zip(rows, tag_sets)])
+        cfg = {"splits": {"train": 0.5, "validation": 0.25, "test": 0.25}, "split_seed": 0, "name": "t",
+               "license": license, "attribution": "", "input_licenses": {}, "exclude": [], "exclude_ngram": 4,
+               "exclude_threshold": 0.5}
+        taxonomy = Taxonomy({"tempo": ["fast tempo", "slow tempo"], "instrument": ["piano", "drums"]})
+        build_dataset(clips, run / "dataset", taxonomy, cfg, {"inputs": inputs or {"audio_model": "synth"}})
+    return run
+
+
+def _first_row(run: Path, split: str) -> tuple[Path, dict]:
+    import pyarrow.parquet as pq
+
+    meta = run / "dataset" / split / "metadata.parquet"
+    return meta, pq.read_table(meta).to_pylist()[0]
+
+
+def _row_in_two_splits(d: Path) -> Path:
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    run = _dataset_run(d)
+    (meta_a, row), (meta_b, _) = _first_row(run, "train"), _first_row(run, "test")
+    table = pq.read_table(meta_b)
+    shutil.copy(meta_a.parent / row["file_name"], meta_b.parent / row["file_name"])
+    pq.write_table(type(table).from_pylist(table.to_pylist() + [row], schema=table.schema), meta_b)
+    return run
+
+
+def _truncated_clip(d: Path) -> Path:
+    import numpy as np
+    import soundfile as sf
+
+    run = _dataset_run(d)
+    meta, row = _first_row(run, "train")
+    clip = meta.parent / row["file_name"]
+    clip.unlink()  # the build hard-links: replace the file, not the shared inode
+    sf.write(clip, np.zeros(800, dtype="float32"), 16000)
+    return run
+
+
+def _parquet_export(d: Path) -> Path:
+    run = _dataset_run(d)
+    if not (d / "E" / "data").is_dir():
+        run_cli("dataset", "export", str(run), "--format", "parquet", "-o", str(d / "E"))
+    return d / "E"
+
+
+def _deep_yaml(d: Path) -> Path:
+    return _w(d / "deep.yaml", "x: " + "[" * 3000 + "]" * 3000 + "\n")
+
+
+CASES += [
+    Case("config nested too deeply", "config validate of a YAML nested 3,000 levels deep",
+         lambda d: ["config", "validate", str(_deep_yaml(d))], "nested more than 100 levels deep"),
+    Case("config validate unknown stage", "config validate --stage nosuch",
+         lambda d: ["config", "validate", str(_w(d / "p.yaml", "trainer:\n  max_epochs: 3\n")), "--stage", "nosuch"],
+         "unknown stage 'nosuch' (--stage)"),
+    Case("preset key given twice", "a preset (with a BOM) that sets trainer.max_epochs twice",
+         lambda d: ["vae", "train", "--preset", str(_w(d / "dup.yaml", "\ufefftrainer:\n  max_epochs: 3\n  max_epochs: 4\n")),
+                    "--show-config"], "dup.yaml:3: key 'max_epochs' is given twice (first on line 2)"),
+    Case("preset needs an unset variable", "a preset using ${oc.env:...} of a variable that is not set, without a default",
+         lambda d: ["vae", "train", "--preset", str(_w(d / "env.yaml", "trainer:\n  max_epochs: ${oc.env:TAGTUNE_NOT_SET_ANYWHERE}\n")),
+                    "--show-config"], "env.yaml:2: environment variable TAGTUNE_NOT_SET_ANYWHERE is not set"),
+    Case("export, a row in two splits", "a dataset row copied from train into test",
+         lambda d: ["dataset", "export", str(_row_in_two_splits(d)), "-o", str(d / "E")], "is in both train and test"),
+    Case("export, clip shorter than its row", "a clip truncated to 0.05 s whose row says 2 s",
+         lambda d: ["dataset", "export", str(_truncated_clip(d)), "--format", "webdataset", "-o", str(d / "E")],
+         "holds 0.050 s but its row says 2.000 s"),
+    Case("export, two formats in one folder", "a webdataset export into a folder holding a Parquet export",
+         lambda d: ["dataset", "export", str(_dataset_run(d)), "--format", "webdataset", "-o", str(_parquet_export(d))],
+         "holds a parquet export: a webdataset export would mix formats"),
+    Case("export, zero-size shards", "dataset export --shard-mb 0",
+         lambda d: ["dataset", "export", str(_dataset_run(d)), "--shard-mb", "0", "-o", str(d / "E")],
+         "--shard-mb must be at least 1"),
+    Case("export, nothing left", "an --exclude file that holds every tag set of the dataset",
+         lambda d: ["dataset", "export", str(_dataset_run(d)), "--exclude",
+                    str(_jsonl(d / "held.jsonl", [{"tags": t} for t in (["fast tempo"], ["slow tempo"], ["piano"], ["drums"],
+                                                                          ["fast tempo", "piano"], ["slow tempo", "drums"],
+                                                                          ["fast tempo", "drums"], ["slow tempo", "piano"])])),
+                    "-o", str(d / "E")],
+         "no rows to export: the leakage guard left out all 8 rows"),
+    Case("export, exclude file without columns", "an --exclude file with neither a tags nor a caption column",
+         lambda d: ["dataset", "export", str(_dataset_run(d)), "--exclude",
+                    str(_jsonl(d / "held.jsonl", [{"id": 1, "name": "x"}])), "-o", str(d / "E")],
+         "holds no tag set and no caption"),
+    Case("push, an input licence unknown", "dataset export --push of a dataset whose audio model tagtune does not know",
+         lambda d: ["dataset", "export", str(_dataset_run(d, {"audio_model": "someone/unknown-model"})), "--push", "me/x",
+                    "-o", str(d / "E")], "the licence of an input is unknown (audio_model: someone/unknown-model)"),
+    Case("push, MusicGen from its cache path", "--push of cc-by-4.0 audio rendered by MusicGen loaded from a Hub cache path",
+         lambda d: ["dataset", "export", str(_dataset_run(d, {"audio_model": str(d / "hub" / "models--facebook--musicgen-small"
+                                                                                   / "snapshots" / "0123abcd")})),
+                    "--push", "me/x", "-o", str(d / "E")], "(non-commercial) but the dataset is declared cc-by-4.0"),
+    Case("semicolon-separated CSV", "tag sets in a .csv whose fields are separated by ';'",
+         lambda d: ["vae", "evaluate", str(_w(d / "semi.csv", "id;tags\n1;rock\n")), "--reference", "pkg:demo_tags.jsonl",
+                    "-o", str(d / "m.json")], "the fields seem separated by semicolons, not commas"),
+    Case("tags file is a folder", "pipeline run --tags DIR",
+         lambda d: ["pipeline", "run", "--preset", "quick_test", "--tags", str(_w(d / "tags" / "x.txt", "").parent),
+                    "-o", str(d / "out")], "is a directory, not a file"),
+    Case("a key the command does not read", "caption infer ... data.limit=5 (a setting of caption finetune)",
+         lambda d: ["caption", "infer", "pkg:demo_tags.jsonl", "--preset", "quick_test", "data.limit=5", "-o", str(d / "c.jsonl")],
+         "config key 'data.limit' is not read by `tagtune caption infer`"),
+    Case("sample given a trainer key", "vae sample ... trainer.max_epochs=3",
+         lambda d: ["vae", "sample", "--model", str(_vae_model(d)), "trainer.max_epochs=3", "-o", str(d / "t.jsonl")],
+         "config key 'trainer.max_epochs' is not read by `tagtune vae sample`"),
+    Case("plugins, unknown family", "tagtune plugins nope",
+         lambda d: ["plugins", "nope"], "unknown family 'nope'"),
+    Case("executor unknown", "pipeline run executor.name=nope",
+         lambda d: ["pipeline", "run", "--preset", "quick_test", "executor.name=nope", "-o", str(d / "out")],
+         "unknown executor 'nope'"),
+    Case("not a checker class", "verification.checkers=[os:system] (a function, not a checker)",
+         lambda d: ["tta", "verify", str(_clip_dir(d)), "verification.checkers=[os:system]"], "'os:system' is not a checker"),
+]
+
 _RULES = "genre: [rock, jazz]\ntempo: [slow tempo, fast tempo]\n_rules:\n  exclusive: [{group}]\n  counts: {counts}\n"
 
 
