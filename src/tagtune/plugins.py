@@ -175,7 +175,11 @@ def members(family: Family) -> list[Member]:
     """Every member of a family: the built-ins, then the registered entry points, each checked."""
     out: list[Member] = []
     listed = [(n, t, "built-in") for n, t in family.builtins.items()]
+    shadowed = [ep for ep in _entry_points(family) if ep.name in family.builtins]
     listed += [(ep.name, ep.value, _origin(ep)) for ep in _entry_points(family) if ep.name not in family.builtins]
+    for ep in shadowed:  # the built-in wins: say so, rather than hide the package's member
+        out.append(Member(family.name, ep.name, ep.value, _origin(ep),
+                          error=f"shadowed by the built-in '{ep.name}': name it by {ep.value} instead"))
     for name, target, origin in listed:
         try:
             obj = _import(target, family, name)

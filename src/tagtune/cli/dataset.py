@@ -38,14 +38,16 @@ def export_cmd(
     random_sets: Annotated[int, typer.Option("--random-sets", help="concepts: random clip sets to write (TCAV's random concepts).", min=0)] = 10,
     random_size: Annotated[int, typer.Option("--random-size", help="concepts: clips per random set.", min=1)] = 50,
     seed: Annotated[int, typer.Option("--seed", help="concepts: seed of the negative matching's tie-breaks and the random sets.", min=0)] = 0,
+    option: Annotated[Optional[list[str]], typer.Option("--option", metavar="KEY=VALUE", help="A setting for the format (a format of yours reads options.params; repeatable).", show_default=False)] = None,
 ) -> None:
     """Write the dataset for a trainer or the Hub: each format into its own folder, read back by its own library."""
-    from tagtune.pipeline.export import export_dataset
+    from tagtune.pipeline.export import export_dataset, parse_options
 
-    result = export_dataset(directory, fmt=fmt.lower(), out_dir=output, exclude=[str(p) for p in exclude or []],
-                            push=push, licence_checked=licence_checked, shard_bytes=shard_mb << 20, reporter=reporter(),
+    result = export_dataset(directory, fmt=fmt if ":" in fmt else fmt.lower(), out_dir=output,
+                            exclude=[str(p) for p in exclude or []], push=push, licence_checked=licence_checked,
+                            shard_bytes=shard_mb << 20, reporter=reporter(),
                             params={"min_examples": min_examples, "random_sets": random_sets,
-                                    "random_size": random_size, "seed": seed})
+                                    "random_size": random_size, "seed": seed, **parse_options(option or [])})
     console = out_console()
     for split, files in result.files.items():
         console.print(f"{split:<12} {result.rows[split]:>7} rows  {', '.join(str(f) for f in files[:3])}"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +162,22 @@ def export_dataset(path: Path, fmt: str = "parquet", out_dir: Path | None = None
     if push:
         result.pushed_to = push_to_hub(out, push)
     return result
+
+
+def parse_options(items: Sequence[str]) -> dict[str, Any]:
+    """``--option KEY=VALUE`` settings for an export format (values read as YAML: 3, true, [a, b], text)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"--option '{item}': expected KEY=VALUE", hint="e.g. --option separator=';'")
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
 
 
 def _check_one_format(out: Path, name: str) -> None:
