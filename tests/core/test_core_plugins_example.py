@@ -200,11 +200,15 @@ def test_members_named_by_import_path_without_entry_points(rendered, tmp_path):
     assert row["realised_tags"] == ["loud"] and row["scores"]["loud"]["checker"] == "rms"
 
 
-@pytest.mark.xfail(strict=True, reason="tagtune bug: `dataset export` lower-cases --format (src/tagtune/cli/dataset.py), "
-                                       "so a package.module:Class with capitals cannot be found")
-def test_export_format_named_by_import_path(built, tmp_path):
-    _cli(EXAMPLE / "src", "dataset", "export", built, "--format", MEMBERS["exporters"][1], "-o", tmp_path / "csv")
-    assert (tmp_path / "csv" / "train.csv").is_file()
+def test_export_format_named_by_import_path_with_its_option(built, tmp_path):
+    """A format named by package.module:Class (capitals kept), its setting from --option."""
+    import csv
+
+    _cli(EXAMPLE / "src", "dataset", "export", built, "--format", MEMBERS["exporters"][1], "--option", "separator=;",
+         "-o", tmp_path / "csv")
+    with open(tmp_path / "csv" / "train.csv", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows and all("|" not in r["tags"] for r in rows) and any(";" in r["tags"] for r in rows)
 
 
 def test_wrong_names_and_settings_are_one_line(site, rendered, built, tmp_path):

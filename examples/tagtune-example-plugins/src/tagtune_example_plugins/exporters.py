@@ -6,6 +6,8 @@ guard. It writes, into ``out`` (a folder this export owns)::
 
     out/train.csv            id, caption, tags (joined by "|"), duration, file (relative to out)
     out/audio/train/<clip>   the clips, hard-linked (copied across file systems)
+
+Its one setting comes from ``dataset export --option separator=';'`` (``options.params``).
 """
 
 from __future__ import annotations
@@ -30,13 +32,14 @@ class CsvExporter:
 
     def write(self, ds_dir: Path, out: Path, rows: Iterator[ExportRow], options: ExportOptions,
               reporter: Reporter) -> ExportResult:
+        separator = str(options.params.get("separator", "|"))  # --option separator=...
         tables: dict[str, list[dict[str, object]]] = {}
         for row in rows:  # in split order; row.audio is the clip's absolute path
             file = f"audio/{row.split}/{row.audio.name}"
             link_or_copy(row.audio, out / file)  # atomic, and skipped when already there (a rerun)
             rec = row.record
             tables.setdefault(row.split, []).append({"id": rec["id"], "caption": rec.get("caption", ""),
-                                                     "tags": "|".join(rec.get("tags") or []),
+                                                     "tags": separator.join(rec.get("tags") or []),
                                                      "duration": rec.get("duration"), "file": file})
         files = {}
         for split, table in tables.items():
