@@ -117,17 +117,46 @@ def test_parquet_export_declares_audio_and_reads_back(run, tmp_path):
     assert back == written
 
 
+AUDIO_META = ("path", "duration", "sample_rate", "amplitude", "weight", "info_path")  # audiocraft's AudioMeta fields
+MUSIC_INFO = ("title", "artist", "key", "bpm", "genre", "moods", "keywords", "description", "name", "instrument")
+
+
+def _audiocraft_reads_back(run: Path, tmp_path: Path) -> None:
+    """Exported from the directory audiocraft would run in (here tmp_path): relative paths, a dset YAML, every stage."""
+    import os
+
+    import soundfile as sf
+    import yaml
+
+    os.chdir(tmp_path)  # the test runs in its own scratch directory; audiocraft's paths are relative to it
+    res = run_cli("dataset", "export", run, "--format", "audiocraft", "-o", "egs/tagtune")
+    assert res.code == 0, res.err
+    dset = yaml.safe_load((tmp_path / "egs" / "tagtune" / "tagtune.yaml").read_text(encoding="utf-8"))
+    source = dset["datasource"]
+    assert set(source) == {"max_sample_rate", "max_channels", "train", "valid", "evaluate", "generate"}
+    assert source["max_channels"] >= 1 and source["max_sample_rate"] > 0
+    manifests = {stage: [json.loads(ln) for ln in (Path(source[stage]) / "data.jsonl").read_text().splitlines()]
+                 for stage in ("train", "valid", "evaluate", "generate") if source[stage]}
+    assert sum(len(v) for k, v in manifests.items() if k != "generate") == 12
+    assert manifests["generate"] == manifests["evaluate"]  # the prompts of audiocraft's generate stage: the test split
+    rows = {r["id"]: r for r in read_jsonl(run / "verify" / "metadata.jsonl")} if (run / "verify").is_dir() else {}
+    for line in [ln for v in manifests.values() for ln in v]:
+        assert set(line) == set(AUDIO_META) and not Path(line["path"]).is_absolute()
+        info = sf.info(line["path"])
+        assert info.samplerate == line["sample_rate"] <= source["max_sample_rate"]
+        assert abs(info.duration - line["duration"]) < 1e-3
+        sidecar = json.loads(Path(line["path"]).with_suffix(".json").read_text())
+        assert set(sidecar) == set(MUSIC_INFO) and sidecar["description"]
+        measured = rows.get(sidecar["name"], {})
+        if measured.get("bpm"):
+            assert sidecar["bpm"] == pytest.approx(measured["bpm"], abs=0.01) and sidecar["key"] == measured.get("key")
+    assert str(tmp_path) not in (tmp_path / "egs" / "tagtune" / "tagtune.yaml").read_text()
+
+
 def test_trainer_exports_read_back_by_their_conventions(run, tmp_path):
     wds = pytest.importorskip("webdataset")
-    import soundfile as sf
 
-    assert run_cli("dataset", "export", run, "--format", "audiocraft", "-o", tmp_path / "ac").code == 0
-    lines = [json.loads(ln) for f in (tmp_path / "ac").glob("*/data.jsonl") for ln in f.read_text().splitlines()]
-    assert len(lines) == 12
-    for line in lines:  # audiocraft's AudioMeta: path, duration, sample_rate; a MusicInfo sidecar beside the clip
-        info = sf.info(line["path"])
-        assert info.samplerate == line["sample_rate"] and abs(info.duration - line["duration"]) < 1e-3
-        assert json.loads(Path(line["path"]).with_suffix(".json").read_text())["description"]
+    _audiocraft_reads_back(run, tmp_path)
     assert run_cli("dataset", "export", run, "--format", "webdataset", "-o", tmp_path / "wds").code == 0
     shards = sorted(str(p) for p in (tmp_path / "wds").glob("*.tar"))
     samples = list(wds.WebDataset(shards, shardshuffle=False))

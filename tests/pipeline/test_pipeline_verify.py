@@ -112,3 +112,25 @@ def test_rerun_is_a_no_op_and_the_verify_folder_verifies_again(runs):
     report = json.loads((out / "r.json").read_text(encoding="utf-8"))
     summary = json.loads((out / "verify" / "summary.json").read_text(encoding="utf-8"))
     assert report["overall"]["realisation_mean"] == pytest.approx(summary["realisation_final"], abs=1e-3)
+
+
+def test_dataset_rows_carry_the_measured_bpm_key_and_loudness(runs):
+    """Verify's measurements reach the dataset: every row has a BPM (the one its kept clip plays), a key, its
+    loudness, and the estimators in provenance; a re-rendered row has its chosen clip's facts."""
+    import statistics
+
+    for policy in ("keep", "rerender"):
+        rows = _dataset(runs[policy])
+        verdicts = {}
+        for folder in sorted((runs[policy] / "verify" / "attempts").iterdir()) if policy == "rerender" else []:
+            verdicts.update({(int(folder.name), r["id"]): r for r in read_jsonl(folder / "verification.jsonl")})
+        for row in rows:
+            assert row["bpm"] > 0 and 0 <= row["bpm_confidence"] <= 1 and row["loudness_lufs"] < 0
+            assert row["key"] is None or row["key"].endswith(("major", "minor"))
+            assert set(row["provenance"]["verify"]["facts_by"]) == {"bpm", "key"}
+            chosen = row["provenance"]["verify"]["chosen_attempt"]
+            if chosen > 1:  # the facts of the clip that was kept, not of the first render
+                assert row["bpm"] == verdicts[(chosen, row["id"])]["facts"]["bpm"]
+        # the renderer misses on purpose here (slow rows played fast): the BPM is what the kept clip plays
+        close = [abs(r["bpm"] / r["provenance"]["audio"]["plan"]["bpm"] - 1) < 0.04 for r in rows]
+        assert statistics.mean(close) >= 0.9

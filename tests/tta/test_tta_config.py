@@ -81,7 +81,7 @@ def test_show_config_lists_only_each_commands_sections():
     assert set(generate) == {"task_name", "seed", "device", "paths", "data", "model", "tagmap", "generation", "generate",
                              "evaluate", "verification"}
     # the CLAP model and the verification settings are recorded for `tta verify DIR`; FAD is not
-    assert set(generate["evaluate"]) == {"clap_model", "revision", "max_seconds", "tiny"}
+    assert set(generate["evaluate"]) == {"clap_model", "revision", "max_seconds", "dtype", "tiny"}
     assert "input" not in generate["verification"] and "checkers" in generate["verification"]
     evaluate = _show("evaluate", "out", "--preset", "quick_test")
     assert set(evaluate) == {"seed", "device", "paths", "evaluate"} and evaluate["evaluate"]["fad"]["backbones"] == ["tiny"]

@@ -161,3 +161,102 @@ def test_a_backbone_whose_package_is_missing_is_reported_unavailable(make_cfg, r
     assert res.fads["pann"]["note"] == ("unavailable: the FAD backbone 'pann' needs tagtune_no_such_package, which is not "
                                         "installed (hint: pip install 'tagtune[eval]', or choose another FAD backbone "
                                         "(evaluate.fad.backbones))")
+
+
+def test_kl_divergence_closed_forms():
+    from tagtune.tta.kld import kl
+
+    p = np.array([0.5, 0.5, 0.0])
+    q = np.array([0.25, 0.25, 0.5])
+    assert kl(p, p) == pytest.approx(0.0, abs=1e-5)
+    assert kl(p, q) == pytest.approx(math.log(2), abs=1e-4)  # 2 * 0.5 * log(0.5 / 0.25)
+    assert kl(q, p) > 5  # mass where the other side has none: large, but finite (epsilon)
+
+
+def test_kld_pairs_clips_by_id_and_is_recorded(make_cfg, rendered, tmp_path):
+    """evaluate.kld.classifier=tiny (the offline stand-in): paired KLD over clips of the same id, the
+    distribution-level one beside it, both in the summary and the manifest."""
+    import shutil
+
+    from tagtune.tta.evaluate import evaluate
+
+    out, ref = rendered
+
+    def run(reference, name):
+        return evaluate(make_cfg("x", command=EVALUATE, evaluate__input=str(out), evaluate__reference=str(reference),
+                                 evaluate__output=str(tmp_path / name), evaluate__kld__classifier="tiny"))
+
+    import soundfile as sf
+
+    tones = tmp_path / "tones"  # a reference that sounds nothing like the generated noise, under the same ids
+    tones.mkdir()
+    for i, clip in enumerate(sorted((ref / "audio").iterdir())):
+        info = sf.info(clip)
+        t = np.arange(info.frames) / info.samplerate
+        sf.write(tones / clip.name, 0.5 * np.sin(2 * np.pi * (200 + 150 * i) * t), info.samplerate)
+    res = run(tones, "k1")
+    assert res.kld["pairs"] == 6 and res.kld["unpaired"] == 0 and res.kld["value"] > 0 and res.kld["kld_qp"] > 0
+    assert res.kld["distribution"] >= 0 and res.kld["classifier"] == "tiny"
+    summary = json.loads(res.summary_json.read_text(encoding="utf-8"))
+    assert summary["kld"]["value"] == pytest.approx(res.kld["value"])
+    manifest = json.loads((tmp_path / "k1" / "eval_manifest.json").read_text(encoding="utf-8"))
+    assert manifest["kld_classifier"] == "tiny" and "kld" in manifest["metrics"]
+    assert any(m["role"] == "KLD classifier" for m in manifest["models"])
+    # a clip against itself: 0, less the epsilon of 527 labels (~ -527e-6, as in audiocraft's KLD)
+    assert run(out / "audio", "k2").kld["value"] == pytest.approx(0.0, abs=1e-3)
+    renamed = tmp_path / "renamed"
+    renamed.mkdir()
+    for clip in tones.iterdir():
+        shutil.copy(clip, renamed / f"other-{clip.name}")
+    unpaired = run(renamed, "k3").kld
+    assert unpaired["value"] is None and unpaired["pairs"] == 0 and unpaired["distribution"] > 0
+    assert "only the distribution-level" in unpaired["note"]
+
+
+def test_passt_kld_without_its_package_or_weights_is_unavailable_in_one_line(make_cfg, rendered, tmp_path, monkeypatch):
+    from tagtune.tta.evaluate import evaluate
+    from tagtune.tta.passt import Passt
+
+    out, ref = rendered
+
+    def run(name, **extra):
+        return evaluate(make_cfg("x", command=EVALUATE, evaluate__input=str(out), evaluate__reference=str(ref / "audio"),
+                                 evaluate__output=str(tmp_path / name), evaluate__kld__classifier="passt", **extra))
+
+    monkeypatch.setattr(Passt, "requires", ("tagtune_no_such_package",))
+    res = run("p1")
+    assert res.kld["value"] is None and res.kld["note"].startswith("unavailable: the FAD backbone 'passt' needs")
+    assert res.fads["tiny"]["value"] > 0  # the other metrics still run
+    monkeypatch.setattr(Passt, "requires", ())
+    res = run("p2", evaluate__fad__passt_weights=str(tmp_path / "missing.pt"))
+    assert res.kld["note"].startswith("unavailable: PaSST weights not found at") and "\n" not in res.kld["note"]
+
+
+def test_passt_front_end_puts_a_tone_in_its_mel_band():
+    from tagtune.tta.passt import RATE, kaldi_mel_banks, log_mel, windows
+
+    banks = kaldi_mel_banks()
+    assert banks.shape == (128, 513) and np.all(banks.sum(axis=1) > 0) and not banks[:, -1].any()
+    tone = np.sin(2 * np.pi * 1000 * np.arange(RATE) / RATE).astype(np.float32)
+    spec = log_mel(tone)
+    assert spec.shape == (128, 1 + (RATE - 1) // 320)  # pre-emphasis takes a sample, a centred STFT adds a frame
+    centre_hz = 700 * np.expm1(np.linspace(0, 1127 * np.log1p(15000 / 700), 130)[1:-1] / 1127)
+    assert abs(centre_hz[int(np.argmax(spec.mean(axis=1)))] - 1000) < 60
+    assert [len(w) for w in windows(np.zeros(int(10.1 * RATE)))] == [10 * RATE]  # a 0.1 s tail is dropped
+
+
+def test_normalize_lufs_brings_every_clip_to_the_target_before_scoring(make_cfg, rendered, tmp_path):
+    from tagtune.tta.evaluate import evaluate, read_for_scoring
+    from tagtune.tta.loudness import integrated
+
+    out, _ = rendered
+    cfg = make_cfg("x", command=EVALUATE, evaluate__input=str(out), evaluate__output=str(tmp_path / "n"),
+                   evaluate__normalize_lufs=-23.0)
+    clip = next((out / "audio").glob("calm.wav"))
+    audio, rate = read_for_scoring(clip, cfg.evaluate)
+    assert integrated(audio[None], rate) == (pytest.approx(-23.0, abs=0.05), False)  # 0.2 s clips: ungated
+    res = evaluate(cfg)
+    summary = json.loads(res.summary_json.read_text(encoding="utf-8"))
+    manifest = json.loads((tmp_path / "n" / "eval_manifest.json").read_text(encoding="utf-8"))
+    assert summary["normalize_lufs"] == manifest["normalize_lufs"] == -23.0 and summary["clap_dtype"] == "float32"
+    assert manifest["models"][0]["requested_revision"] == cfg.evaluate.revision

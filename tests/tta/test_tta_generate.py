@@ -271,3 +271,31 @@ def test_overwrite_with_a_missing_model_keeps_earlier_output(make_cfg, tiny_back
     with pytest.raises(ModelNotFoundError):
         generate(make_cfg(generate__overwrite=True, model__name="facebook/musicgen-small"))
     assert first.metadata.read_bytes() == before
+
+
+def test_every_clip_records_its_measured_loudness_and_loudness_mode_hits_its_target(make_cfg, tiny_backend):
+    """Whatever generate.normalize is, each line carries the file's integrated loudness (BS.1770, pyloudnorm);
+    with normalize=loudness the files measure at the LUFS target, and a changed target renders them again."""
+    import pyloudnorm
+
+    peak = generate(make_cfg("peak", generation__duration=1.0), backend=tiny_backend)
+    for rec in read_jsonl(peak.metadata):
+        data, rate = sf.read(peak.output_dir / rec["file_name"], dtype="float64")
+        loud = rec["provenance"]["audio"]["loudness"]
+        assert loud["normalize"] == "peak" and loud["method"].startswith("ITU-R BS.1770-4")
+        if rec["id"] == "folk":  # 0.1 s: shorter than a gating block, measured ungated
+            assert "ungated" in loud["method"]
+            continue
+        assert rec["loudness_lufs"] == pytest.approx(pyloudnorm.Meter(rate).integrated_loudness(data), abs=0.05)
+    cfg = make_cfg("loud", generation__duration=1.0, generate__normalize="loudness", generate__loudness_db=-20.0)
+    loud = generate(cfg, backend=tiny_backend)
+    for rec in read_jsonl(loud.metadata):
+        data, rate = sf.read(loud.output_dir / rec["file_name"], dtype="float64")
+        meta = rec["provenance"]["audio"]["loudness"]
+        assert meta["target_lufs"] == -20.0 and meta["true_peak_db"] <= -1.0 + 0.01
+        if not meta["peak_limited"] and rec["id"] != "folk":
+            assert pyloudnorm.Meter(rate).integrated_loudness(data) == pytest.approx(-20.0, abs=0.1)
+            assert rec["loudness_lufs"] == pytest.approx(-20.0, abs=0.1)
+    again = generate(make_cfg("loud", generation__duration=1.0, generate__normalize="loudness", generate__loudness_db=-16.0),
+                     backend=tiny_backend)
+    assert again.redone == 6  # a new LUFS target is a new clip

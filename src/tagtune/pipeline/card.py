@@ -5,7 +5,8 @@ size bucket, ``configs`` with per-split ``data_files``, ``dataset_info`` with fe
 sizes, ``annotations_creators: machine-generated``, a ``synthetic`` tag, ``source_datasets``);
 the body is the template ``resources/dataset_card.md`` filled with sections computed here:
 statistics, caption tag coverage, the models with their revisions, seeds and settings, the
-licence table with obligations, and the plots.
+licence table with obligations, the plots, and (:mod:`tagtune.pipeline.card_sections`) intended use,
+bias, risks and limitations, a link to the report page, and the citations.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from tagtune.files.readers import resources_dir
 from tagtune.files.resumable import atomic_write_text
+from tagtune.pipeline import card_sections
 from tagtune.pipeline.hf import arrow_schema, dataset_info, features, size_category, without_ffmpeg
 from tagtune.records import licences, plots
 from tagtune.records.taxonomy import Taxonomy
@@ -45,7 +47,7 @@ def _statistics(rows: Sequence[Mapping[str, Any]], taxonomy: Taxonomy) -> str:
     lines = [f"- clips: {n}, {sum(durations) / 60:.1f} minutes of audio "
              f"(mean {sum(durations) / n:.2f} s, min {min(durations):.2f} s, max {max(durations):.2f} s)",
              f"- tags per clip: mean {sum(sizes) / n:.2f}, min {min(sizes)}, max {max(sizes)}",
-             f"- distinct tags used: {len(used & set(taxonomy.tags))} of {len(taxonomy)}", ""]
+             f"- distinct tags used: {len(used & set(taxonomy.tags))} of {len(taxonomy)}", *_measured(rows), ""]
     for cat in taxonomy.categories:
         with_cat = sum(1 for r in rows if r.get(cat))
         top = Counter(t for r in rows for t in (r.get(cat) or [])).most_common(10)
@@ -53,6 +55,28 @@ def _statistics(rows: Sequence[Mapping[str, Any]], taxonomy: Taxonomy) -> str:
         if top:
             lines += [_table(["tag", "clips", "share"], [[t, c, f"{c / n:.1%}"] for t, c in top]), ""]
     return "\n".join(lines)
+
+
+def _measured(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line each for the loudness, tempo and key the rows carry (columns `loudness_lufs`, `bpm`, `key`)."""
+    import statistics
+
+    def values(key: str) -> list[float]:
+        return sorted(float(r[key]) for r in rows if isinstance(r.get(key), (int, float)) and r[key] == r[key])
+
+    lines = []
+    lufs, bpm = values("loudness_lufs"), values("bpm")
+    if lufs:
+        lines.append(f"- integrated loudness (`loudness_lufs`, ITU-R BS.1770-4): median {statistics.median(lufs):.1f} "
+                     f"LUFS, {lufs[0]:.1f} to {lufs[-1]:.1f} over {len(lufs)} clips")
+    if bpm:
+        lines.append(f"- measured tempo (`bpm`): median {statistics.median(bpm):.0f} BPM, {bpm[0]:.0f} to {bpm[-1]:.0f} "
+                     f"over {len(bpm)} clips")
+    keys = Counter(str(r["key"]) for r in rows if isinstance(r.get("key"), str))
+    if keys:
+        lines.append("- estimated key (`key`): " + ", ".join(f"{k} ({n})" for k, n in keys.most_common(5))
+                     + f"; {sum(keys.values())} clips with a key")
+    return lines
 
 
 def _quality(rows: Sequence[Mapping[str, Any]], taxonomy: Taxonomy, verification: Mapping[str, Any] | None = None) -> str:
@@ -177,7 +201,7 @@ def card_data(rows: Sequence[Mapping[str, Any]], dataset_cfg: Mapping[str, Any],
     sources = sorted({f"extended|{s.display}" for s in _sources(provenance)
                       if s.licence and "musiccaps" in s.identifier.lower()}) or ["original"]
     data = DatasetCardData(
-        **licences.card_licence(dataset_cfg["license"]), pretty_name=dataset_cfg["name"],
+        **licences.card_licence(dataset_cfg["license"]), pretty_name=card_sections.pretty_name(dataset_cfg),
         size_categories=[size_category(len(rows))], task_categories=["text-to-audio"], language=["en"],
         tags=["music", "synthetic", "concept-labelled", "tagtune"], annotations_creators=["machine-generated"],
         source_datasets=sources,
@@ -204,7 +228,7 @@ def write_card(out_dir: Path, rows: Sequence[Mapping[str, Any]], taxonomy: Taxon
     excluded = provenance.get("excluded") or {}
     uses_llama = any(s.licence and s.licence.id == "llama3.1" for s in _sources(provenance))
     body = Template((resources_dir() / "dataset_card.md").read_text(encoding="utf-8")).substitute(
-        name=dataset_cfg["name"],
+        pretty_name=card_sections.pretty_name(dataset_cfg),
         summary=(f"A concept-labelled text-to-music dataset of **{n} clips**, made with tagtune: tag sets from "
                  f"a {len(taxonomy.categories)}-category taxonomy ({len(taxonomy)} tags), a caption for each tag set, "
                  "audio rendered from each caption. Every row records how it was made (`provenance`)."),
@@ -220,7 +244,10 @@ def write_card(out_dir: Path, rows: Sequence[Mapping[str, Any]], taxonomy: Taxon
                   f"{excluded['caption_exact']} by exact caption, {excluded['caption_ngram']} by {excluded['ngram']}-gram "
                   f"overlap >= {excluded['threshold']}.") if excluded else "",
         statistics=_statistics(rows, taxonomy), quality=_quality(rows, taxonomy, provenance.get("verification")), made=_made(provenance, rows),
-        licences=_licences(dataset_cfg, provenance),
+        licences=_licences(dataset_cfg, provenance), report=card_sections.report_link(),
+        intended_use=card_sections.intended_use(), limitations=card_sections.limitations(rows, provenance),
+        citation=card_sections.citation(dataset_cfg, provenance, rows,
+                                        f"https://huggingface.co/datasets/{load_path}" if load_path else None),
         plots="\n\n".join(f"![{p.stem.replace('_', ' ')}](plots/{p.name})" for p in plots),
     )
     return atomic_write_text(out_dir / "README.md", f"---\n{data.to_yaml()}\n---\n\n{body}")

@@ -49,12 +49,23 @@ class VerifyStep:
 
 
 @dataclass(frozen=True)
+class DatasetCitation:
+    """``dataset.citation``: the dataset's own BibTeX entry in the card (null: from the names, this year)."""
+
+    author: str | None
+    year: Annotated[int, Range(min=1900, max=2200)] | None
+    url: str | None
+
+
+@dataclass(frozen=True)
 class DatasetSection:
-    """The dataset folder: grouped splits, the card's name and licence, the leakage guard."""
+    """The dataset folder: grouped splits, the card's name, title, citation and licence, the leakage guard."""
 
     splits: dict[str, Annotated[float, Range(min=0, max=1)]]
     split_seed: Seed
     name: str
+    pretty_name: str | None
+    citation: DatasetCitation
     license: str
     attribution: str
     input_licenses: dict[str, str]

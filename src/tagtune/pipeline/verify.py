@@ -11,7 +11,8 @@ Layout::
 
     DIR/verify/attempts/<k>/   prompts.jsonl, audio/, metadata.jsonl, verification.jsonl (k >= 2)
     DIR/verify/audio/          links to each row's chosen clip
-    DIR/verify/metadata.jsonl  the chosen rows with realised_tags, realisation and provenance.verify
+    DIR/verify/metadata.jsonl  the chosen rows with realised_tags, realisation, the measured bpm and key (with
+                               their confidences) and provenance.verify (estimators, the checkers' models)
     DIR/verify/summary.json    policy, counts (re-rendered, improved, dropped), realisation tables
 
 Every attempt is an ordinary ``tta generate`` + ``tta verify`` folder, so a killed step resumes
@@ -44,6 +45,8 @@ from tagtune.records.rows import ClipRow
 from tagtune.report import Reporter
 from tagtune.tta.config import GenerateConfig, VerifyConfig
 
+_FACTS = ("bpm", "bpm_confidence", "key", "key_confidence")  # verdict facts -> DatasetRow fields of the same names
+
 
 def attempt_seed(seed: int, attempt: int) -> int:
     """The base seed of render ``attempt`` (1: the run's own seed)."""
@@ -57,6 +60,7 @@ class _Attempt:
     seed: int
     rows: dict[str, ClipRow]
     verdicts: dict[str, dict[str, Any]]
+    judged_by: dict[str, dict[str, Any]] = field(default_factory=dict)  # checker -> model and revision
 
 
 @dataclass
@@ -73,6 +77,7 @@ class VerifyStepSummary:
     attempts: int = 1
     realisation_first: float | None = None
     realisation_final: float | None = None
+    judged_by: dict[str, dict[str, Any]] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
 
 
@@ -80,7 +85,7 @@ def _judge(cfg: VerifyConfig, clips: Path, number: int, seed: int, out: Path, ru
            reporter: Reporter) -> _Attempt:
     """Judge a render folder (``executor.shards.verify`` shard tasks, then the unsharded finalizer that
     folds their parts and writes the report) and read its rows and verdicts back."""
-    from tagtune.tta.verify import VERIFICATION, verify
+    from tagtune.tta.verify import REPORT, VERIFICATION, verify
 
     judge = replace(cfg, {"verification.input": str(clips), "verification.output": None, "verification.force": False,
                           "verification.shard": "0/1"})
@@ -90,7 +95,19 @@ def _judge(cfg: VerifyConfig, clips: Path, number: int, seed: int, out: Path, ru
         verify(judge, reporter)  # the finalizer: folds the shards' parts (judges nothing left), writes the report
     rows = {row.id: row for row in read_clips(clips / "metadata.jsonl")}
     verdicts = {str(rec["id"]): rec for _, rec in iter_jsonl(clips / VERIFICATION)}
-    return _Attempt(number, clips, seed, rows, verdicts)
+    return _Attempt(number, clips, seed, rows, verdicts, _judged_by(clips / REPORT))
+
+
+def _judged_by(report: Path) -> dict[str, dict[str, Any]]:
+    """The checkers that ran a model, with the model and its resolved revision (the CLAP commit), from the report."""
+    import json
+
+    try:
+        checkers = json.loads(report.read_text(encoding="utf-8")).get("checkers") or {}
+    except (OSError, ValueError):
+        return {}
+    return {name: {"model": d["model"], "revision": d.get("revision")} for name, d in checkers.items()
+            if isinstance(d, dict) and d.get("model")}
 
 
 def _group(row: ClipRow) -> str:
@@ -117,7 +134,7 @@ def _rerender(gen: GenerateConfig, judge: VerifyConfig, out: Path, number: int, 
     with atomic_path(prompts) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         for row in rows:
             provenance = {k: v for k, v in row.provenance.items() if k not in ("audio", "verify")}
-            fh.write(dumps_line(dataclasses.replace(row, provenance=provenance).to_record()))
+            fh.write(dumps_line(dataclasses.replace(row, provenance=provenance, loudness_lufs=None).to_record()))
     seed = attempt_seed(gen.seed, number)
     cfg = replace(gen, {"generate.input": str(prompts), "generate.output": str(folder), "generate.shard": "0/1",
                         "generate.limit": None, "generate.overwrite": False, "seed": seed})
@@ -186,12 +203,17 @@ def _assemble(first: _Attempt, groups: dict[str, list[str]], best: dict[str, _At
         link_or_copy(source, ensure_dir(out / "audio") / source.name)
         history = [{"attempt": a.number, "seed": a.rows[row.id].provenance.get("audio", {}).get("seed"),
                     "realisation": a.verdicts.get(row.id, {}).get("realisation")} for a in rendered[row.id]]
+        facts = verdict.get("facts") or {}
         provenance = {**picked.provenance, "verify": {
             "policy": str(policy.policy), "min_realisation": minimum, "chosen_attempt": chosen.number,
             "seed": picked.provenance.get("audio", {}).get("seed"), "attempts": history,
-            "missed_tags": verdict.get("missed_tags", []), "unjudged_tags": verdict.get("unjudged_tags", [])}}
+            "missed_tags": verdict.get("missed_tags", []), "unjudged_tags": verdict.get("unjudged_tags", []),
+            **({"facts_by": verdict["facts_by"]} if verdict.get("facts_by") else {}),
+            **({"judged_by": chosen.judged_by} if chosen.judged_by else {})}}
         final = dataclasses.replace(picked, file_name=f"audio/{source.name}", provenance=provenance,
-                                    realised_tags=verdict.get("realised_tags"), realisation=verdict.get("realisation"))
+                                    realised_tags=verdict.get("realised_tags"), realisation=verdict.get("realisation"),
+                                    **{k: facts.get(k) for k in _FACTS})
+        summary.judged_by.update(chosen.judged_by)
         lines.append(dumps_line(final.to_record()))
         chosen_verdicts.append(verdict)
         summary.kept += 1

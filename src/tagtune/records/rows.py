@@ -4,8 +4,8 @@
 
     tag sets      (vae sample)       TagSetRow    id, tags, <category lists>, provenance.tags
     captions      (caption infer)    CaptionRow   + caption, reference_caption, provenance.caption
-    audio clips   (tta generate)     ClipRow      + file_name, duration, sample_rate, provenance.audio
-    dataset       (pipeline run)     DatasetRow   + split, realised_tags, realisation
+    audio clips   (tta generate)     ClipRow      + file_name, duration, sample_rate, loudness_lufs, provenance.audio
+    dataset       (pipeline run)     DatasetRow   + split, realised_tags, realisation, bpm, key (+ confidences)
 
 One name per concept from the first file to the last: ``id``, ``tags``, ``caption``. Writers always
 use these names (:meth:`TagSetRow.to_record`); :mod:`tagtune.records.reader` is the one reader.
@@ -27,7 +27,8 @@ class Categorizer(Protocol):
 
 # The order of the fields in every written line (a row type writes the ones it declares).
 FIELD_ORDER = ("file_name", "id", "split", "tags", "caption", "reference_caption", "duration", "sample_rate",
-               "pair_id", "concept", "edit", "realised_tags", "realisation", "provenance")
+               "pair_id", "concept", "edit", "realised_tags", "realisation", "loudness_lufs", "bpm", "bpm_confidence",
+               "key", "key_confidence", "provenance")
 # Input spellings accepted for our fields when the user does not name the column.
 TAG_COLUMNS = ("tags", "aspect_list", "aspects")
 CAPTION_COLUMNS = ("caption", "text", "prediction")
@@ -92,6 +93,18 @@ class ClipRow(CaptionRow):
     realised_tags: list[str] | None = _doc("tags the audio was judged to carry (the pipeline's verify step)", default=None)
     realisation: float | None = _doc("realised / judged intended tags (verify step; null when none could be judged)",
                                      default=None)
+    loudness_lufs: float | None = _doc(
+        "integrated loudness of the file as written, in LUFS (ITU-R BS.1770-4, pyloudnorm; ungated for clips under "
+        "0.4 s), whatever `generate.normalize` was; null for silence. How it was normalised: `provenance.audio.loudness`",
+        default=None)
+    bpm: float | None = _doc("tempo measured from the audio (verify step, every clip; the estimator in "
+                             "`provenance.verify.facts_by`); null when no beat was found", default=None)
+    bpm_confidence: float | None = _doc("periodicity of the onsets at `bpm`: 0 no pulse, 1 perfectly periodic",
+                                        default=None)
+    key: str | None = _doc("key estimated from the audio, e.g. `A minor` (verify step: chroma against "
+                           "Krumhansl-Schmuckler profiles); null when too ambiguous", default=None)
+    key_confidence: float | None = _doc("correlation of the clip's pitch classes with the key's profile, 0 to 1",
+                                        default=None)
 
 
 @dataclass(kw_only=True)

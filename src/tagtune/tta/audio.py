@@ -2,7 +2,8 @@
 
 MusicGen's decoder can overshoot [-1, 1], and libsndfile does not clip when it converts floats to
 integer PCM (out-of-range samples wrap around into loud clicks), so every clip is normalised as
-configured and then clipped and quantised here before soundfile sees it. A clip is written to a
+configured (``loudness``: integrated LUFS by ITU-R BS.1770-4, :mod:`tagtune.tta.loudness`) and
+then clipped and quantised here before soundfile sees it. A clip is written to a
 temporary name, read back (sample rate, channels, frame count) and only then renamed into place,
 so a file at its final name is always complete. Resampling uses scipy (no torchaudio here).
 """
@@ -48,24 +49,40 @@ def check_format(fmt: str, subtype: str) -> tuple[str, str]:
     return major, sub
 
 
-def normalize(audio: Any, mode: str, peak_db: float, loudness_db: float) -> Any:
-    """Scale one clip ``(channels, samples)``: ``peak`` to ``peak_db`` dBFS, ``loudness`` to an RMS of
-    ``loudness_db`` dBFS (an approximation of LUFS without K-weighting), ``none`` leaves it; then clip."""
+def normalize_clip(audio: Any, mode: str, peak_db: float, loudness_db: float, rate: int | None = None,
+                   true_peak_db: float | None = None) -> tuple[Any, dict[str, Any]]:
+    """Scale one clip ``(channels, samples)``, then clip it to [-1, 1]; returns it and what was done.
+
+    ``peak``: sample peak to ``peak_db`` dBFS. ``loudness``: integrated loudness to ``loudness_db``
+    LUFS (ITU-R BS.1770-4, :mod:`tagtune.tta.loudness`; needs ``rate``) with the true peak kept
+    under ``true_peak_db`` dBTP (None: no ceiling). ``none``: as it came.
+    """
     import numpy as np
 
     x = np.nan_to_num(np.asarray(audio, dtype=np.float32), nan=0.0, posinf=1.0, neginf=-1.0)
     mode = str(mode or "none").lower()
+    done: dict[str, Any] = {"normalize": mode}
     if mode == "peak":
         peak = float(np.max(np.abs(x))) if x.size else 0.0
         if peak > 1e-9:
             x = x * (10 ** (float(peak_db) / 20) / peak)
+        done["target_peak_db"] = float(peak_db)
     elif mode == "loudness":
-        rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
-        if rms > 1e-9:
-            x = x * (10 ** (float(loudness_db) / 20) / rms)
+        from tagtune.tta.loudness import to_target
+
+        if rate is None:
+            raise ValueError("normalize=loudness needs the clip's sample rate")
+        x, info = to_target(x, int(rate), float(loudness_db), true_peak_db)
+        done.update(info)
     elif mode != "none":
         raise ConfigError(f"unknown generate.normalize '{mode}'", key="generate.normalize", hint="use none, peak or loudness")
-    return np.clip(x, -1.0, 1.0)
+    return np.clip(x, -1.0, 1.0), done
+
+
+def normalize(audio: Any, mode: str, peak_db: float, loudness_db: float, rate: int | None = None,
+              true_peak_db: float | None = None) -> Any:
+    """:func:`normalize_clip` without the record of what was done."""
+    return normalize_clip(audio, mode, peak_db, loudness_db, rate, true_peak_db)[0]
 
 
 def to_pcm(audio: Any, subtype: str) -> Any:

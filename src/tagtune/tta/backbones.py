@@ -9,8 +9,11 @@ local files only, never fetched and never run as code from a model repository:
   torchvggish, fadtk and frechet-audio-distance download) loaded tensors-only;
 * ``pann``: frechet-audio-distance's PANN Cnn14 (16 kHz) with its ``Cnn14_16k_mAP=0.438.pth``;
 * ``encodec``: the encoder of ``facebook/encodec_24khz`` through transformers (local cache);
+* ``passt``: PaSST-S on AudioSet (:mod:`tagtune.tta.passt`), one embedding per 10 s window; also the
+  classifier of KLD (``evaluate.kld.classifier``);
 * ``tiny``: the encoder of the tiny MusicGen's EnCodec (random weights, offline): it keeps the FAD
-  code path running in tests and CI, its values mean nothing.
+  code path running in tests and CI, and with a seeded random label head the KLD one; its values
+  mean nothing.
 
 ``evaluate.fad.backbones`` names members of :data:`BACKBONES`: these built-ins, a
 ``package.module:Class`` or an entry point of ``tagtune.backbones`` (:mod:`tagtune.plugins`). A
@@ -48,17 +51,26 @@ class Backbone(Protocol):
         ...
 
 
+class Classifier(Backbone, Protocol):
+    """A backbone that also classifies, for KLD (``evaluate.kld.classifier``): ``passt``, ``tiny``."""
+
+    def probabilities(self, audio: Any, rate: int) -> Any:
+        """The clip's label distribution ``(labels,)`` summing to 1, or None when the clip is too short."""
+        ...
+
+
 BACKBONES = Family(
     name="backbones",
     what="FAD backbone",
     protocol=Backbone,
     builtins={"vggish": "tagtune.tta.backbones:VGGish", "pann": "tagtune.tta.backbones:Pann",
-              "encodec": "tagtune.tta.backbones:Encodec", "tiny": "tagtune.tta.backbones:TinyEncodec"},
+              "encodec": "tagtune.tta.backbones:Encodec", "passt": "tagtune.tta.passt:Passt",
+              "tiny": "tagtune.tta.backbones:TinyEncodec"},
     key="evaluate.fad.backbones",
 )
 
 
-def _torch_hub_checkpoint(name: str) -> Path:
+def torch_hub_checkpoint(name: str) -> Path:
     home = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")).expanduser()
     return home / "hub" / "checkpoints" / name
 
@@ -72,7 +84,7 @@ class VGGish:
         import torch
 
         weights = fad.vggish_weights
-        path = Path(weights).expanduser() if weights else _torch_hub_checkpoint("vggish-10086976.pth")
+        path = Path(weights).expanduser() if weights else torch_hub_checkpoint("vggish-10086976.pth")
         if not path.is_file():
             raise ModelNotFoundError(f"VGGish weights not found at {path}",
                                      hint="download vggish-10086976.pth once (torchvggish v0.1) and set evaluate.fad.vggish_weights")
@@ -154,7 +166,7 @@ class Pann:
         from frechet_audio_distance.models.pann import Cnn14_16k
 
         weights = fad.pann_weights
-        path = Path(weights).expanduser() if weights else _torch_hub_checkpoint("Cnn14_16k_mAP=0.438.pth")
+        path = Path(weights).expanduser() if weights else torch_hub_checkpoint("Cnn14_16k_mAP=0.438.pth")
         if not path.is_file():
             raise ModelNotFoundError(f"PANN weights not found at {path}", hint="set evaluate.fad.pann_weights to Cnn14_16k_mAP=0.438.pth")
         self.net = Cnn14_16k(sample_rate=16000, window_size=512, hop_size=160, mel_bins=64, fmin=50, fmax=8000, classes_num=527)
@@ -207,6 +219,21 @@ class TinyEncodec(Encodec):
         path = ensure_tiny_musicgen(fad.tiny)
         codec = MusicgenForConditionalGeneration.from_pretrained(path).audio_encoder
         self._use(codec, int(codec.config.sampling_rate), resolved_revision(None, str(path)))
+        self.seed = int(fad.tiny.seed)
+
+    def probabilities(self, audio: Any, rate: int) -> Any:
+        """A stand-in label distribution over 527 labels: the mean encoder frame through a seeded random
+        linear head and a softmax. Random, but a function of the audio: KLD's code path runs offline."""
+        import numpy as np
+        from scipy.special import softmax
+
+        frames = self.frames(audio, rate)
+        if len(frames) == 0:
+            return None
+        pooled = frames.mean(axis=0)
+        pooled = (pooled - pooled.mean()) / (pooled.std() + 1e-9)  # a scale-free input: logits of a few units
+        head = np.random.default_rng(self.seed).normal(size=(frames.shape[1], 527)) * (3 / np.sqrt(frames.shape[1]))
+        return softmax(pooled @ head)
 
 
 def load_backbone(name: str, fad: Fad) -> Backbone:

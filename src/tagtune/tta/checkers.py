@@ -142,7 +142,7 @@ class ClapChecker:
         self._text: dict[str, tuple[list[str], Any]] = {}
         cache_root = context.folder / ".tagtune-cache"
         name = context.cfg.evaluate.clap_model
-        slug = hashlib.sha256(f"{name}@{context.cfg.evaluate.revision}".encode()).hexdigest()[:12]
+        slug = hashlib.sha256(f"{name}@{context.cfg.evaluate.revision}{_dtype_tag(context)}".encode()).hexdigest()[:12]
         self.cache_dir = cache_root / f"clap-{slug}" if settings.cache else None
 
     def claims(self, tag: str, category: str | None) -> bool:
@@ -153,6 +153,7 @@ class ClapChecker:
     def describe(self) -> dict[str, Any]:
         s = self.settings
         return {"model": self.context.cfg.evaluate.clap_model, "revision": self.embedder.revision,
+                "dtype": str(self.embedder.dtype).removeprefix("torch."),
                 "decision": s.decision, "top_k": s.top_k, "margin": s.margin,
                 "threshold": s.threshold, "templates": self.templates,
                 "categories": sorted(self.categories) if self.categories is not None else None}
@@ -211,6 +212,19 @@ class ClapChecker:
                 candidates, text = self.text_embeddings(category)
                 out[i].update(decide(audio[row] @ text.T, candidates, wanted, self.settings))
         return out
+
+
+def _dtype_tag(context: CheckerContext) -> str:
+    """What the embedding cache adds to its key for a model run in half precision (float32: nothing, so
+    caches written before ``evaluate.dtype`` existed stay valid)."""
+    from tagtune.models.device import pick_device
+    from tagtune.tta.clap import clap_dtype
+
+    try:
+        dtype = str(clap_dtype(context.cfg.evaluate.dtype, pick_device(context.cfg.device)))
+    except Exception:  # noqa: BLE001 -- a device that is not there fails later, when the model loads, with its own message
+        return ""
+    return "" if dtype == "torch.float32" else f"#{dtype}"
 
 
 def decide(cosines: Any, candidates: list[str], wanted: list[str], settings: ClapSettings) -> dict[str, Judgement]:

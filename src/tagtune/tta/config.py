@@ -19,8 +19,8 @@ from tagtune.config.sections import Paths
 from tagtune.config.typed import Count, Range, Seed
 
 __all__ = ["COMMANDS", "EVALUATE", "GENERATE", "MERGE", "VERIFY", "Clap", "EvaluateConfig", "Evaluate", "Fad",
-           "GenerateConfig", "Generate", "Generation", "MergeConfig", "PromptColumns", "Tagmap", "TinyClap",
-           "TinyMusicgen", "TtaModel", "Verification", "VerificationSettings", "VerifyConfig"]
+           "GenerateConfig", "Generate", "Generation", "KeySettings", "Kld", "MergeConfig", "PromptColumns", "Tagmap",
+           "TinyClap", "TinyMusicgen", "TtaModel", "Verification", "VerificationSettings", "VerifyConfig"]
 
 SampleRate = Annotated[int, Range(min=8000, max=192000)]
 Bpm = Annotated[float, Range(min=20, max=400)]
@@ -112,7 +112,8 @@ class Generate:
     subtype: str
     normalize: Literal["none", "peak", "loudness"]
     peak_db: Decibels
-    loudness_db: Decibels
+    loudness_db: Decibels  # LUFS (integrated, ITU-R BS.1770-4) for normalize=loudness
+    true_peak_db: Decibels | None  # dBTP ceiling for normalize=loudness (None: none)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,6 +123,7 @@ class Clap:
     clap_model: str
     revision: str | None
     max_seconds: Seconds | None
+    dtype: Literal["auto", "float32", "bfloat16", "float16"]
     tiny: TinyClap | None = None
 
 
@@ -143,6 +145,14 @@ class ClapSettings:
     templates: dict[str, str]
 
 
+@dataclass(frozen=True)
+class KeySettings:
+    """``verification.key``: the key estimate stored with every clip (``facts`` has ``key``)."""
+
+    profile: Literal["krumhansl", "temperley"]
+    min_confidence: Fraction
+
+
 @dataclass(frozen=True, kw_only=True)
 class VerificationSettings:
     """How clips are judged (``verification/``): the checkers in order and each one's settings;
@@ -152,7 +162,9 @@ class VerificationSettings:
     max_seconds: Seconds | None
     taxonomy: str | None
     checkers: list[str]
+    facts: list[Literal["bpm", "key"]]
     tempo: TempoSettings
+    key: KeySettings
     clap: ClapSettings
     custom: dict[str, Any]
 
@@ -174,11 +186,20 @@ class Fad:
     backbones: list[str]
     vggish_weights: str | None
     pann_weights: str | None
+    passt_weights: str | None
     encodec_model: str
     inf_steps: Annotated[int, Range(min=3)]
     fixed_n: Annotated[int, Range(min=2)] | None
     repeats: Count
     tiny: TinyMusicgen | None = None
+
+
+@dataclass(frozen=True)
+class Kld:
+    """``evaluate.kld``: KL divergence of label distributions; ``classifier`` names a member of the FAD
+    backbones family that also classifies (``passt``; ``tiny`` offline), None skips it."""
+
+    classifier: str | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -190,7 +211,9 @@ class Evaluate(Clap):
     output: str | None
     batch_size: Count
     self_test: bool
+    normalize_lufs: Annotated[float, Range(max=0)] | None
     fad: Fad
+    kld: Kld
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,10 @@ The CLAP score of a clip is the cosine similarity of the CLAP embeddings of its 
 audio (higher: the audio matches the caption better). FAD is the Frechet distance between
 Gaussians fitted to the CLAP *audio* embeddings of the generated clips and of a reference folder
 (comparable only with other CLAP-based FADs). Without a reference folder FAD is skipped with a
-note. Outputs: a per-clip CSV, a summary JSON and (in the CLI) a table. Clips are embedded in
-batches; only the embeddings are kept for FAD.
+note. Optional: KLD of AudioSet label distributions (``evaluate.kld.classifier``, :mod:`tagtune.tta.kld`)
+and loudness normalisation of every clip before scoring (``evaluate.normalize_lufs``, BS.1770-4),
+both recorded in the summary and the manifest. Outputs: a per-clip CSV, a summary JSON and (in the
+CLI) a table. Clips are embedded in batches; only the embeddings are kept for FAD.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class EvalResult:
     scores_csv: Path
     summary_json: Path
     fads: dict[str, Any] = field(default_factory=dict)  # per backbone: value, n, fad_inf, note ...
+    kld: dict[str, Any] | None = None  # evaluate.kld: value (paired), distribution, pairs, classifier, note
 
 
 def clip_rows(folder: Path, meta: Path) -> Iterator[tuple[int, str, str, str, Path]]:
@@ -85,6 +88,17 @@ def _reference_files(reference: Path | None) -> list[Path]:
     return files
 
 
+def read_for_scoring(path: Path, ev: Evaluate) -> tuple[Any, int]:
+    """A clip as every metric sees it: mono, cut to ``evaluate.max_seconds`` and, with
+    ``evaluate.normalize_lufs``, brought to that integrated loudness (a plain gain; no clipping)."""
+    audio, rate = read_mono(path, ev.max_seconds)
+    if ev.normalize_lufs is not None:
+        from tagtune.tta.loudness import to_target
+
+        audio = to_target(audio[None], rate, float(ev.normalize_lufs), None)[0][0]
+    return audio, rate
+
+
 def _score(embedder: Any, folder: Path, meta: Path, ref_files: list[Path], ev: Evaluate,
            reporter: Reporter) -> tuple[list[tuple[str, str, float]], list[Path], Any, Any]:
     """CLAP scores per clip, the clip files, and the audio embeddings of both sides (for FAD)."""
@@ -100,13 +114,13 @@ def _score(embedder: Any, folder: Path, meta: Path, ref_files: list[Path], ev: E
         for start in range(0, len(items), ev.batch_size):
             chunk = items[start:start + ev.batch_size]
             t = embedder.embed_texts([text for _, _, _, text, _ in chunk])
-            a = embedder.embed_audio([read_mono(path, ev.max_seconds) for *_, path in chunk])
+            a = embedder.embed_audio([read_for_scoring(path, ev) for *_, path in chunk])
             gen_emb.append(a)
             rows += [(ident, name, float(s)) for (_, ident, name, _, _), s in zip(chunk, np.sum(t * a, axis=1), strict=True)]
             task.advance(len(chunk))
         for start in range(0, len(ref_files), ev.batch_size):
             chunk = ref_files[start:start + ev.batch_size]
-            ref_emb.append(embedder.embed_audio([read_mono(p, ev.max_seconds) for p in chunk]))
+            ref_emb.append(embedder.embed_audio([read_for_scoring(p, ev) for p in chunk]))
             task.advance(len(chunk))
     return rows, [path for *_, path in items], np.concatenate(gen_emb), (np.concatenate(ref_emb) if ref_emb else None)
 
@@ -145,7 +159,7 @@ def _backbone_fad(name: str, clips: list[Path], ref_files: list[Path], ev: Evalu
         def embed(paths: list[Path]) -> list[Any]:
             out = []
             for path in paths:
-                out.append(backbone.frames(*read_mono(path, ev.max_seconds)))
+                out.append(backbone.frames(*read_for_scoring(path, ev)))
                 task.advance(1)
             return out
 
@@ -179,6 +193,11 @@ def evaluate(cfg: EvaluateConfig, reporter: Reporter = SILENT) -> EvalResult:
             resolve(BACKBONES, name)
         except ConfigError as exc:
             raise ConfigError(f"{BACKBONES.key}: {exc.message}", hint=exc.hint, key=exc.key) from None
+    if ev.kld.classifier:
+        try:
+            resolve(BACKBONES, ev.kld.classifier)
+        except ConfigError as exc:
+            raise ConfigError(f"evaluate.kld.classifier: {exc.message}", hint=exc.hint, key="evaluate.kld.classifier") from None
     folder = Path(ev.input).expanduser()
     meta = metadata_of(folder)
     reference = Path(ev.reference).expanduser() if ev.reference else None
@@ -188,6 +207,7 @@ def evaluate(cfg: EvaluateConfig, reporter: Reporter = SILENT) -> EvalResult:
     checks = self_test(embedder, ev)
     started = time.perf_counter()
     rows, clips, gen, ref = _score(embedder, folder, meta, ref_files, ev, reporter)
+    kld = _kld(ev, rows, clips, ref_files, reporter)
     scores = np.array([s for *_, s in rows], dtype=np.float64)
     fads = {"clap": _clap_fad(gen, ref, ev, cfg.seed)}
     clip_fads: dict[str, list[float | None]] = {}
@@ -196,16 +216,29 @@ def evaluate(cfg: EvaluateConfig, reporter: Reporter = SILENT) -> EvalResult:
     result = EvalResult(audio_dir=folder, output_dir=out, clips=len(rows), clap_model=embedder.name,
                         clap_mean=float(scores.mean()), clap_std=float(scores.std()), fad=fads["clap"]["value"],
                         fad_note=fads["clap"]["note"], reference_clips=len(ref_files),
-                        scores_csv=_write_scores(out, rows, clip_fads), summary_json=out / "summary.json", fads=fads)
+                        scores_csv=_write_scores(out, rows, clip_fads), summary_json=out / "summary.json", fads=fads,
+                        kld=kld)
     atomic_write_json(result.summary_json, {
         "audio_dir": str(folder), "clips": result.clips, "clap_model": embedder.name, "clap_revision": embedder.revision,
         "clap_mean": result.clap_mean, "clap_std": result.clap_std, "clap_min": float(scores.min()),
         "clap_max": float(scores.max()), "fad": fads, "reference_dir": str(reference) if reference else None,
         "reference_clips": len(ref_files), "max_seconds": embedder.max_seconds, "self_test": checks,
-        "seconds": round(time.perf_counter() - started, 3),
+        "clap_dtype": str(embedder.dtype).removeprefix("torch."), "normalize_lufs": ev.normalize_lufs,
+        **({"kld": kld} if kld is not None else {}), "seconds": round(time.perf_counter() - started, 3),
     })
-    _manifest(out, ev, embedder, fads, len(rows), len(ref_files), checks)
+    _manifest(out, ev, embedder, fads, kld, len(rows), len(ref_files), checks)
     return result
+
+
+def _kld(ev: Evaluate, rows: list[tuple[str, str, float]], clips: list[Path], ref_files: list[Path],
+         reporter: Reporter) -> dict[str, Any] | None:
+    """KLD with ``evaluate.kld.classifier`` (None when not asked for)."""
+    if not ev.kld.classifier:
+        return None
+    from tagtune.tta.kld import kld
+
+    generated = [(name, path) for (_, name, _), path in zip(rows, clips, strict=True)]
+    return kld(generated, ref_files, ev, lambda p: read_for_scoring(p, ev), reporter)
 
 
 def self_test(embedder: Any, ev: Evaluate) -> dict[str, float]:
@@ -226,17 +259,26 @@ def _write_scores(out: Path, rows: list[tuple[str, str, float]], clip_fads: dict
     return atomic_write_text(out / "clap_scores.csv", buf.getvalue())
 
 
-def _manifest(out: Path, ev: Evaluate, embedder: Any, fads: dict[str, Any], n: int, n_ref: int,
-              checks: dict[str, float]) -> None:
-    models = [{"role": "CLAP (score, CLAP-FAD)", "id": embedder.name, "revision": embedder.revision}]
+def _manifest(out: Path, ev: Evaluate, embedder: Any, fads: dict[str, Any], kld: dict[str, Any] | None, n: int,
+              n_ref: int, checks: dict[str, float]) -> None:
+    models = [{"role": "CLAP (score, CLAP-FAD)", "id": embedder.name, "revision": embedder.revision,
+               "requested_revision": embedder.requested_revision, "dtype": str(embedder.dtype).removeprefix("torch.")}]
     models += [{"role": f"FAD backbone {k}", "id": v.get("backbone", k), "revision": v.get("revision")}
                for k, v in fads.items() if k != "clap"]
+    if kld is not None:
+        models.append({"role": "KLD classifier", "id": kld.get("classifier", ev.kld.classifier), "revision": kld.get("revision")})
     metrics = {
         "clap_score": "cosine of L2-normalised CLAP text and audio embeddings (transformers ClapModel), per clip",
         "fad": "Frechet distance of Gaussians fitted to embeddings (scipy sqrtm), CLAP per clip, backbones per frame",
         "fad_inf": "FAD extrapolated to infinite n: least-squares fit of FAD(n) against 1/n over resampled frames (fadtk's)",
         "fixed_n": "FAD on n clips per side, averaged over repeated draws (evaluate.fad.fixed_n)",
+        "kld": "KL(reference || generated) of the classifier's label distributions (softmax, mean over 10 s windows), "
+               "averaged over clip pairs matched by id; `distribution`: between the two sides' mean distributions",
+        "normalize_lufs": "every clip brought to this integrated loudness (ITU-R BS.1770-4, pyloudnorm) before scoring; "
+                          "null: scored as written",
     }
     write_manifest(out, "tagtune-audio", {"clips": n, "reference_clips": n_ref}, metrics, models,
-                   ["transformers", "torch", "scipy", "numpy", "frechet-audio-distance", "soundfile"],
-                   self_test=checks, fad_backbones=list(fads))
+                   ["transformers", "torch", "scipy", "numpy", "frechet-audio-distance", "soundfile", "pyloudnorm",
+                    "hear21passt"],
+                   self_test=checks, fad_backbones=list(fads), normalize_lufs=ev.normalize_lufs,
+                   kld_classifier=ev.kld.classifier)

@@ -21,7 +21,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +37,13 @@ from tagtune.models.sampling import seed_for_row
 from tagtune.records.reader import read_clips
 from tagtune.records.rows import CaptionRow, ClipRow
 from tagtune.report import SILENT, Reporter, Task
-from tagtune.tta.audio import check_format, normalize, probe, write_clip
+from tagtune.tta.audio import check_format, normalize_clip, probe, write_clip
 from tagtune.tta.backends.base import AudioBackend, SamplingParams, backend_class
 from tagtune.tta.config import GenerateConfig
 from tagtune.tta.merge import METADATA, MergeReport, clip_path, merge_dir, metadata_parts, part_name
 from tagtune.tta.prompts import AUDIO_DIR, clip_name, iter_prompts, scan_prompts
 
+_CLIP_FIELDS = frozenset(f.name for f in fields(ClipRow))  # what a render measures anew (loudness_lufs ...)
 _MAX_PENDING_BATCHES = 16  # prompts waiting for a full batch of their length, in batches
 
 
@@ -117,19 +118,24 @@ class _Run:
         """What shapes a clip: its caption or tags (the backend's ``shaped_by``), length, model, settings and
         seed (changed -> render again)."""
         shaped_by = row.tags if self.backend.shaped_by == "tags" else row.caption
-        blob = json.dumps([shaped_by, self.plan(row), self.identity["model"], self.identity["revision"], self.settings,
-                           _seed(self.cfg, row),
-                           self.cfg.generate.normalize, self.cfg.generate.subtype], sort_keys=True)
+        g = self.cfg.generate
+        shaping = [shaped_by, self.plan(row), self.identity["model"], self.identity["revision"], self.settings,
+                   _seed(self.cfg, row), g.normalize, g.subtype]
+        if g.normalize == "loudness":  # BS.1770 targets (the RMS rule before them hashed without these: re-rendered)
+            shaping.append({"lufs": g.loudness_db, "true_peak_db": g.true_peak_db, "by": "bs1770"})
+        blob = json.dumps(shaping, sort_keys=True)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
-    def record(self, row: CaptionRow, file_name: str, frames: int, steps: int) -> dict[str, Any]:
+    def record(self, row: CaptionRow, file_name: str, frames: int, steps: int, loudness: dict[str, Any]) -> dict[str, Any]:
         seed = _seed(self.cfg, row)
         audio = {**self.identity, "seed": seed, "generation": {**self.settings, "max_new_tokens": steps},
-                 "input_hash": self.input_hash(row), **self.backend.provenance(row, seed)}
+                 "input_hash": self.input_hash(row), "loudness": loudness, **self.backend.provenance(row, seed)}
         clip = ClipRow(id=row.id, tags=row.tags, caption=row.caption, reference_caption=row.reference_caption,
-                       pair_id=row.pair_id, concept=row.concept, edit=row.edit, extra=row.extra,
+                       pair_id=row.pair_id, concept=row.concept, edit=row.edit,
+                       extra={k: v for k, v in row.extra.items() if k not in _CLIP_FIELDS},  # a stale measurement stays out
                        provenance={**row.provenance, "audio": audio}, file_name=file_name,
-                       duration=round(frames / self.backend.sample_rate, 6), sample_rate=self.backend.sample_rate)
+                       duration=round(frames / self.backend.sample_rate, 6), sample_rate=self.backend.sample_rate,
+                       loudness_lufs=loudness.get("lufs"))
         return clip.to_record()
 
     def add(self, row: CaptionRow) -> None:
@@ -149,11 +155,12 @@ class _Run:
         steps, samples = key
         audio = self.backend.generate(rows, [_seed(self.cfg, r) for r in rows], steps, self.params)
         g = self.cfg.generate
+        rate = self.backend.sample_rate
         for row, clip in zip(rows, audio, strict=True):
-            clip = normalize(clip[:, :samples], g.normalize, g.peak_db, g.loudness_db)
+            clip, done = normalize_clip(clip[:, :samples], g.normalize, g.peak_db, g.loudness_db, rate, g.true_peak_db)
             name = clip_name(row.id, g.format)
-            info = write_clip(self.out / name, clip, self.backend.sample_rate, g.format, g.subtype)
-            self.sink.append([self.record(row, name, info.frames, steps)])
+            info = write_clip(self.out / name, clip, rate, g.format, g.subtype)
+            self.sink.append([self.record(row, name, info.frames, steps, _loudness(clip, rate, done))])
             self.result.generated += 1
             self.result.audio_seconds += info.seconds
             self.task.advance(1)
@@ -161,6 +168,16 @@ class _Run:
     def flush_all(self) -> None:
         for key in sorted(self.buckets):
             self.flush(key)
+
+
+def _loudness(clip: Any, rate: int, done: dict[str, Any]) -> dict[str, Any]:
+    """``provenance.audio.loudness``: the written clip's integrated loudness and true peak as measured,
+    how it was measured, and what normalisation did (``generate.normalize``: target, gain, ceiling)."""
+    from tagtune.tta.loudness import METHOD, measure
+
+    m = measure(clip, rate)
+    return {"lufs": m.lufs, "true_peak_db": m.true_peak_db, "method": METHOD if m.gated else f"{METHOD}, ungated (< 0.4 s)",
+            **{k: v for k, v in done.items() if k != "gated"}}
 
 
 def _still_valid(out: Path, expected: dict[str, str]) -> Callable[[dict[str, Any]], bool]:

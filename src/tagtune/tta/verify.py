@@ -3,7 +3,8 @@
 For each clip of a ``tta generate`` folder the checkers (:mod:`tagtune.tta.checkers`) judge the
 tags the clip was asked to carry; ``DIR/verification.jsonl`` gets one line per clip with
 ``realised_tags``, ``missed_tags``, ``unjudged_tags``, per-tag scores and ``realisation`` (tags
-judged present / tags judged; null when no checker could judge any of its tags). The summary
+judged present / tags judged; null when no checker could judge any of its tags) and the clip's
+``facts`` (measured BPM and key, whatever its tags: :mod:`tagtune.tta.facts`). The summary
 report (:mod:`tagtune.tta.verify_report`: JSON, a table in the CLI, a PNG bar chart) gives
 realisation per category, per tag, per checker and overall.
 
@@ -61,6 +62,7 @@ from tagtune.tta.checkers import (
 )
 from tagtune.tta.config import VerifyConfig
 from tagtune.tta.evaluate import metadata_of
+from tagtune.tta.facts import Facts
 from tagtune.tta.merge import clip_path, locked
 from tagtune.tta.verify_report import VerifyResult, plot, summarise
 
@@ -115,7 +117,7 @@ def recorded_settings(folder: str | Path | None) -> dict[str, Any] | None:
         out["verification"] = {k: v for k, v in data["verification"].items() if k not in _NOT_RECORDED}
     ev = data.get("evaluate")
     if isinstance(ev, dict):
-        out["evaluate"] = {k: ev[k] for k in ("clap_model", "revision", "max_seconds") if k in ev}
+        out["evaluate"] = {k: ev[k] for k in ("clap_model", "revision", "max_seconds", "dtype") if k in ev}
         if isinstance(ev.get("tiny"), dict) and "seed" in ev["tiny"]:
             out["evaluate"]["tiny"] = {"seed": ev["tiny"]["seed"]}
     return _read_by_verify(out) or None
@@ -187,6 +189,8 @@ def _settings_digest(cfg: VerifyConfig, candidates: dict[str, list[str]]) -> str
     parts["checkers"] = str(v.checkers)  # as text, as earlier versions hashed it: their verdicts stay current
     parts["tempo_bpm"] = to_dict(cfg.tagmap.tempo_bpm)
     parts["clap_model"] = [cfg.evaluate.clap_model, cfg.evaluate.revision, cfg.evaluate.max_seconds]
+    if v.facts:  # with facts: [] a folder judged before facts existed keeps its verdicts
+        parts["facts"] = [sorted(set(v.facts)), to_dict(v.key) if "key" in v.facts else None]
     parts["candidates"] = candidates
     return config_hash(parts, drop=())
 
@@ -205,7 +209,8 @@ def _assign(item: _Item, checkers: list[Checker]) -> tuple[dict[str, list[TagToJ
     return per, unjudged
 
 
-def _row(item: _Item, verdicts: dict[str, tuple[str, Judgement]], unjudged: list[str]) -> dict[str, Any]:
+def _row(item: _Item, verdicts: dict[str, tuple[str, Judgement]], unjudged: list[str],
+         facts: dict[str, Any] | None = None, facts_by: dict[str, str] | None = None) -> dict[str, Any]:
     realised = [t for t in item.tags if t in verdicts and verdicts[t][1].realised]
     missed = [t for t in item.tags if t in verdicts and not verdicts[t][1].realised]
     judged = len(realised) + len(missed)
@@ -214,12 +219,14 @@ def _row(item: _Item, verdicts: dict[str, tuple[str, Judgement]], unjudged: list
     return {"id": item.id, "file_name": item.file_name, "intended_tags": item.tags, "realised_tags": realised,
             "missed_tags": missed, "unjudged_tags": unjudged,
             "realisation": round(len(realised) / judged, 6) if judged else None,
-            "scores": scores, "input_hash": item.input_hash}
+            "scores": scores, **({"facts": facts, "facts_by": facts_by} if facts is not None else {}),
+            "input_hash": item.input_hash}
 
 
 def score_batch(items: list[_Item], checkers: list[Checker], max_seconds: float | None,
-                timings: dict[str, float]) -> list[dict[str, Any]]:
-    """Read a batch of clips, let each checker judge the tags it claims, and build their lines."""
+                timings: dict[str, float], facts: Facts | None = None) -> list[dict[str, Any]]:
+    """Read a batch of clips, let each checker judge the tags it claims, measure the clips' facts
+    (BPM, key: :mod:`tagtune.tta.facts`), and build their lines."""
     clips = [Clip(it.id, *read_mono(it.path, max_seconds), it.digest) for it in items]
     assigned = [_assign(it, checkers) for it in items]
     verdicts: list[dict[str, tuple[str, Judgement]]] = [{} for _ in items]
@@ -233,10 +240,16 @@ def score_batch(items: list[_Item], checkers: list[Checker], max_seconds: float 
         for i, result in enumerate(judged):
             asked = {t.tag for t in wanted[i]}
             verdicts[i].update({tag: (checker.name, j) for tag, j in result.items() if tag in asked})
+    started = time.perf_counter()
+    measured = [facts.measure(clip, verdict) if facts is not None and facts.names else None
+                for clip, verdict in zip(clips, verdicts, strict=True)]
+    if facts is not None and facts.names:
+        timings["facts"] = timings.get("facts", 0.0) + time.perf_counter() - started
+    by = facts.estimators() if facts is not None else None
     rows = []
-    for item, (per, unjudged), verdict in zip(items, assigned, verdicts, strict=True):
+    for item, (per, unjudged), verdict, found in zip(items, assigned, verdicts, measured, strict=True):
         skipped = [t.tag for ts in per.values() for t in ts if t.tag not in verdict]  # claimed, then not judged
-        rows.append(_row(item, verdict, unjudged + skipped))
+        rows.append(_row(item, verdict, unjudged + skipped, found, by))
     return rows
 
 
@@ -353,6 +366,7 @@ def _judge(result: VerifyResult, owned: list[_Item], elsewhere: set[str], checke
         with reporter.progress(label, total=len(owned), unit="clips") as task:
             task.advance(result.skipped)
             for batch in _batches(todo, v.batch_size):
-                sink.append(score_batch(batch, checkers, v.max_seconds, result.checker_seconds))
+                sink.append(score_batch(batch, checkers, v.max_seconds, result.checker_seconds,
+                                        Facts.from_settings(v)))
                 result.scored += len(batch)
                 task.advance(len(batch))

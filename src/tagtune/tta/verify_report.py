@@ -12,6 +12,7 @@ from typing import Any
 
 from tagtune.files.resumable import atomic_path
 from tagtune.tta.checkers import Checker
+from tagtune.tta.facts import summary as facts_summary
 
 
 @dataclass
@@ -75,6 +76,7 @@ def summarise(rows: list[dict[str, Any]], checkers: list[Checker], result: Verif
         "by_category": dict(sorted(by_category.items())), "by_tag": dict(sorted(by_tag.items())),
         "by_checker": {name: {**agg, "seconds": round(result.checker_seconds.get(name, 0.0), 4)} for name, agg in by_checker.items()},
         "checkers": {c.name: (c.describe() if hasattr(c, "describe") else {}) for c in checkers},
+        "facts": facts_summary(rows),
         "run": {"scored": result.scored, "skipped": result.skipped, "redone": result.redone,
                 "seconds": round(result.seconds, 4), "checker_seconds": round(checker_total, 4),
                 "overhead_fraction": round(1 - checker_total / result.seconds, 4) if result.scored and result.seconds > 0 else None},

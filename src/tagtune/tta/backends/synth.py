@@ -67,11 +67,16 @@ class SynthRenderer:
         return [far if t == intended[0] else t for t in tags]
 
     def provenance(self, prompt: CaptionRow, seed: int) -> dict[str, Any]:
-        from tagtune.tta.synth import what_it_renders
+        """What the clip really plays: the tags it renders (and not), and its plan's ``bpm`` and ``key``
+        (the truth that ``tta verify``'s BPM and key estimates are measured against)."""
+        from tagtune.tta.key import key_name
+        from tagtune.tta.synth import plan, what_it_renders
 
         tags = self.tags_to_render(prompt.tags, seed)
         rendered, ignored = what_it_renders(tags, self.table)
-        info: dict[str, Any] = {"rendered_tags": rendered, "unrendered_tags": ignored}
+        p = plan(tags, int(seed), self.table)
+        info: dict[str, Any] = {"rendered_tags": rendered, "unrendered_tags": ignored,
+                                "plan": {"bpm": p.bpm, "key": key_name(p.tonic, p.scale), "tonic": p.tonic, "scale": p.scale}}
         if tags != list(prompt.tags):
             info["missed"] = True  # model.miss_rate: rendered at a contradicting tempo on purpose
         return info
