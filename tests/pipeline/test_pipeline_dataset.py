@@ -179,3 +179,16 @@ def test_export_refuses_an_unknown_format_and_a_folder_inside_the_dataset(tmp_pa
 def test_export_without_a_dataset_is_one_line(tmp_path):
     with pytest.raises(InputError, match="no dataset here"):
         export_dataset(tmp_path)
+
+
+def test_rows_without_a_recorded_loudness_get_it_measured(tmp_path):
+    """Clips rendered before loudness was recorded (or brought in by hand) still give every row its loudness_lufs."""
+    import pyloudnorm
+
+    src = fake_audio_dir(tmp_path / "tta", n=6)
+    build_dataset(src, tmp_path / "ds", TAX, dataset_cfg(splits={"train": 1.0}), {})
+    rows = _rows(tmp_path / "ds")
+    assert len(rows) == 6
+    for row in rows:
+        data, rate = sf.read(tmp_path / "ds" / "train" / row["file_name"], dtype="float64")
+        assert row["loudness_lufs"] == pytest.approx(pyloudnorm.Meter(rate).integrated_loudness(data), abs=0.01)

@@ -87,7 +87,7 @@ def test_metadata_fields_come_in_the_documented_order(make_cfg, tmp_path, tiny_b
     res = generate(make_cfg(generate__input=write_jsonl(tmp_path / "x.jsonl", rows)), backend=tiny_backend)
     (rec,) = read_jsonl(res.metadata)
     assert list(rec) == ["file_name", "id", "tags", "caption", "reference_caption", "duration", "sample_rate",
-                         "provenance", "x"]
+                         "loudness_lufs", "provenance", "x"]
 
 
 def test_rerun_skips_done_clips_and_renders_again_what_no_longer_matches(make_cfg, tiny_backend):

@@ -97,11 +97,23 @@ def _records(clips: list[tuple[ClipRow, Path]], splits: dict[str, str],
     by_split: dict[str, list[dict[str, Any]]] = {}
     for row, audio in sorted(clips, key=lambda c: c[0].id):
         values = {f.name: getattr(row, f.name) for f in fields(ClipRow) if f.name not in ("file_name", "line")}
+        if values["loudness_lufs"] is None:  # clips rendered before loudness was recorded, or brought in: measured here
+            values["loudness_lufs"] = _measure_loudness(audio)
         rec = DatasetRow(**values, file_name=f"audio/{audio.name}", split=splits[row.id]).to_record(taxonomy)
         by_split.setdefault(splits[row.id], []).append({**rec, "_source": audio})
     schema = arrow_schema([r for rows in by_split.values() for r in rows], drop=("file_name", "split", "_source"))
     schema = pa.schema([pa.field("file_name", pa.string()), *schema])
     return {s: [{**conform(r, schema), "_source": r["_source"]} for r in rows] for s, rows in by_split.items()}, schema
+
+
+def _measure_loudness(audio: Path) -> float | None:
+    """A file's integrated loudness (ITU-R BS.1770-4), so every dataset row carries one."""
+    import soundfile as sf
+
+    from tagtune.tta.loudness import integrated
+
+    data, rate = sf.read(str(audio), dtype="float32", always_2d=True)
+    return integrated(data.T, rate)[0]
 
 
 def _previous_files(out_dir: Path) -> set[Path]:
