@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -260,3 +261,18 @@ def test_normalize_lufs_brings_every_clip_to_the_target_before_scoring(make_cfg,
     manifest = json.loads((tmp_path / "n" / "eval_manifest.json").read_text(encoding="utf-8"))
     assert summary["normalize_lufs"] == manifest["normalize_lufs"] == -23.0 and summary["clap_dtype"] == "float32"
     assert manifest["models"][0]["requested_revision"] == cfg.evaluate.revision
+
+
+def test_clap_is_pinned_and_runs_in_bfloat16_only_where_the_gpu_has_it(monkeypatch):
+    import torch
+
+    from tagtune.tta import clap
+
+    ev = compose_command(EVALUATE, COMMANDS, []).evaluate
+    assert ev.clap_model == "laion/clap-htsat-unfused" and re.fullmatch(r"[0-9a-f]{40}", ev.revision)
+    alt = compose_command(EVALUATE, COMMANDS, ["evaluation=tta_music_speech"]).evaluate
+    assert alt.clap_model == "laion/larger_clap_music_and_speech" and alt.dtype == ev.dtype
+    assert clap.clap_dtype("auto", "cpu") == torch.float32 and clap.clap_dtype("bfloat16", "cpu") == torch.float32
+    monkeypatch.setattr(clap, "bf16_native", lambda device: device == "cuda:0")
+    assert clap.clap_dtype("auto", "cuda:0") == torch.bfloat16  # an Ampere-or-newer GPU
+    assert clap.clap_dtype("auto", "cuda:1") == torch.float32  # an older one: float32, never float16 by itself
