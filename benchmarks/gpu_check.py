@@ -1,251 +1,289 @@
-"""One-shot GPU check (finishes within ~8 minutes on one GPU): the real shapes, random weights.
+"""GPU check: tagtune's own commands on locally built models, one pass/fail/figure table in under 10 minutes.
 
-    python benchmarks/gpu_check.py                 # on a CUDA machine: prints Markdown, writes $OUT/gpu_check.md
-    python benchmarks/gpu_check.py --tiny          # the same code path with tiny shapes (CPU smoke test)
+    python benchmarks/gpu_check.py             # on one CUDA GPU: real shapes, writes $OUT/gpu_check.{json,md}
+    python benchmarks/gpu_check.py --cpu       # the same commands on the CPU with tiny sizes (the test runs this)
 
-Records, each in its own section (a failing section is reported and the others still run):
-
-1. 4-bit QLoRA at the Llama-3.1-8B shape: load time, GPU memory, a few LoRA training steps (r 32 on
-   all seven projections, as `lora=best`): seconds per step and tokens per second;
-2. caption generation throughput at that shape, with and without the adapter (batch 16, 64 new tokens);
-3. MusicGen small and large shapes in fp16: real-time factor (seconds of audio per second) for 10 s clips;
-4. CLAP (the laion/clap-htsat-unfused shape) scoring throughput: clips of 10 s per second.
-
-Random weights make no music and no sense, but every step costs what the real model costs. The
-weights are written to a local folder once and loaded through `from_pretrained`, so the 4-bit path is
-the one users take (bitsandbytes quantizes while loading).
+Nothing is downloaded: the caption LLM is a Llama-architecture network with Llama 3's vocabulary size
+(128 256; the locally trained tiny tokenizer padded with reserved tokens), MusicGen has musicgen-small's
+shapes with half its decoder layers (T5-base text encoder, 32 kHz EnCodec, 4 x 2048 codebooks), CLAP and
+the FAD backbone are tagtune's tiny offline models. Weights are random: the figures measure cost, not
+quality. Each check is a real ``tagtune`` command run in this process (the executor's shards run as
+submitit processes), in this order: ``caption finetune`` in 4-bit QLoRA and with a plain LoRA,
+``caption infer --adapter``, ``tta generate`` at batch 16 x 30 s, at the conceptcaps preset's settings and
+compiled, ``tta verify``, ``tta evaluate`` and ``pipeline run executor=slurm executor.slurm.cluster=local``.
+CUDA-only checks report "skipped: needs CUDA" on the CPU; checks that would start after ``--budget``
+seconds report "skipped: time budget". Exit 1 when a check fails.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
+import json
 import os
-import shutil
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-LLAMA_8B = dict(vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-                num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=8192, rope_theta=500000.0)
-LLAMA_TINY = dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2, max_position_embeddings=512)
-MUSICGEN = {"small": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, ffn_dim=4096),
-            "large": dict(hidden_size=2048, num_hidden_layers=48, num_attention_heads=32, ffn_dim=8192)}
-MUSICGEN_TINY = {"tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, ffn_dim=128)}
+SIZES: dict[str, dict[str, Any]] = {
+    "real": {"llm": dict(hidden_size=1024, intermediate_size=3584, num_hidden_layers=4, num_attention_heads=8,
+                         num_key_value_heads=2, max_position_embeddings=8192, rope_theta=500000.0),
+             "vocab": 128256, "musicgen": "small-shaped", "pairs": 128, "captions": 64, "new_tokens": 64,
+             "clips": 16, "batch": 16, "seconds": 30.0, "budget": 540, "pipeline": []},
+    "tiny": {"llm": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, max_position_embeddings=512),
+             "vocab": 4096, "musicgen": "tiny", "pairs": 24, "captions": 4, "new_tokens": 12,
+             "clips": 2, "batch": 2, "seconds": 1.0, "budget": 900, "pipeline": ["stages=[vae,caption]"]},
+}
+# musicgen-small: T5-base text encoder, 32 kHz EnCodec (4 codebooks of 2048), decoder 1024 wide, 16 heads, 24 layers
+MUSICGEN_SMALL_SHAPED = {
+    "text": dict(d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12),
+    "codec": dict(sampling_rate=32000, num_filters=64, codebook_size=2048, upsampling_ratios=[8, 5, 4, 4],
+                  target_bandwidths=[2.2], num_lstm_layers=2),
+    "decoder": dict(vocab_size=2048, hidden_size=1024, num_hidden_layers=12, num_attention_heads=16, ffn_dim=4096,
+                    num_codebooks=4, max_position_embeddings=2048),
+}
+OFFLINE = ["evaluate.clap_model=tiny", "evaluate.fad.backbones=[tiny]"]
 
 
-def _sync() -> None:
+@dataclass
+class Check:
+    """One row: a tagtune command, whether it needs CUDA, and the figures read from what it wrote."""
+
+    name: str
+    argv: Callable[[], list[str]]
+    cuda_only: bool = False
+    figures: Callable[[float], dict[str, Any]] = lambda seconds: {}
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+def build_llm(folder: Path, size: dict[str, Any], cuda: bool) -> Path:
+    """A Llama-architecture model with random weights and the tiny tokenizer padded to ``size['vocab']``."""
     import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
+    from tagtune.caption.tiny import build_tokenizer
 
-
-def _peak_gib() -> str:
-    import torch
-
-    return f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if torch.cuda.is_available() else "-"
-
-
-def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    _sync()
-    start = time.perf_counter()
-    value = fn()
-    _sync()
-    return value, time.perf_counter() - start
-
-
-def _llama(tmp: Path, tiny: bool) -> tuple[list[str], Any, Any]:
-    """Random Llama weights saved once, loaded in 4 bit; returns report lines, the model and its device."""
-    import torch
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig, LlamaConfig
-
-    cfg = LlamaConfig(**(LLAMA_TINY if tiny else LLAMA_8B), torch_dtype="bfloat16")
-    folder = tmp / "llama"
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    with torch.device(device):
-        torch.manual_seed(0)
-        model = AutoModelForCausalLM.from_config(cfg, torch_dtype=torch.bfloat16)
-    _, save_s = _timed(lambda m=model: m.save_pretrained(folder, safe_serialization=True))
-    del model
-    if device == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                   bnb_4bit_compute_dtype=torch.bfloat16)
-        loaded, load_s = _timed(lambda: AutoModelForCausalLM.from_pretrained(folder, quantization_config=quant,
-                                                                              device_map={"": 0}))
-        what = "NF4 4-bit, double quantization, bf16 compute"
-    else:  # the smoke test: bitsandbytes' 4-bit path needs CUDA
-        loaded, load_s = _timed(lambda: AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.bfloat16))
-        what = "bf16 (CPU smoke test: no 4-bit)"
-    params = sum(p.numel() for p in loaded.parameters())
-    lines = [f"- weights: {params / 1e9:.2f} B parameters stored ({what}); saved in {save_s:.0f} s, "
-             f"loaded in {load_s:.1f} s; GPU memory after load {_peak_gib()}"]
-    return lines, loaded, device
-
-
-def check_qlora(tmp: Path, tiny: bool, out: list[str]) -> Any:
-    import torch
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-
-    out += ["## 1. QLoRA at the Llama-3.1-8B shape", ""]
-    lines, model, device = _llama(tmp, tiny)
-    out += lines
-    if device == "cuda":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
-    lora = LoraConfig(r=32, lora_alpha=8, lora_dropout=0.26, task_type="CAUSAL_LM",
-                      target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
-    peft_model = get_peft_model(model, lora)
-    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
-    opt = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=6e-5)
-    batch, seq = (4, 256) if not tiny else (2, 32)
-    ids = torch.randint(0, peft_model.config.vocab_size, (batch, seq), device=device)
-
-    def step() -> float:
-        loss = peft_model(input_ids=ids, labels=ids).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return float(loss)
-
-    step()  # warm-up
-    times = [_timed(step)[1] for _ in range(4)]
-    per = sorted(times)[len(times) // 2]
-    out += [f"- LoRA r 32, alpha 8 on all 7 projections: {trainable / 1e6:.1f} M trainable parameters",
-            f"- training step (batch {batch} x {seq} tokens, gradient checkpointing): {per:.2f} s median of 4, "
-            f"{batch * seq / per:.0f} tokens/s; peak GPU memory {_peak_gib()}", ""]
-    return peft_model
-
-
-def check_generation(peft_model: Any, tiny: bool, out: list[str]) -> None:
-    import torch
-
-    out += ["## 2. Caption generation at that shape", ""]
-    device = next(peft_model.parameters()).device
-    batch, new = (16, 64) if not tiny else (2, 8)
-    prompt = torch.randint(0, peft_model.config.vocab_size, (batch, 96 if not tiny else 8), device=device)
-    peft_model.eval()
-    for label, ctx in (("with the LoRA adapter", contextlib.nullcontext()), ("adapter disabled", peft_model.disable_adapter())):
-        with ctx, torch.inference_mode():
-            peft_model.generate(input_ids=prompt, max_new_tokens=2, min_new_tokens=2, do_sample=False, pad_token_id=0)
-            _, sec = _timed(lambda: peft_model.generate(input_ids=prompt, max_new_tokens=new, min_new_tokens=new,
-                                                         do_sample=True, top_k=50, top_p=0.97, pad_token_id=0))
-        out.append(f"- {label}: batch {batch}, {new} new tokens in {sec:.2f} s = {batch * new / sec:.0f} tokens/s "
-                   f"({batch / sec * 60:.0f} captions/min)")
-    out.append("")
-
-
-def _musicgen(size: dict[str, int]) -> Any:
-    from transformers import (
-        EncodecConfig,
-        MusicgenConfig,
-        MusicgenDecoderConfig,
-        MusicgenForConditionalGeneration,
-        T5Config,
-    )
-
-    text = T5Config(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12)  # t5-base
-    codec = EncodecConfig(sampling_rate=32000, audio_channels=1, num_filters=64, codebook_size=2048,
-                          upsampling_ratios=[8, 5, 4, 4], target_bandwidths=[2.2], normalize=False, num_lstm_layers=2)
-    dec = MusicgenDecoderConfig(vocab_size=2048, num_codebooks=4, max_position_embeddings=2048, **size)
-    return MusicgenForConditionalGeneration(MusicgenConfig(text_encoder=text.to_dict(), audio_encoder=codec.to_dict(),
-                                                           decoder=dec.to_dict()))
-
-
-def check_musicgen(tiny: bool, out: list[str]) -> None:
-    import torch
-
-    out += ["## 3. MusicGen shapes, fp16", ""]
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.float16 if device == "cuda" else torch.float32
-    seconds, batch = (10.0, 4) if not tiny else (0.5, 2)
-    steps = int(seconds * 50) + 3
-    for name, size in (MUSICGEN_TINY if tiny else MUSICGEN).items():
-        torch.manual_seed(0)
-        model = _musicgen(size).to(device=device, dtype=dtype).eval()
-        params = sum(p.numel() for p in model.parameters())
-        ids = torch.randint(0, 32000, (batch, 24), device=device)
-        mask = torch.ones_like(ids)
-        with torch.inference_mode():
-            model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=8, do_sample=True, guidance_scale=3.0)
-            _, sec = _timed(lambda m=model, i=ids, k=mask: m.generate(input_ids=i, attention_mask=k, max_new_tokens=steps,
-                                                                      do_sample=True, guidance_scale=3.0))
-        out.append(f"- {name} shape ({params / 1e9:.2f} B parameters): batch {batch} x {seconds:g} s with guidance "
-                   f"in {sec:.1f} s: real-time factor {batch * seconds / sec:.2f} (audio seconds per second)")
-        del model
-        if device == "cuda":
-            torch.cuda.empty_cache()
-    out.append("")
-
-
-def check_clap(tiny: bool, out: list[str]) -> None:
-    import numpy as np
-    import torch
-    from transformers import ClapConfig, ClapFeatureExtractor, ClapModel
-
-    out += ["## 4. CLAP scoring (the laion/clap-htsat-unfused shape)", ""]
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    tok = build_tokenizer(1024)
+    tok.add_tokens([f"<|reserved_{i}|>" for i in range(size["vocab"] - len(tok))])
+    config = LlamaConfig(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                         pad_token_id=tok.pad_token_id, tie_word_embeddings=False, **size["llm"])
     torch.manual_seed(0)
-    model = ClapModel(ClapConfig()).to(device).eval()
-    fe = ClapFeatureExtractor(truncation="rand_trunc")  # 48 kHz, 10 s windows; unfused, as htsat-unfused
-    n, secs = (64, 10.0) if not tiny else (4, 2.0)
-    clips = [np.random.default_rng(i).standard_normal(int(48000 * secs)).astype(np.float32) * 0.1 for i in range(n)]
-    feats, fe_s = _timed(lambda: fe(clips, sampling_rate=48000, return_tensors="pt"))
-    x = feats["input_features"].to(device)
-    with torch.inference_mode():
-        model.get_audio_features(input_features=x[:2])
-        _, model_s = _timed(lambda: [model.get_audio_features(input_features=x[i:i + 16]) for i in range(0, n, 16)])
-    out += [f"- {n} clips of {secs:g} s: features {fe_s / n * 1000:.1f} ms/clip (CPU), audio tower {model_s / n * 1000:.2f} "
-            f"ms/clip ({device}), {n / (fe_s + model_s):.0f} clips/s end to end", ""]
+    with torch.device("cuda" if cuda else "cpu"):
+        model = LlamaForCausalLM(config).to(torch.bfloat16 if cuda else torch.float32)
+    model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                                               pad_token_id=tok.pad_token_id)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tiny", action="store_true", help="tiny shapes on any device (a smoke test of this script)")
-    args = ap.parse_args()
+def build_musicgen(folder: Path, size: dict[str, Any]) -> str:
+    """musicgen-small's shapes with half its decoder layers, saved for ``model.name``; ``tiny`` at tiny size."""
+    if size["musicgen"] == "tiny":
+        return "tiny"
+    from tagtune.tta.tiny import build_musicgen as build
+
+    shapes = MUSICGEN_SMALL_SHAPED
+    model, processor = build(shapes["text"], shapes["codec"], shapes["decoder"], seed=0)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return str(folder)
+
+
+def run_tagtune(argv: list[str], log: Path) -> tuple[int, str]:
+    """``tagtune ARGV`` in this process (tagtune.cli.main), output to ``log``: (exit code, last error line)."""
+    from tagtune.cli import main
+
+    code = 0
+    with open(log, "w", encoding="utf-8") as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
+        try:
+            main([str(a) for a in argv])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    lines = [ln for ln in log.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("error:") or "Error" in ln]
+    return code, (errors or lines or [""])[-1][:300]
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+class GpuCheck:
+    """The checks of one run, with the models they share and the folder they write into."""
+
+    def __init__(self, work: Path, size_name: str, cuda: bool):
+        self.work, self.size, self.cuda = work, SIZES[size_name], cuda
+        self.llm = self.musicgen = ""
+        self.adapter = work / ("qlora" if cuda else "lora")
+        self.captions = work / "captions.jsonl"
+
+    def llm_args(self, quantized: bool) -> list[str]:
+        return ["model=caption/tiny", f"model.name={self.llm}", "model.threads=null", "model.dtype=bfloat16",
+                f"model.quantization.enabled={str(quantized).lower()}", "model.quantization.required=true",
+                "model.quantization.bnb_4bit_compute_dtype=bfloat16", "prompt=chat"]
+
+    def finetune(self, out: Path, quantized: bool) -> list[str]:
+        return ["caption", "finetune", "-o", out, *self.llm_args(quantized), "lora=best", f"data.limit={self.size['pairs']}",
+                "data.batch_size=8", "data.max_length=256", "trainer.max_epochs=1", "finetune.sample_captions=2",
+                "logger=none"]
+
+    def generate(self, out: str, *extra: str) -> list[str]:
+        s = self.size
+        model = ["model=tta/tiny"] if self.musicgen == "tiny" else ["model=tta/musicgen-small", f"model.name={self.musicgen}"]
+        return ["tta", "generate", self.captions, "-o", self.work / out, "--limit", s["clips"], "--batch-size",
+                s["batch"], *model, OFFLINE[0], *extra]
+
+    def checks(self) -> list[Check]:
+        s, w = self.size, self.work
+        duration = f"generation.duration={s['seconds']}"
+        return [
+            Check("caption finetune, 4-bit QLoRA (lora=best)", lambda: self.finetune(w / "qlora", True), cuda_only=True,
+                  figures=lambda sec: self._train_figures(w / "qlora", sec)),
+            Check("caption finetune, LoRA (lora=best)", lambda: self.finetune(w / "lora", False),
+                  figures=lambda sec: self._train_figures(w / "lora", sec)),
+            Check("caption infer --adapter", lambda: ["caption", "infer", "--adapter", self._adapter(), "-o", self.captions,
+                                                      "--limit", s["captions"], "--batch-size", 16,
+                                                      f"generation.max_new_tokens={s['new_tokens']}",
+                                                      *self.llm_args(self.cuda)],
+                  figures=self._caption_figures),
+            Check(f"tta generate, batch {s['batch']} x {s['seconds']:g} s", lambda: self.generate("audio", duration),
+                  figures=lambda sec: self._audio_figures(w / "audio", sec)),
+            Check("tta generate --preset conceptcaps", lambda: self.generate("audio_cc", "--preset", "conceptcaps",
+                                                                             *([duration] if s["seconds"] < 30 else [])),
+                  figures=lambda sec: self._audio_figures(w / "audio_cc", sec)),
+            Check("tta generate --preset conceptcaps model.compile=true",
+                  lambda: self.generate("audio_compiled", "--preset", "conceptcaps", "model.compile=true"), cuda_only=True,
+                  figures=lambda sec: self._audio_figures(w / "audio_compiled", sec)),
+            Check("tta verify", lambda: ["tta", "verify", w / "audio_cc", *OFFLINE[:1], "-o", w / "verify.json"],
+                  figures=lambda sec: {"clips/s": round(s["clips"] / sec, 2)}),
+            Check("tta evaluate", lambda: ["tta", "evaluate", w / "audio", "--reference", w / "audio_cc", *OFFLINE,
+                                           "-o", w / "evaluate.json"],
+                  figures=lambda sec: {"clips/s": round(2 * s["clips"] / sec, 2)}),
+            Check("pipeline run executor=slurm executor.slurm.cluster=local",
+                  lambda: ["pipeline", "run", "--preset", "quick_test", "-o", w / "pipeline", "executor=slurm",
+                           "executor.slurm.cluster=local", "num_items=4", "executor.shards.caption=1",
+                           "executor.shards.tta=2", "executor.shards.verify=1", *s["pipeline"]],
+                  figures=lambda sec: {"rows": len(_jsonl(w / "pipeline" / "caption" / "captions.jsonl"))}),
+        ]
+
+    def _adapter(self) -> Path:
+        return self.adapter if (self.adapter / "adapter_model.safetensors").is_file() else self.work / "lora"
+
+    def _train_figures(self, run: Path, seconds: float) -> dict[str, Any]:
+        metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+        return {"steps": metrics["steps"], "examples/s": round(metrics["train_examples"] / seconds, 1),
+                "quantized": metrics["quantized"], "trainable M params": round(metrics["trainable_parameters"] / 1e6, 1)}
+
+    def _caption_figures(self, seconds: float) -> dict[str, Any]:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(self.llm)
+        rows = _jsonl(self.captions)
+        tokens = sum(len(tok(r["caption"], add_special_tokens=False)["input_ids"]) for r in rows)
+        return {"captions": len(rows), "tokens/s": round(tokens / seconds, 1)}
+
+    def _audio_figures(self, folder: Path, seconds: float) -> dict[str, Any]:
+        rows = _jsonl(folder / "metadata.jsonl")
+        audio = sum(float(r["duration"]) for r in rows)
+        return {"clips": len(rows), "clips per GPU-hour": round(len(rows) / seconds * 3600),
+                "real-time factor": round(audio / seconds, 2)}
+
+
+def run_check(check: Check, gpu: GpuCheck, logs: Path, deadline: float) -> dict[str, Any]:
+    """Run one check: its status, seconds, figures and peak GPU memory."""
     import torch
 
-    if not args.tiny and not torch.cuda.is_available():
-        print("error: gpu_check needs a CUDA GPU (hint: --tiny runs the same code path with tiny shapes)", file=sys.stderr)
-        return 2
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    out = ["# GPU check", "", f"- {time.strftime('%Y-%m-%d %H:%M %Z')}; GPU: {gpu}; torch {torch.__version__}"
-           + (" (tiny shapes: a smoke test, not a measurement)" if args.tiny else ""), ""]
-    started = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix="gpu-check-", dir=os.environ.get("TMPDIR")))
-    def section(name: str, fn: Callable[[], Any]) -> Any:
+    row: dict[str, Any] = {"check": check.name, "status": "skipped", "reason": "", "seconds": None, "figures": {}}
+    if check.cuda_only and not gpu.cuda:
+        row["reason"] = "needs CUDA"
+        return row
+    if time.perf_counter() > deadline:
+        row["reason"] = "time budget"
+        return row
+    argv = check.argv()
+    row["command"] = "tagtune " + " ".join(str(a) for a in argv)
+    if gpu.cuda:
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    code, last = run_tagtune(argv, logs / f"{len(list(logs.iterdir())):02d}.log")
+    row["seconds"] = round(time.perf_counter() - start, 1)
+    if gpu.cuda:
+        row["figures"]["peak GPU GiB"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    if code != 0:
+        row.update(status="fail", reason=f"exit {code}: {last}")
+    else:
         try:
-            return fn()
-        except Exception as exc:  # report and go on: one failing section must not hide the others
-            out.extend([f"- **{name} failed**: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}", ""])
-            traceback.print_exc()
-            return None
-        finally:
-            print(f"[{time.perf_counter() - started:.0f} s] {name} done", file=sys.stderr, flush=True)
+            row["figures"].update(check.figures(max(row["seconds"], 1e-3)))
+            row["status"] = "pass"
+        except Exception as exc:  # the command ran but wrote something unexpected
+            row.update(status="fail", reason=f"figures: {type(exc).__name__}: {exc}"[:300])
+    gc.collect()
+    if gpu.cuda:
+        torch.cuda.empty_cache()
+    return row
 
-    try:
-        peft_model = section("qlora", lambda: check_qlora(tmp, args.tiny, out))
-        if peft_model is not None:
-            section("generation", lambda m=peft_model: check_generation(m, args.tiny, out))
-        del peft_model
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        section("musicgen", lambda: check_musicgen(args.tiny, out))
-        section("clap", lambda: check_clap(args.tiny, out))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    out.append(f"Total {time.perf_counter() - started:.0f} s.")
-    text = "\n".join(out) + "\n"
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| check | result | seconds | figures |", "| --- | --- | --- | --- |"]
+    for r in rows:
+        result = r["status"] + (f": {r['reason']}" if r["reason"] else "")
+        figures = ", ".join(f"{k} {v}" for k, v in r["figures"].items())
+        lines.append(f"| {r['check']} | {result.replace('|', '/')} | {r['seconds'] if r['seconds'] is not None else '-'} "
+                     f"| {figures or '-'} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cpu", action="store_true", help="run on the CPU (tiny sizes unless --size real)")
+    ap.add_argument("--size", choices=sorted(SIZES), help="model and run sizes (default: real on CUDA, tiny with --cpu)")
+    ap.add_argument("--work", type=Path, help="working folder (default: a new temporary folder)")
+    ap.add_argument("--json", type=Path, help="where the JSON goes (default: $OUT/gpu_check.json, else WORK/gpu_check.json)")
+    ap.add_argument("--budget", type=float, help="seconds after which no new check starts (default: per size)")
+    args = ap.parse_args(argv)
+    if args.cpu:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # before torch loads: every command sees a CPU-only machine
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if not cuda and not args.cpu:
+        print("error: no CUDA GPU here (hint: --cpu runs the same commands on the CPU)", file=sys.stderr)
+        return 2
+    size_name = args.size or ("real" if cuda else "tiny")
+    work = args.work or Path(tempfile.mkdtemp(prefix="gpu-check-"))
+    logs = work / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("TAGTUNE_CACHE_DIR", str(work / "cache"))
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        os.environ.setdefault(name, "1")
+    started = time.perf_counter()
+    gpu = GpuCheck(work, size_name, cuda)
+    deadline = started + (args.budget or gpu.size["budget"])
+    gpu.llm = str(build_llm(work / "llm", gpu.size, cuda))
+    gpu.musicgen = build_musicgen(work / "musicgen", gpu.size)
+    rows = [{"check": "build models (Llama-architecture LLM, MusicGen)", "status": "pass", "reason": "",
+             "seconds": round(time.perf_counter() - started, 1), "figures": {"vocab": gpu.size["vocab"]}}]
+    for check in gpu.checks():
+        rows.append(run_check(check, gpu, logs, deadline))
+        print(f"[{time.perf_counter() - started:.0f} s] {check.name}: {rows[-1]['status']} {rows[-1]['reason']}",
+              file=sys.stderr, flush=True)
+    device = torch.cuda.get_device_name(0) if cuda else "CPU"
+    report = {"device": device, "torch": torch.__version__, "size": size_name, "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+              "seconds": round(time.perf_counter() - started, 1), "work": str(work), "rows": rows}
+    text = f"GPU check on {device} ({size_name} sizes), {report['seconds']:.0f} s\n\n{table(rows)}\n"
     print(text)
-    if os.environ.get("OUT"):
-        Path(os.environ["OUT"], "gpu_check.md").write_text(text, encoding="utf-8")
-    return 0
+    out = args.json or (Path(os.environ["OUT"]) / "gpu_check.json" if os.environ.get("OUT") else work / "gpu_check.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1), encoding="utf-8")
+    out.with_suffix(".md").write_text(text, encoding="utf-8")
+    return 1 if any(r["status"] == "fail" for r in rows) else 0
 
 
 if __name__ == "__main__":

@@ -62,6 +62,11 @@ class CaptionGenerator:
             kw["no_repeat_ngram_size"] = s.no_repeat_ngram_size
         if self.suppress:
             kw["suppress_tokens"] = self.suppress
+        if self.stop_strings:
+            # a row stops at its first stop string instead of running to max_new_tokens (the cleaner cuts
+            # there anyway); transformers matches strings across token boundaries with the tokenizer
+            kw["stop_strings"] = list(self.stop_strings)
+            kw["tokenizer"] = self.tokenizer
         return kw
 
     def encode(self, prompts: Sequence[str]) -> Any:

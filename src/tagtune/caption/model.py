@@ -3,9 +3,10 @@
 ``model.name`` is a Hub id, a local directory, or ``tiny`` (built locally, see :mod:`.tiny`).
 Loading tries the local cache first and only then the Hub, after a quick reachability check, so
 a missing model fails in about a second instead of after a minute of network retries. 4-bit nf4
-quantization through bitsandbytes is used when ``model.quantization.enabled`` and CUDA is
-available; without CUDA the model loads unquantized with a one-line notice, or the run stops
-when ``model.quantization.required`` is set. ``trust_remote_code`` follows the config (off by
+quantization through bitsandbytes is used when ``model.quantization.enabled`` and CUDA and
+bitsandbytes' CUDA kernels are available; otherwise the run stops in one line when
+``model.quantization.required`` is set (the packaged LLM options), or loads unquantized with a
+one-line notice when the fallback is allowed (``required: false``). ``trust_remote_code`` follows the config (off by
 default). Adapters are PEFT LoRA directories (``adapter_config.json`` + safetensors weights).
 """
 
@@ -21,7 +22,7 @@ from tagtune.caption.config import LlmModel, Quantization
 from tagtune.caption.tiny import ensure_tiny_model
 from tagtune.errors import ConfigError, DependencyError, ModelNotFoundError
 from tagtune.files.sharding import local_device_index
-from tagtune.models.device import pick_device, pick_dtype
+from tagtune.models.device import cuda_available, pick_device, pick_dtype
 from tagtune.models.hub import load_pretrained, quiet_transformers, resolved_revision
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -54,26 +55,65 @@ def resolve_model_path(model: LlmModel) -> str:
     return str(local) if local.exists() else model.name
 
 
-def quantization_plan(model: LlmModel, cuda: bool) -> tuple[bool, str | None]:
-    """Whether to load in 4 bit, and the notice to print when asked-for quantization is skipped.
+def bitsandbytes_problem() -> str | None:
+    """Why bitsandbytes cannot quantize on this CUDA machine, or None when it can.
+
+    A missing package, or one whose native CUDA library did not load (no binary for this CUDA
+    version, missing runtime libraries): bitsandbytes then imports fine and fails at the first
+    4-bit matrix product, long after the model has loaded.
+    """
+    import importlib
+
+    try:
+        cext = importlib.import_module("bitsandbytes.cextension")
+    except ImportError:
+        return "bitsandbytes is not installed"
+    except Exception as exc:  # a broken install raises anything at import time
+        return f"bitsandbytes does not load ({type(exc).__name__})"
+    mock = getattr(cext, "ErrorHandlerMockBNBNativeLibrary", None)
+    if mock is not None and isinstance(getattr(cext, "lib", None), mock):
+        return f"bitsandbytes has no {getattr(cext, 'BNB_BACKEND', 'CUDA')} kernels for this torch build"
+    return None
+
+
+def quantization_plan(model: LlmModel, cuda: bool, problem: str | None = None) -> tuple[bool, str | None]:
+    """Whether to load in 4 bit, and the notice to print when asked-for quantization falls back.
+
+    Args:
+        cuda: CUDA is available.
+        problem: Why bitsandbytes cannot quantize here (:func:`bitsandbytes_problem`), None when it can.
 
     Raises:
-        DependencyError: ``model.quantization.required`` is set and CUDA is not available.
+        DependencyError: 4-bit is asked for, cannot be done here, and ``model.quantization.required``
+            is set (the packaged LLM options set it: an 8B model silently loaded in float32 on a CPU
+            is hours per batch, not a fallback anyone wants).
     """
     q = model.quantization
     if not q.enabled:
         return False, None
-    if cuda:
+    if cuda and problem is None:
         return True, None
+    why = "CUDA is not available" if not cuda else problem
     if q.required:
         raise DependencyError(
-            f"model.quantization.required=true but CUDA is not available: '{model.name}' cannot load in 4 bit here",
-            hint="run on a CUDA machine, or set model.quantization.required=false to load unquantized",
+            f"model.quantization.required=true but {why}: '{model.name}' cannot load in 4 bit here",
+            hint="run on a CUDA machine with bitsandbytes, or allow the fallback with model.quantization.required=false "
+                 "(loads unquantized: float32 on CPU), or set model.quantization.enabled=false",
         )
     return False, (
-        f"CUDA is not available, so '{model.name}' runs unquantized in float32 "
-        "(4-bit nf4 needs a GPU here; set model.quantization.enabled=false to silence this)"
+        f"{why}, so '{model.name}' runs unquantized ({'float32 on CPU' if not cuda else 'in model.dtype'}; "
+        "model.quantization.required=false allowed the fallback; set model.quantization.enabled=false to silence this)"
     )
+
+
+def check_quantization(model: LlmModel) -> tuple[bool, str | None]:
+    """:func:`quantization_plan` on this machine. Called before the weights load (``caption finetune``: before
+    anything is read or written), so a preset that asks for 4-bit where it cannot be done stops in one line
+    before the slow part."""
+    if not model.quantization.enabled:
+        return False, None
+    cuda = cuda_available()
+    return quantization_plan(model, cuda, bitsandbytes_problem() if cuda else None)
 
 
 def _bnb_config(q: Quantization) -> Any:
@@ -109,13 +149,12 @@ def load_base_model(model: LlmModel, path: str, for_training: bool = False,
     Returns:
         ``(model, device, quantized, notices)``.
     """
-    import torch
     from transformers import AutoModelForCausalLM
 
     quiet_transformers()
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
-    cuda = torch.cuda.is_available()
-    quantize, note = quantization_plan(model, cuda)
+    cuda = cuda_available()
+    quantize, note = check_quantization(model)
     notices = [note] if note else []
     device = pick_device(device)
     kwargs: dict[str, Any] = {"dtype": pick_dtype(model.dtype, device), "trust_remote_code": model.trust_remote_code}

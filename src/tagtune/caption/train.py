@@ -30,6 +30,7 @@ from tagtune.caption.model import (
     LoadedModel,
     attach_adapter,
     check_adapter_dir,
+    check_quantization,
     load_base_model,
     load_tokenizer,
     resolve_model_path,
@@ -180,6 +181,7 @@ def finetune(cfg: FinetuneConfig, reporter: Reporter = SILENT) -> FinetuneResult
     quiet_lightning()
     run_dir = Path(cfg.finetune.output).expanduser()
     resume = claim_run_dir(run_dir, ADAPTER_WEIGHTS, "trained adapter", cfg.finetune.resume, "finetune.resume")
+    check_quantization(cfg.model)  # 4-bit asked for where it cannot be done: one line before anything is written
     if cfg.model.checkpoint_dir:
         check_adapter_dir(cfg.model.checkpoint_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)

@@ -68,6 +68,8 @@ class RowSeededSampler:
         self.guidance_scale = guidance_scale
         self.warpers = _warpers(temperature, top_k, top_p) if do_sample else []
         self.step = 0
+        # Drawn on the CPU (the same numbers on every device), moved to the scores' device once, on the
+        # first step: one host-to-device copy per batch instead of one per decoding step.
         draws = [torch.rand(steps + 1, rows_per_seed, generator=torch.Generator().manual_seed(int(s)), dtype=torch.float64)
                  for s in seeds]
         self.uniforms = torch.stack(draws, dim=1).reshape(steps + 1, len(seeds) * rows_per_seed)
@@ -76,6 +78,8 @@ class RowSeededSampler:
         import torch
 
         rows = input_ids.shape[0]
+        if self.uniforms.device != scores.device:
+            self.uniforms = self.uniforms.to(scores.device)
         logits = scores
         if scores.shape[0] == 2 * rows and self.guidance_scale is not None:
             cond, uncond = scores[:rows], scores[rows:]
@@ -87,12 +91,12 @@ class RowSeededSampler:
         self.step += 1
         out = torch.full_like(scores, _NOT_CHOSEN)
         index = tokens.repeat(scores.shape[0] // rows)[:, None]
-        return out.scatter_(1, index.to(out.device), _CHOSEN)
+        return out.scatter_(1, index, _CHOSEN)
 
     def _draw(self, logits: Any) -> Any:
         import torch
 
         cdf = torch.softmax(logits, dim=-1).double().cumsum(dim=-1)
-        row = self.uniforms[min(self.step, self.uniforms.shape[0] - 1)].to(cdf.device)
+        row = self.uniforms[min(self.step, self.uniforms.shape[0] - 1)]
         u = row[:, None].clamp_min(1e-12) * cdf[:, -1:]
         return torch.searchsorted(cdf, u).squeeze(1).clamp_(max=logits.shape[-1] - 1)

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from tagtune.config.sections import Callbacks, Logger, Trainer
 from tagtune.config.typed import to_dict
 from tagtune.errors import DependencyError, InputError, Interrupted, OutputError, TagtuneError
+from tagtune.models.device import resolve_precision
 from tagtune.report import SILENT, Reporter
 
 _NOISY_LOGGERS = (
@@ -179,6 +180,10 @@ def build_trainer(cfg: TrainingConfig, run_dir: Path, reporter: Reporter = SILEN
     run_dir = Path(run_dir)
     trainer_cfg = {k: v for k, v in to_dict(cfg.trainer).items() if v is not None}
     _check_accelerator(trainer_cfg.get("accelerator", "auto"))
+    asked = trainer_cfg.get("precision", "32-true")
+    trainer_cfg["precision"] = resolve_precision(asked, trainer_cfg.get("accelerator"))
+    if trainer_cfg["precision"] != asked and trainer_cfg["precision"] != "32-true":
+        reporter.note(f"trainer.precision=auto: {trainer_cfg['precision']} on this GPU")
     cbs: list[Any] = list(callbacks or [])
     ckpt, stop = cfg.callbacks.model_checkpoint, cfg.callbacks.early_stopping
     if ckpt.enabled:

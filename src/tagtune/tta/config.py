@@ -58,8 +58,9 @@ class PromptColumns:
 @dataclass(frozen=True)
 class TtaModel:
     """``model/tta``: the audio backend (``backend``: a built-in, ``package.module:Class`` or an entry point)
-    and what it loads. ``tiny`` exists only for the tiny MusicGen, ``sample_rate``/``miss_rate`` only for the
-    synth renderer; a third-party backend reads its own settings from ``options``."""
+    and what it loads. ``tiny`` exists only for the tiny MusicGen, ``compile`` only for the transformers
+    backend, ``sample_rate``/``miss_rate`` only for the synth renderer; a third-party backend reads its own
+    settings from ``options``."""
 
     name: str
     backend: str
@@ -68,6 +69,7 @@ class TtaModel:
     dtype: str
     threads: Count | None
     tiny: TinyMusicgen | None = None
+    compile: bool | None = None
     sample_rate: SampleRate | None = None
     miss_rate: Fraction | None = None
     options: dict[str, Any] = field(default_factory=dict)

@@ -6,6 +6,11 @@
 Per-sample seeding: each clip draws its tokens from its own seed through
 :class:`tagtune.models.sampling.RowSeededSampler`, so its draws do not depend on its batch
 neighbours; see docs/audio.md for how far the resulting audio is batch-independent.
+
+Precision: ``model.dtype: auto`` runs the text encoder and the decoder in bfloat16 on GPUs that
+support it (float16 on older ones, float32 on CPU); EnCodec always decodes in float32, since it turns
+codes into the samples written to disk and costs little next to the decoder. ``model.compile: true``
+compiles the decoder's forward pass with ``torch.compile`` (the first batch pays the compile time).
 """
 
 from __future__ import annotations
@@ -29,17 +34,18 @@ class TransformersMusicgen:
 
     def __init__(self, model: TtaModel, device: str = "auto", tagmap: Tagmap | None = None):
         """Load ``model.name`` (a Hub id, a local path, or ``tiny``) on ``device`` in ``model.dtype``."""
-        from transformers import AutoProcessor, MusicgenForConditionalGeneration
+        from transformers import AutoProcessor
 
         quiet_transformers()
         name = model.name
         source = str(ensure_tiny_musicgen(needed(model, "tiny", "the tiny MusicGen"))) if name == TINY_NAME else name
         device = pick_device(device)
-        dtype = pick_dtype(model.dtype, device)
         common = {"revision": model.revision, "trust_remote_code": model.trust_remote_code}
         processor = load_pretrained(AutoProcessor.from_pretrained, source, "MusicGen processor", **common)
-        loaded = load_pretrained(MusicgenForConditionalGeneration.from_pretrained, source, "MusicGen model", dtype=dtype, **common)
-        self._wrap(loaded.to(device).eval(), processor, name)
+        loaded = _load_model(source, device, pick_dtype(model.dtype, device), common)
+        if model.compile:
+            compile_decoder(loaded)
+        self._wrap(loaded, processor, name)
         self.threads = model.threads
         self.revision = resolved_revision(loaded, source, model.revision)
 
@@ -104,6 +110,28 @@ class TransformersMusicgen:
         if not torch.is_tensor(audio):  # return_dict_in_generate set in a checkpoint's generation config
             audio = audio.sequences
         return np.ascontiguousarray(audio.float().cpu().numpy())
+
+
+def _load_model(source: str, device: str, dtype: Any, common: dict[str, Any]) -> Any:
+    """The model on ``device``: loaded in float32 (as stored), then all but EnCodec cast to ``dtype``, so the
+    codec that makes the written samples keeps its weights' full precision."""
+    import torch
+    from transformers import MusicgenForConditionalGeneration
+
+    loaded = load_pretrained(MusicgenForConditionalGeneration.from_pretrained, source, "MusicGen model",
+                             dtype=torch.float32, **common)
+    loaded = loaded.to(device).eval()
+    for part, module in loaded.named_children():
+        if part != "audio_encoder":
+            module.to(dtype)
+    return loaded
+
+
+def compile_decoder(model: Any) -> None:
+    """Compile the decoder's forward pass (``model.compile``); ``dynamic`` because the cache grows every step."""
+    import torch
+
+    model.decoder.forward = torch.compile(model.decoder.forward, dynamic=True)
 
 
 def _decode_clips_one_by_one(codec: Any) -> None:
