@@ -93,7 +93,8 @@ def _error(args: list[str]) -> str:
 def test_reference_and_column_errors_are_one_line(tmp_path):
     preds = write_jsonl(tmp_path / "caps.jsonl", PREDS)
     refs = _write_csv(tmp_path / "refs.csv", [{"id": "zz", "caption": "x"}])
-    assert "do not line up" in _error([str(preds), "--references", str(refs)])
+    msg = _error([str(preds), "--references", str(refs)])  # ids that share nothing: not joined by row order
+    assert "no prediction id is among the reference ids" in msg and "'a'" in msg and "'zz'" in msg
     msg = _error([str(preds), "--caption-column", "nope"])
     assert "caps.jsonl:1" in msg and "nope" in msg and "available columns" in msg
     bad = tmp_path / "bad.jsonl"

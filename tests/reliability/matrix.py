@@ -420,6 +420,64 @@ CASES += [
          lambda d: ["tta", "verify", str(_clip_dir(d)), "verification.checkers=[os:system]"], "'os:system' is not a checker"),
 ]
 
+# -- round 4, vae and caption: settings that did something else, references, one writer per output -------------
+# (vae train model.learning_rate=1e3, now exit 2 naming model.learning_rate, is tested in tests/vae/test_vae_guards.py:
+# the data note vae train prints before it fails makes two stderr lines here.)
+
+_HELD_LOCKS: list = []  # the "other run" of a case keeps its lock until the process ends
+
+
+def _held_by_another_run(d: Path) -> Path:
+    """An earlier `caption infer` output whose lock another process holds, as a running `caption infer` does."""
+    import fcntl
+
+    out = _existing_output(d)
+    fh = open(out, "ab")  # held open on purpose: the lock lives as long as the handle
+    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    _HELD_LOCKS.append(fh)
+    return out
+
+
+def _folder(d: Path) -> Path:
+    return _w(d / "folder" / "x.txt", "").parent
+
+
+CASES += [
+    Case("required tag is a pair concept", "vae sample --counterfactual 10 --concept piano --require piano",
+         lambda d: ["vae", "sample", "--model", str(_vae_model(d)), "--counterfactual", "10", "--concept", "piano",
+                    "--require", "piano", "-o", str(d / "s.jsonl")],
+         "'piano' is both required (sample.require, --require) and a counterfactual concept (sample.concepts, --concept)"),
+    Case("concept without pairs", "vae sample --concept piano without --counterfactual",
+         lambda d: ["vae", "sample", "--model", str(_vae_model(d)), "-n", "5", "--concept", "piano", "-o", str(d / "s.jsonl")],
+         "sample.concepts (--concept) is set but sample.counterfactual (--counterfactual) is 0"),
+    Case("references share no id", "caption evaluate --reference whose ids match none of the predictions'",
+         lambda d: ["caption", "evaluate", str(_jsonl(d / "p.jsonl", [{"id": "a", "tags": ["rock"], "caption": "a rock song"}])),
+                    "--reference", str(_jsonl(d / "r.jsonl", [{"id": "x", "caption": "a rock song"}])), "-o", str(d / "m.json")],
+         "no prediction id is among the reference ids"),
+    Case("references without ids, counts differ", "caption evaluate --reference without ids, one row short",
+         lambda d: ["caption", "evaluate", str(_jsonl(d / "p.jsonl", [{"tags": ["rock"], "caption": "a"}, {"tags": ["jazz"], "caption": "b"}])),
+                    "--reference", str(_jsonl(d / "r.jsonl", [{"caption": "a"}])), "-o", str(d / "m.json")],
+         "references cannot be joined: neither file has ids, and 1 reference rows vs 2 predictions"),
+    Case("overwrite while another run writes", "caption infer --overwrite of an output another caption infer holds",
+         lambda d: ["caption", "infer", "--preset", "quick_test", "--overwrite", "-o", str(_held_by_another_run(d))],
+         "is in use by another tagtune process"),
+    Case("caption model cannot load", "caption infer --overwrite model.name=/nonexistent over an earlier output",
+         lambda d: ["caption", "infer", "--preset", "quick_test", "--overwrite", "model.name=/nonexistent",
+                    "-o", str(_existing_output(d))], "'/nonexistent'"),
+    Case("caption input is a folder", "caption infer DIR",
+         lambda d: ["caption", "infer", str(_folder(d)), "--preset", "quick_test", "-o", str(d / "c.jsonl")],
+         "is a directory, expected a file"),
+    Case("evaluated sets are a folder", "vae evaluate DIR",
+         lambda d: ["vae", "evaluate", str(_folder(d)), "--reference", "pkg:demo_tags.jsonl", "-o", str(d / "m.json")],
+         "is a directory, expected a file"),
+    Case("reference is a folder", "caption evaluate --reference DIR",
+         lambda d: ["caption", "evaluate", str(_jsonl(d / "p.jsonl", [{"id": "a", "tags": ["rock"], "caption": "a rock song"}])),
+                    "--reference", str(_folder(d)), "-o", str(d / "m.json")], "is a directory, expected a file"),
+    Case("taxonomy is a folder", "vae sample --taxonomy DIR",
+         lambda d: ["vae", "sample", "--model", str(_vae_model(d)), "--taxonomy", str(_folder(d)), "-n", "5",
+                    "-o", str(d / "s.jsonl")], "is a directory, expected a taxonomy file"),
+]
+
 _RULES = "genre: [rock, jazz]\ntempo: [slow tempo, fast tempo]\n_rules:\n  exclusive: [{group}]\n  counts: {counts}\n"
 
 

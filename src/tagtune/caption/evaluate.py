@@ -2,8 +2,18 @@
 
 Reads any JSONL/CSV/Parquet with a tags column and a caption column (the output of ``caption
 infer``, or e.g. ConceptCaps' ``seed_llm_captions_validation.csv`` with ``aspect_list`` and
-``prediction``). References come from another file (joined on ``id``, or by row order when the
-ids do not match and the row counts do) or from a column of the same file.
+``prediction``). References come from a column of the same file or from another file, joined so
+that no caption is scored against another's reference:
+
+* both files have ids: joined on ``id``; predictions without a reference are counted
+  (``references.unmatched``, a warning) and left out of the reference metrics, and no shared id
+  at all is refused, naming both files and an id of each (a row-order join would score
+  unrelated pairs);
+* a file without ids (rows get ``row-<line>``): joined by row order when the counts match, with
+  a note, else refused.
+
+Tag coverage needs tags: when no row has any, it is ``not measurable: no row has tags`` (a score of
+0 would say the captions miss every tag).
 """
 
 from __future__ import annotations
@@ -35,6 +45,15 @@ class EvalResult:
     output: str
 
 
+@dataclass
+class Join:
+    """How references were joined to the predictions."""
+
+    by: str  # id | row order
+    unmatched: int = 0  # predictions without a reference (joined on id)
+    note: str | None = None
+
+
 def read_predictions(path: str | Path, columns: Columns, taxonomy: Taxonomy | None) -> tuple[list[CaptionRow], dict[str, Any]]:
     """The captions to score (with a same-file reference when ``columns.reference`` names one)."""
     stats = ReadStats(str(path))
@@ -43,25 +62,55 @@ def read_predictions(path: str | Path, columns: Columns, taxonomy: Taxonomy | No
     return rows, stats.columns
 
 
-def attach_references(rows: list[CaptionRow], path: str | Path, column: str) -> str:
-    """Fill ``reference_caption`` from another file; returns how rows were matched (``id`` or ``row order``)."""
+def attach_references(rows: list[CaptionRow], path: str | Path, column: str,
+                      predictions: str | Path = "the predictions") -> Join:
+    """Fill ``reference_caption`` from another file (see the module docstring).
+
+    Returns:
+        How rows were matched, and how many predictions have no reference.
+
+    Raises:
+        InputError: Ids that share nothing, a repeated reference id, or files without ids whose
+            row counts differ.
+    """
     refs = list(read_file(path, CaptionRow, None, Columns(caption=column), need_tags=False, empty="keep",
                           unique_ids=False, need_caption=False))
-    by_id = {r.id: r.caption for r in refs}
-    if all(r.id in by_id for r in rows) and len(by_id) == len(refs):
-        for r in rows:
-            r.reference_caption = by_id[r.id]
-        return "id"
-    if len(refs) == len(rows):
-        for r, ref in zip(rows, refs, strict=True):
-            r.reference_caption = ref.caption
-        return "row order"
+    if has_ids(rows) and has_ids(refs):
+        return Join("id", _join_on_id(rows, refs, path, predictions))
+    without = ("neither file has ids" if not has_ids(rows) and not has_ids(refs)
+               else f"{path if has_ids(rows) else predictions} has no ids")
+    if len(refs) != len(rows):
+        raise InputError(f"references cannot be joined: {without}, and {len(refs)} reference rows vs "
+                         f"{len(rows)} predictions in {predictions}", path,
+                         hint="give both files an id column, or exactly one reference per prediction in the same order")
+    for r, ref in zip(rows, refs, strict=True):
+        r.reference_caption = ref.caption
+    return Join("row order", 0, f"references joined by row order ({without}): prediction i is scored against row i of {path}")
+
+
+def has_ids(rows: Sequence[CaptionRow]) -> bool:
+    """Whether a file gave its rows ids (the reader names a row without one ``row-<line>``)."""
+    return any(r.id != f"row-{r.line:06d}" for r in rows)
+
+
+def _join_on_id(rows: list[CaptionRow], refs: list[CaptionRow], path: str | Path, predictions: str | Path) -> int:
+    """Join on id; returns the predictions left without a reference (none found is refused)."""
+    by_id: dict[str, CaptionRow] = {}
+    for ref in refs:
+        if ref.id in by_id:
+            raise InputError(f"duplicate id '{ref.id}' (first on line {by_id[ref.id].line})", path, ref.line, "id",
+                             hint="one reference per id: a repeated id cannot say which one to score against")
+        by_id[ref.id] = ref
+    for r in rows:
+        ref = by_id.get(r.id)
+        r.reference_caption = ref.caption if ref is not None else None
     found = sum(r.id in by_id for r in rows)
-    raise InputError(
-        f"references do not line up: {found} of {len(rows)} prediction ids found, and {len(refs)} reference rows "
-        f"vs {len(rows)} predictions", path,
-        hint="give references with the same ids, or exactly one reference per prediction in the same order",
-    )
+    if not found:
+        raise InputError(f"no prediction id is among the reference ids: {predictions} has ids such as "
+                         f"'{rows[0].id}', {path} such as '{refs[0].id}'", path,
+                         hint="give references with the predictions' ids (column id); files without ids are joined "
+                              "by row order")
+    return len(rows) - found
 
 
 def compute_metrics(rows: Sequence[CaptionRow], taxonomy: Taxonomy | None, ev: EvaluateSection,
@@ -70,7 +119,7 @@ def compute_metrics(rows: Sequence[CaptionRow], taxonomy: Taxonomy | None, ev: E
     captions = [r.caption for r in rows]
     out: dict[str, Any] = {
         "rows": len(rows),
-        "coverage": M.coverage([(r.tags, r.caption) for r in rows], taxonomy.category_of if taxonomy else None),
+        "coverage": _coverage(rows, taxonomy),
         "length_words": M.length_stats(captions),
         "distinct": {f"distinct_{n}": M.distinct_n(captions, n) for n in ev.distinct_n},
         "lint": lint.summary(captions) if ev.lint else None,
@@ -87,6 +136,19 @@ def compute_metrics(rows: Sequence[CaptionRow], taxonomy: Taxonomy | None, ev: E
                                    else M.unavailable("turned off (evaluate.embedding=false)"))
     out["references"] = ref
     return out
+
+
+NOT_MEASURABLE = "not measurable: no row has tags"
+
+
+def _coverage(rows: Sequence[CaptionRow], taxonomy: Taxonomy | None) -> dict[str, Any]:
+    """Tag coverage, with ``rows_with_tags``; :data:`NOT_MEASURABLE` instead of numbers when no row has tags."""
+    tagged = sum(1 for r in rows if r.tags)
+    if not tagged:
+        return {"mean": NOT_MEASURABLE, "micro": NOT_MEASURABLE, "full": NOT_MEASURABLE, "per_category": {},
+                "least_covered": [], "rows_with_tags": 0}
+    cov = M.coverage([(r.tags, r.caption) for r in rows], taxonomy.category_of if taxonomy else None)
+    return {**cov, "rows_with_tags": tagged}
 
 
 def _train_captions(path: str, columns: Columns) -> list[str]:
@@ -112,14 +174,16 @@ def evaluate(cfg: EvaluateConfig, reporter: Reporter = SILENT) -> EvalResult:
     taxonomy = Taxonomy.load(ev.taxonomy_path) if ev.taxonomy_path else None
     columns = Columns(tags=ev.tags_column, caption=ev.caption_column, reference=None if ev.reference else ev.reference_column)
     rows, cols = read_predictions(ev.input, columns, taxonomy)
-    join = "same file" if cols.get("reference") else None
+    join, unmatched = ("same file" if cols.get("reference") else None), 0
     if ev.reference:
-        join = attach_references(rows, ev.reference, str(ev.reference_column or "caption"))
+        joined = attach_references(rows, ev.reference, str(ev.reference_column or "caption"), ev.input)
         cols["reference"] = str(ev.reference_column or "caption")
+        join, unmatched = joined.by, joined.unmatched
+        _say_join(reporter, joined, len(rows), ev.reference)
     train = _train_captions(ev.train, columns) if ev.train else None
     metrics = compute_metrics(rows, taxonomy, ev, train)
     if metrics["references"] is not None:
-        metrics["references"].update(source=str(ev.reference or ev.input), matched_by=join)
+        metrics["references"].update(source=str(ev.reference or ev.input), matched_by=join, unmatched=unmatched)
     for name, value in (metrics["references"] or {}).items():
         if isinstance(value, str) and value.startswith("unavailable"):
             reporter.note(f"{name}: {value}")
@@ -130,6 +194,14 @@ def evaluate(cfg: EvaluateConfig, reporter: Reporter = SILENT) -> EvalResult:
     atomic_write_json(out, record)
     _manifest(out.parent, ev, len(rows), metrics)
     return EvalResult(record, str(out))
+
+
+def _say_join(reporter: Reporter, joined: Join, n: int, reference: str) -> None:
+    if joined.note:
+        reporter.note(joined.note)
+    if joined.unmatched:
+        reporter.warn(f"{joined.unmatched} of {n} predictions have no reference in {reference} (joined on id): "
+                      f"reference metrics use the other {n - joined.unmatched}")
 
 
 _IMPLEMENTATIONS = {
@@ -151,6 +223,8 @@ def _manifest(folder: Path, ev: EvaluateSection, n: int, metrics: Mapping[str, A
     described = {k: {"implementation": v, "status": status.get(k, "computed" if k in ("coverage",) else
                                                                 ("computed" if metrics.get(k) else "not requested"))}
                  for k, v in _IMPLEMENTATIONS.items()}
+    if metrics["coverage"]["mean"] == NOT_MEASURABLE:
+        described["coverage"]["status"] = NOT_MEASURABLE
     described["bleu_n"]["status"] = ("computed" if ev.bleu else "unavailable") if refs else "no references"
     models = [{"role": "bertscore", "id": ev.bertscore.model, "layer": ev.bertscore.layer,
                "revision": ev.bertscore.revision or "the local cache's"}]

@@ -17,12 +17,19 @@ probability boundary (rare in float32 on CPU; more frequent in half precision on
 
 A sharded run (``--shard I/N``) writes ``<name>.shard-0000I-of-0000N.jsonl`` beside the output;
 ``caption merge`` combines the parts, and so does the next unsharded run with the same output.
+
+One writer per output, and a failed start changes nothing: the output's lock is taken before
+anything is removed or replaced (``--overwrite`` deletes the old output, and its shard parts, only
+while holding their locks, so a second run exits 2 while the first keeps writing), the settings
+beside it (``<output>.config.yaml``) are saved only once the model has loaded, and ``--overwrite``
+loads the model before deleting anything. A model that cannot load leaves no new file behind.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +38,7 @@ from tagtune.caption.backends import CaptionBackend, load_backend
 from tagtune.caption.config import InferConfig
 from tagtune.caption.data import read_tag_sets
 from tagtune.caption.lint import lint
-from tagtune.caption.merge import MergeReport, merge_output, parts_of
+from tagtune.caption.merge import MergeReport, locked_all, merge_output, parts_of
 from tagtune.config.saved import prepare_run_dir, sidecar_config
 from tagtune.errors import ConfigError
 from tagtune.files.readers import resolve_path
@@ -111,43 +118,99 @@ def infer(cfg: InferConfig, reporter: Reporter = SILENT, backend: CaptionBackend
     Raises:
         InputError: Bad input lines, duplicate ids, a missing tags column, shard parts that cannot be merged.
         ConfigError: The output is the input or a directory; an unknown ``model.backend``.
+        OutputError: Another run is writing the output (or, with ``--overwrite``, one of its shard parts).
         ModelNotFoundError: The model or adapter cannot be loaded.
     """
     shard = resolve_shard(cfg.infer.shard)
     taxonomy = Taxonomy.load(cfg.data.taxonomy_path)
-    backend = backend or load_backend(cfg, taxonomy)
+    model = _Model(backend or load_backend(cfg, taxonomy), reporter)
     out, explicit = output_path(cfg, shard)
     rows = read_tag_sets(cfg.infer, cfg.data, taxonomy)
     _check_output(out, str(cfg.infer.input))
     mine = [r for r in rows if shard.owns(r.id)]
-    if explicit:
-        sidecar_config(cfg, out)
-    else:
+    if not explicit:
         prepare_run_dir(cfg, out.parent)
     result = InferResult(str(out), len(rows), len(mine), shard=str(shard), model=cfg.model.name,
                          adapter=cfg.model.checkpoint_dir)
-    if not shard.is_sharded:
-        result.merged = _fold_in_parts(out, [r.id for r in rows], cfg.infer.overwrite)
-    with JsonlAppender(out, key="id", overwrite=cfg.infer.overwrite, done_when=_has_caption) as sink:
+    if cfg.infer.overwrite:
+        _start_over(out, shard, model if mine else None, result)
+    elif not shard.is_sharded:
+        result.merged = _fold_in_parts(out, [r.id for r in rows])
+    created = _new_files(out, explicit)
+    with JsonlAppender(out, key="id", done_when=_has_caption) as sink, _removed_if_left_empty(out, created):
+        if explicit:
+            sidecar_config(cfg, out)  # under the lock: a run refused as a second writer leaves the first's settings
         done = sink.done | (_merged_ids(cfg) if shard.is_sharded and not cfg.infer.overwrite else set())
         todo = [r for r in mine if r.id not in done]
         result.already_done = len(mine) - len(todo)
         if todo:
-            _caption_all(cfg, backend, todo, sink, result, taxonomy, reporter)
+            model.load(result)
+            _caption_all(cfg, model.backend, todo, sink, result, taxonomy, reporter)
     return result
 
 
-def _fold_in_parts(out: Path, order: list[str], overwrite: bool) -> MergeReport | None:
-    """An unsharded run first merges the output's shard parts (or, starting over, drops them)."""
-    parts = parts_of(out)
-    if not parts:
-        return None
-    if overwrite:
-        for part in parts:
-            part.unlink(missing_ok=True)
-            part.with_name(part.name + ".config.yaml").unlink(missing_ok=True)
-        return None
-    return merge_output(out, order)
+class _Model:
+    """The caption backend, loaded once, when there is something to caption (or before ``--overwrite`` deletes)."""
+
+    def __init__(self, backend: CaptionBackend, reporter: Reporter):
+        self.backend, self.reporter, self.loaded = backend, reporter, False
+
+    def load(self, result: InferResult) -> None:
+        if self.loaded:
+            return
+        start = time.perf_counter()
+        result.notices = self.backend.load()
+        result.load_seconds = time.perf_counter() - start
+        self.loaded = True
+        for text in result.notices:
+            self.reporter.note(text)
+
+
+_BUSY = "wait for the other run, or give each worker its own output (--shard I/N)"
+
+
+def _start_over(out: Path, shard: Shard, model: _Model | None, result: InferResult) -> None:
+    """``--overwrite``: delete the old output and (unsharded) its shard parts, holding all their locks.
+
+    The locks come first: a file another run is writing is refused, never deleted under it (deleting
+    first let a second writer start on a new file while the first went on writing the old one). They
+    are tried before the model loads (a busy output is one line at once), and nothing is deleted
+    until it has loaded (a model that cannot load leaves the old output as it was).
+    """
+    old = [p for p in [out, *([] if shard.is_sharded else parts_of(out))] if p.is_file()]
+    with locked_all(old, _BUSY):
+        pass
+    if model is not None:
+        model.load(result)
+    with locked_all(old, _BUSY):
+        for path in old:
+            path.unlink()
+            if path != out:  # a part's settings go with it; the output's are saved again
+                path.with_name(path.name + ".config.yaml").unlink(missing_ok=True)
+
+
+def _new_files(out: Path, explicit: bool) -> list[Path]:
+    """The output and its settings file when this run is about to create them."""
+    files = [out, out.with_name(out.name + ".config.yaml")] if explicit else [out]
+    return files if not out.exists() else []
+
+
+@contextlib.contextmanager
+def _removed_if_left_empty(out: Path, created: list[Path]) -> Iterator[None]:
+    """A run that fails before writing a line (a model that cannot load) removes the files it created:
+    no empty output is left to look like a finished run. Runs inside the output's lock."""
+    try:
+        yield
+    except BaseException:
+        if created and out.is_file() and out.stat().st_size == 0:
+            for path in created:
+                path.unlink(missing_ok=True)
+        raise
+
+
+def _fold_in_parts(out: Path, order: list[str]) -> MergeReport | None:
+    """An unsharded run first merges the output's shard parts."""
+    return merge_output(out, order) if parts_of(out) else None
 
 
 def _merged_ids(cfg: InferConfig) -> set[str]:
@@ -182,11 +245,6 @@ def _linted(backend: CaptionBackend, rows: list[TagSetRow], captions: list[str],
 
 def _caption_all(cfg: InferConfig, backend: CaptionBackend, todo: list[TagSetRow], sink: Any, result: InferResult,
                  taxonomy: Taxonomy, reporter: Reporter) -> None:
-    start = time.perf_counter()
-    result.notices = backend.load()
-    result.load_seconds = time.perf_counter() - start
-    for text in result.notices:
-        reporter.note(text)
     prov, batch_size = backend.provenance(), cfg.generation.batch_size
     result.quantized = bool(prov.get("quantized"))
     loop_start = time.perf_counter()

@@ -135,7 +135,7 @@ def merge_output(output: Path, order: Sequence[str] | None = None, write: bool =
     if not parts:
         report.lines = sum(1 for _ in iter_jsonl(output)) if output.exists() else 0
         return report
-    with _locked(sources):
+    with locked_all(sources):
         winner = _winners(sources, output, report)
         _check_settings(sources, winner)
         _check_recorded(parts)
@@ -153,11 +153,11 @@ def merge_output(output: Path, order: Sequence[str] | None = None, write: bool =
 
 
 @contextlib.contextmanager
-def _locked(paths: list[Path]) -> Iterator[None]:
-    """Exclusive locks on every file of the merge: no shard may still be writing one."""
+def locked_all(paths: list[Path], hint: str = _BUSY) -> Iterator[None]:
+    """Exclusive locks on every file (of a merge, or of an ``--overwrite``): no run may still be writing one."""
     with contextlib.ExitStack() as stack:
         for path in paths:
-            stack.enter_context(locked(path, _BUSY))
+            stack.enter_context(locked(path, hint))
         yield
 
 

@@ -77,8 +77,13 @@ def finetune(
     console.print(f"[bold]adapter[/bold] {res.output_dir}")
     console.print(f"examples: {res.train_examples} train, {res.val_examples} validation; {res.steps} steps, {res.epochs} epochs, {res.seconds:.1f} s")
     console.print(f"train loss: {number(first, 3)} -> {number(last, 3)}{drop}")
-    console.print(f"validation loss: {number(res.val_loss, 3)} (best {number(res.best_val_loss, 3)}), "
-                  f"perplexity {number(res.val_perplexity, 1)}")
+    if res.val_examples:
+        console.print(f"validation loss: {number(res.val_loss, 3)} (best {number(res.best_val_loss, 3)}), "
+                      f"perplexity {number(res.val_perplexity, 1)}")
+    else:
+        vf = cfg.data.val_fraction
+        console.print(f"validation: none (data.val_fraction={vf:g}{'' if vf == 0 else ' left no examples'}): "
+                      "no validation loss, perplexity or best checkpoint")
 
 
 @app.command(
@@ -232,6 +237,9 @@ def _render_metrics(m: dict[str, Any]) -> None:
     table.add_column("metric")
     table.add_column("value", justify="right")
     cov = m["coverage"]
+    tagged = cov.get("rows_with_tags", m["rows"])
+    if 0 < tagged < m["rows"]:
+        table.add_row("rows with tags (coverage is over these)", f"{tagged} of {m['rows']}")
     table.add_row("tag coverage (mean per caption)", number(cov["mean"], 3))
     table.add_row("tag coverage (all tags)", number(cov["micro"], 3))
     table.add_row("captions mentioning every tag", number(cov["full"], 3))
@@ -245,6 +253,8 @@ def _render_metrics(m: dict[str, Any]) -> None:
     ref = m.get("references")
     if ref:
         table.add_row(f"references ({ref['pairs']} pairs, by {ref['matched_by']}, {ref['protocol']} protocol)", "")
+        if ref.get("unmatched"):
+            table.add_row("  predictions with no reference", f"{ref['unmatched']} (not scored)")
         labels = {"bleu_1": "BLEU-1", "bleu_2": "BLEU-2", "bleu_3": "BLEU-3", "bleu_4": "BLEU-4", "meteor": "METEOR",
                   "rouge_l": "ROUGE-L", "bertscore_f1": "BERTScore-F1", "mauve": "MAUVE",
                   "embedding_similarity": "embedding similarity"}
@@ -260,6 +270,9 @@ def _render_metrics(m: dict[str, Any]) -> None:
         table.add_row("lint: clean captions", f"{m['lint']['clean']:.1%}")
         table.add_row("lint: flagged", bad)
     console.print(table)
+    if isinstance(cov["mean"], str):  # not measurable: the reason, not an empty table
+        console.print(f"tag coverage per category: {cov['mean']}")
+        return
     cats = Table(title="Tag coverage per category")
     cats.add_column("category")
     cats.add_column("coverage", justify="right")

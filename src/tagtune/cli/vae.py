@@ -8,7 +8,7 @@ the rich reporter, print a short summary.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -81,8 +81,18 @@ def train(
         f"  {data['train']} train / {data['val']} val / {data['test']} test sets, {data['num_tags']} tags; "
         f"{m['epochs']} epochs{' (early stop)' if m['stopped_early'] else ''} in {m['fit_seconds']:.1f} s"
     )
-    con.print(f"  train loss {number(m['train_loss'])}  val loss {number(m['val_loss'])}  best val loss {number(m['best_val_loss'])}")
+    con.print(f"  train loss {number(m['train_loss'])}  {_validation(m, cfg.data.val_fraction)}")
     con.print(f"next: tagtune vae sample --model {result.model_dir} -n 1000 -o tags.jsonl")
+
+
+def _validation(m: dict[str, Any], val_fraction: float) -> str:
+    """The validation part of the summary: never a bare '-' (say why a number is missing)."""
+    if not m["dataset"]["val"]:
+        why = "" if val_fraction == 0 else f" left no rows of {m['dataset']['rows_kept']}"
+        return f"no validation split (data.val_fraction={val_fraction:g}{why}): no val loss, no best checkpoint"
+    best = (f"best val loss {number(m['best_val_loss'])}" if m["best_val_loss"] is not None
+            else "best val loss not tracked (callbacks.model_checkpoint is off)")
+    return f"val loss {number(m['val_loss'])}  {best}"
 
 
 @app.command(
@@ -112,9 +122,9 @@ def sample(
     max_count: Annotated[Optional[list[str]], typer.Option("--max", help="CATEGORY=K: at most K tags of the category (repeatable).", show_default=False)] = None,
     dedupe: Annotated[Optional[bool], typer.Option("--dedupe/--no-dedupe", metavar=NO_METAVAR, help="Keep only distinct sets.", show_default=False)] = None,
     taxonomy: Annotated[Optional[Path], typer.Option("--taxonomy", help="Refuse the model unless its taxonomy equals this file (its rules apply).", show_default=False)] = None,
-    min_per_tag: Annotated[Optional[str], typer.Option("--min-per-tag", metavar="K", help="Every taxonomy tag in at least K sets (topped up by sets drawn with the tag).", show_default=False)] = None,
+    min_per_tag: Annotated[Optional[str], typer.Option("--min-per-tag", metavar="K", help="Every taxonomy tag in at least K sets (topped up by sets drawn with the tag, so more than -n sets when K x tags needs it: a warning says about how many before sampling).", show_default=False)] = None,
     counterfactual: Annotated[Optional[str], typer.Option("--counterfactual", metavar="N", help="Also write N pairs of sets that differ in exactly one tag.", show_default=False)] = None,
-    concept: Annotated[Optional[list[str]], typer.Option("--concept", help="A tag the counterfactual pairs differ in (repeatable; default: every tag).", show_default=False)] = None,
+    concept: Annotated[Optional[list[str]], typer.Option("--concept", help="A tag the counterfactual pairs differ in (repeatable; needs --counterfactual; not a --require/--forbid tag; default: every tag the constraints leave free).", show_default=False)] = None,
     preset: Preset = None,
     config_dir: ConfigDirs = None,
     show_config: ShowConfig = False,

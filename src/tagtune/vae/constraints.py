@@ -113,7 +113,7 @@ def parse_constraints(spec: VaeSample, taxonomy: Taxonomy) -> Constraints:
         forced = sum(1 for i in c.require if taxonomy.category_of[taxonomy.tags[i]] == cat)
         if forced > hi:
             raise ConstraintError(f"category '{cat}': {forced} required tags but sample.category_max {hi}")
-    broken = _required_break_rules([taxonomy.tags[i] for i in c.require], taxonomy)
+    broken = required_break_rules([taxonomy.tags[i] for i in c.require], taxonomy)
     if broken:
         raise ConstraintError(f"the required tags break the taxonomy's rules ({'; '.join(broken)})")
     if c.max_tags is not None and (len(c.require) > c.max_tags or c.min_tags > c.max_tags):
@@ -121,8 +121,9 @@ def parse_constraints(spec: VaeSample, taxonomy: Taxonomy) -> Constraints:
     return c
 
 
-def _required_break_rules(required: list[str], taxonomy: Taxonomy) -> list[str]:
-    """The taxonomy rules the required tags alone already break (exclusive groups, category maximums)."""
+def required_break_rules(required: list[str], taxonomy: Taxonomy) -> list[str]:
+    """The taxonomy rules the required tags alone already break (exclusive groups, category maximums);
+    also asked of the required tags plus a counterfactual concept (:mod:`tagtune.vae.pairs`)."""
     out = []
     for group in taxonomy.rules.exclusive:
         both = [t for t in group if t in required]

@@ -9,6 +9,13 @@ them is drawn again), and the concepts are taken in turn (``sample.concepts``, d
 the model has seen). What a pair guarantees: the two *tag sets* differ in the concept alone; the
 captions and audio share their seeds downstream (by ``pair_id``), but whether the audio realises
 the edit is for the verify step to measure.
+
+The constraints hold for both members, so a concept must be free to come and go: a concept that is
+also required (``sample.require``) is refused, since every pair has a member without it and half
+the pair rows would break the requirement (no reading of the two settings gives pairs that keep
+both; pair on the tag without requiring it, or require it and pair on others). For the same reason
+a forbidden concept, or one the required tags exclude (taxonomy rules), is refused by name; the
+default concepts leave such tags out, with a note.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from dataclasses import dataclass
 
 from tagtune.errors import ConfigError
 from tagtune.records.taxonomy import Taxonomy, normalize_tag
-from tagtune.vae.constraints import ConstraintError
+from tagtune.vae.constraints import ConstraintError, Constraints, required_break_rules
 
 
 @dataclass(frozen=True)
@@ -30,17 +37,46 @@ class Pair:
     partner: list[int]
 
 
-def parse_concepts(concepts: Sequence[str] | None, taxonomy: Taxonomy, seen: dict[str, int] | None) -> list[str]:
-    """The concepts to pair on: the named tags (checked), else every tag the training data holds."""
+def parse_concepts(concepts: Sequence[str] | None, taxonomy: Taxonomy, seen: dict[str, int] | None,
+                   cons: Constraints | None = None) -> list[str]:
+    """The concepts to pair on: the named tags (checked), else every tag the training data holds
+    that the constraints leave free to come and go (see the module docstring).
+
+    Raises:
+        ConfigError: A named concept outside the taxonomy, or one that is required, forbidden or
+            excluded by the required tags.
+    """
+    cons = cons or Constraints()
     if concepts:
         out = []
         for c in concepts:
             name = normalize_tag(c)
             if name not in taxonomy.index:
                 raise ConfigError(f"sample.concepts: '{c}' is not a tag of the model's taxonomy", key="sample.concepts")
+            problem = _not_free(name, taxonomy, cons)
+            if problem:
+                raise ConfigError(problem[0], key="sample.concepts", hint=problem[1])
             out.append(name)
         return out
-    return [t for t in taxonomy.tags if seen is None or seen.get(t, 0) > 0]
+    return [t for t in taxonomy.tags if (seen is None or seen.get(t, 0) > 0) and _not_free(t, taxonomy, cons) is None]
+
+
+def _not_free(name: str, taxonomy: Taxonomy, cons: Constraints) -> tuple[str, str] | None:
+    """Why the constraints keep ``name`` from differing within a pair (message, hint), or None."""
+    required = [taxonomy.tags[i] for i in cons.require]
+    if name in required:
+        return (f"'{name}' is both required (sample.require, --require) and a counterfactual concept (sample.concepts, "
+                f"--concept): every pair has one member without its concept, so half the pair rows would lack "
+                f"a required tag", f"to pair on '{name}', leave out --require '{name}' (one member of each pair holds "
+                f"it); to keep it in every set, pair on other tags (--concept TAG)")
+    if taxonomy.index[name] in cons.forbid:
+        return (f"'{name}' is forbidden (sample.forbid) but is a counterfactual concept (sample.concepts): "
+                f"one member of each pair would hold it", "leave it out of --forbid or of --concept")
+    broken = required_break_rules([*required, name], taxonomy)
+    if broken:
+        return (f"counterfactual concept '{name}' (sample.concepts) cannot join the required tags (sample.require): "
+                f"{'; '.join(broken)}", "pair on another tag (--concept TAG) or require fewer tags")
+    return None
 
 
 def _valid(idx: list[int], taxonomy: Taxonomy, min_tags: int) -> bool:

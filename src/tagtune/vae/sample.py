@@ -12,6 +12,12 @@ write nothing unless they succeed: balanced sampling (``sample.min_per_tag``, ``
 :mod:`tagtune.vae.balance`), whose top-up sets carry ``provenance.tags.quota``, and
 counterfactual pairs (``sample.counterfactual``, see :mod:`tagtune.vae.pairs`), written after the
 other sets with ``pair_id``, ``concept`` and ``edit``.
+
+Settings that would do nothing, or something else than asked, are said before any drawing:
+``sample.concepts`` without pairs is refused (the flag would be ignored), and quotas that need many
+more sets than ``sample.num_samples`` get a warning naming about how many sets will be written
+(:func:`tagtune.vae.balance.expected_total`). A warning rather than a refusal: a floor per tag is
+what was asked, and the output keeps it; the warning comes before the wait and the big file.
 """
 
 from __future__ import annotations
@@ -32,8 +38,15 @@ from tagtune.models.sampling import row_seed
 from tagtune.records.rows import TagSetRow
 from tagtune.records.taxonomy import Rules, Taxonomy
 from tagtune.report import SILENT, Reporter
-from tagtune.vae.balance import balance, check_reachable, parse_quotas, training_counts, unreachable
-from tagtune.vae.config import SampleConfig
+from tagtune.vae.balance import (
+    balance,
+    check_reachable,
+    expected_total,
+    parse_quotas,
+    training_counts,
+    unreachable,
+)
+from tagtune.vae.config import SampleConfig, VaeSample
 from tagtune.vae.constraints import ConstraintError, Constraints, parse_constraints
 from tagtune.vae.modeldir import LoadedModel, load_model_dir
 from tagtune.vae.pairs import draw_pairs, parse_concepts
@@ -111,6 +124,10 @@ def sample(cfg: SampleConfig, reporter: Reporter = SILENT) -> SampleResult:
         raise ConfigError("sample.num_samples is 0 and no counterfactual pairs are asked for: nothing to sample",
                           key="sample.num_samples",
                           hint="set sample.num_samples for sets, or sample.counterfactual for pairs")
+    if s.concepts and not s.counterfactual:
+        raise ConfigError("sample.concepts (--concept) is set but sample.counterfactual (--counterfactual) is 0: "
+                          "concepts choose the tags counterfactual pairs differ in, and no pairs are asked for",
+                          key="sample.concepts", hint="add --counterfactual N for N pairs, or leave out --concept")
     loaded = load_model_dir(s.model, taxonomy=Taxonomy.load(s.taxonomy_path) if s.taxonomy_path else None)
     if not s.rules:
         loaded.taxonomy = loaded.taxonomy.with_rules(Rules())
@@ -124,19 +141,56 @@ def sample(cfg: SampleConfig, reporter: Reporter = SILENT) -> SampleResult:
         quotas = {t: k for t, k in quotas.items() if t not in skipped}
     elif quotas:
         check_reachable(loaded, quotas, s.min_tag_probability)
+    concepts = _concepts(s, loaded, cons, reporter) if s.counterfactual else []
     out = Path(s.output or Path(s.model) / "samples.jsonl").expanduser()
+    if quotas:
+        _warn_growth(s, quotas, loaded, reporter)
     check_ours(out, "vae sample", first_line_has("provenance", "tags"))  # an earlier sample is replaced; your file is not
     params = sampling_provenance(cfg, loaded)
     started = time.perf_counter()
     drawer = _Drawer(loaded, cfg, cons)
     with torch_threads(1):  # one thread: the same float sums on every machine size, so the same bytes
         if quotas or s.counterfactual:
-            result = _held(out, drawer, quotas, params, reporter, skipped)
+            result = _held(out, drawer, quotas, concepts, params, reporter, skipped)
         else:
             result = _streamed(out, drawer, params, reporter)
     sidecar_config(cfg, out)
     result.seconds = round(time.perf_counter() - started, 3)
     return result
+
+
+def _concepts(s: VaeSample, loaded: LoadedModel, cons: Constraints, reporter: Reporter) -> list[str]:
+    """The pairs' concepts, checked before anything is drawn; a note when the defaults leave tags out."""
+    seen = training_counts(loaded)
+    concepts = parse_concepts(s.concepts, loaded.taxonomy, seen, cons)
+    if not s.concepts:
+        held = [t for t in loaded.taxonomy.tags if seen is None or seen.get(t, 0) > 0]
+        left = [t for t in held if t not in concepts]
+        if left:
+            reporter.note(f"counterfactual pairs on {len(concepts)} concept(s); left out, as the constraints fix them: "
+                          f"{', '.join(left[:6])}{' ...' if len(left) > 6 else ''}")
+    if not concepts:
+        raise ConfigError("no tag is free to differ within a counterfactual pair: the constraints fix every one",
+                          key="sample.concepts", hint="name the concepts (--concept TAG) or relax --require/--forbid")
+    return concepts
+
+
+def _warn_growth(s: VaeSample, quotas: dict[str, int], loaded: LoadedModel, reporter: Reporter) -> None:
+    """Say before drawing when the quotas make the output much larger than ``sample.num_samples``."""
+    total = expected_total(quotas, loaded, s.num_samples)
+    if total is None or total <= 1.25 * s.num_samples:
+        return  # about the count asked for (or an older model without training statistics: the last line says)
+    what, lower = ((f"sample.min_per_tag={s.min_per_tag} (--min-per-tag) for {len(quotas)} tags", "--min-per-tag")
+                   if s.min_per_tag else
+                   (f"sample.quotas (up to {max(quotas.values())} sets for each of {len(quotas)} tags)", "the quotas"))
+    reporter.warn(f"{what} needs about {_about(total)} sets, more than sample.num_samples={s.num_samples} (-n): "
+                  f"about {_about(total)} sets will be written; lower {lower} or raise -n to keep the count")
+
+
+def _about(x: int) -> str:
+    """Two significant digits, with thousands separators: 75738 -> '76,000'."""
+    digits = max(len(str(int(x))) - 2, 0)
+    return f"{round(x, -digits):,}"
 
 
 def _rows(indices: Iterable[tuple[list[int], dict[str, Any]]], taxonomy: Taxonomy, seed: int,
@@ -188,8 +242,8 @@ def _streamed(out: Path, drawer: _Drawer, params: dict[str, Any], reporter: Repo
     return _result(out, drawer, params, written)
 
 
-def _held(out: Path, drawer: _Drawer, quotas: dict[str, int], params: dict[str, Any], reporter: Reporter,
-          skipped: list[str]) -> SampleResult:
+def _held(out: Path, drawer: _Drawer, quotas: dict[str, int], concepts: list[str], params: dict[str, Any],
+          reporter: Reporter, skipped: list[str]) -> SampleResult:
     """Balanced sets and/or counterfactual pairs: everything drawn first, written only on success."""
     s, seed, taxonomy = drawer.cfg.sample, drawer.cfg.seed, drawer.loaded.taxonomy
     with reporter.progress("drawing", total=s.num_samples + s.counterfactual, unit="sets") as task:
@@ -201,7 +255,6 @@ def _held(out: Path, drawer: _Drawer, quotas: dict[str, int], params: dict[str, 
             own, extra, report = balance(own, quotas, taxonomy, drawer.holding)
         pairs = []
         if s.counterfactual:
-            concepts = parse_concepts(s.concepts, taxonomy, training_counts(drawer.loaded))
             pairs = draw_pairs(s.counterfactual, concepts, taxonomy, drawer.cons.min_tags, drawer.holding)
         task.advance(s.counterfactual)
     items: list[tuple[list[int], dict[str, Any]]] = [(idx, {}) for idx in own]
