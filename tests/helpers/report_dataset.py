@@ -71,7 +71,7 @@ def make_dataset(root: Path, measures: bool = True, verified: bool = True) -> Pa
         if measures:
             tempo = next((t for t in tags if t in TEMPO), None)
             row |= {"bpm": TEMPO.get(tempo, 120.0) + k, "bpm_confidence": 0.9, "loudness_lufs": -14.0 - k / 4,
-                    "key": "A minor" if k % 2 else "C major"}
+                    "key_estimate": "A minor" if k % 2 else "C major"}
         by_split.setdefault(r["split"], []).append(row)
     for split, rows in by_split.items():
         pq.write_table(pa.Table.from_pylist(rows), ds / split / "metadata.parquet")

@@ -126,7 +126,7 @@ def test_dataset_rows_carry_the_measured_bpm_key_and_loudness(runs):
             verdicts.update({(int(folder.name), r["id"]): r for r in read_jsonl(folder / "verification.jsonl")})
         for row in rows:
             assert row["bpm"] > 0 and 0 <= row["bpm_confidence"] <= 1 and row["loudness_lufs"] < 0
-            assert row["key"] is None or row["key"].endswith(("major", "minor"))
+            assert row["key_estimate"] is None or row["key_estimate"].endswith(("major", "minor"))
             assert set(row["provenance"]["verify"]["facts_by"]) == {"bpm", "key"}
             chosen = row["provenance"]["verify"]["chosen_attempt"]
             if chosen > 1:  # the facts of the clip that was kept, not of the first render

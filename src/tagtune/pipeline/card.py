@@ -72,7 +72,7 @@ def _measured(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     if bpm:
         lines.append(f"- measured tempo (`bpm`): median {statistics.median(bpm):.0f} BPM, {bpm[0]:.0f} to {bpm[-1]:.0f} "
                      f"over {len(bpm)} clips")
-    keys = Counter(str(r["key"]) for r in rows if isinstance(r.get("key"), str))
+    keys = Counter(str(r["key_estimate"]) for r in rows if isinstance(r.get("key_estimate"), str))
     if keys:
         lines.append("- estimated key (`key`): " + ", ".join(f"{k} ({n})" for k, n in keys.most_common(5))
                      + f"; {sum(keys.values())} clips with a key")

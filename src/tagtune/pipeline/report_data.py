@@ -23,7 +23,7 @@ from tagtune.records.licences import Source
 from tagtune.records.taxonomy import Taxonomy
 from tagtune.report import SILENT, Reporter
 
-MEASURES = ("loudness_lufs", "bpm", "bpm_confidence", "key")  # added by the loudness/tempo analysis when it ran
+MEASURES = ("loudness_lufs", "bpm", "bpm_confidence", "key_estimate")  # added by the loudness/tempo analysis when it ran
 _PATH = re.compile(r"(?<![\w.:/])(?:~|[A-Za-z]:)?[/\\][^\s,'\"\]\)}]+")
 
 

@@ -182,7 +182,7 @@ def measured(data: ReportData, figure: Callable[[str, Mapping[str, list[float]],
     parts.append(f"<h3>Loudness</h3>{figure('loudness', {'all clips': lufs}, 'integrated loudness (LUFS)', 'loudness')}"
                  if lufs else "<h3>Loudness</h3><p class=muted>Loudness: not measured (no row has loudness_lufs).</p>")
     parts.append(_tempo(data, figure))
-    keys = Counter(str(c.measures["key"]) for c in data.clips if "key" in c.measures)
+    keys = Counter(str(c.measures["key_estimate"]) for c in data.clips if "key_estimate" in c.measures)
     parts.append(f"<h3>Key</h3>{table(['key', 'clips'], keys.most_common(24), 'compact')}" if keys
                  else "<h3>Key</h3><p class=muted>Key: not measured (no row has key).</p>")
     return Html(f'<div class="grid3">{"".join(f"<div>{p}</div>" for p in parts)}</div>')
@@ -263,7 +263,7 @@ def _clip(clip: Clip, tag: str, src: Callable[[Clip], str], label: str = "", abs
     m = clip.measures
     facts += [f"{float(m['bpm']):.0f} BPM"] if "bpm" in m else []
     facts += [f"{float(m['loudness_lufs']):.1f} LUFS"] if "loudness_lufs" in m else []
-    facts += [str(m["key"])] if "key" in m else []
+    facts += [str(m["key_estimate"])] if "key_estimate" in m else []
     edit = f'<div class="edit">{esc(label)} <small>({esc(clip.edit)})</small></div>' if label else ""
     return (f'<figure class="clip">{edit}<audio controls preload="metadata" src="{esc(src(clip))}"></audio>'
             f"<figcaption>{esc(clip.caption)}</figcaption><ul class=\"chips\">{''.join(chips)}</ul>"

@@ -45,7 +45,7 @@ from tagtune.records.rows import ClipRow
 from tagtune.report import Reporter
 from tagtune.tta.config import GenerateConfig, VerifyConfig
 
-_FACTS = ("bpm", "bpm_confidence", "key", "key_confidence")  # verdict facts -> DatasetRow fields of the same names
+_FACTS = {"bpm": "bpm", "bpm_confidence": "bpm_confidence", "key": "key_estimate", "key_confidence": "key_confidence"}  # verdict fact -> row field
 
 
 def attempt_seed(seed: int, attempt: int) -> int:
@@ -212,7 +212,7 @@ def _assemble(first: _Attempt, groups: dict[str, list[str]], best: dict[str, _At
             **({"judged_by": chosen.judged_by} if chosen.judged_by else {})}}
         final = dataclasses.replace(picked, file_name=f"audio/{source.name}", provenance=provenance,
                                     realised_tags=verdict.get("realised_tags"), realisation=verdict.get("realisation"),
-                                    **{k: facts.get(k) for k in _FACTS})
+                                    **{field: facts.get(k) for k, field in _FACTS.items()})
         summary.judged_by.update(chosen.judged_by)
         lines.append(dumps_line(final.to_record()))
         chosen_verdicts.append(verdict)

@@ -28,7 +28,7 @@ class Categorizer(Protocol):
 # The order of the fields in every written line (a row type writes the ones it declares).
 FIELD_ORDER = ("file_name", "id", "split", "tags", "caption", "reference_caption", "duration", "sample_rate",
                "pair_id", "concept", "edit", "realised_tags", "realisation", "loudness_lufs", "bpm", "bpm_confidence",
-               "key", "key_confidence", "provenance")
+               "key_estimate", "key_confidence", "provenance")
 # Input spellings accepted for our fields when the user does not name the column.
 TAG_COLUMNS = ("tags", "aspect_list", "aspects")
 CAPTION_COLUMNS = ("caption", "text", "prediction")
@@ -101,8 +101,9 @@ class ClipRow(CaptionRow):
                              "`provenance.verify.facts_by`); null when no beat was found", default=None)
     bpm_confidence: float | None = _doc("periodicity of the onsets at `bpm`: 0 no pulse, 1 perfectly periodic",
                                         default=None)
-    key: str | None = _doc("key estimated from the audio, e.g. `A minor` (verify step: chroma against "
-                           "Krumhansl-Schmuckler profiles); null when too ambiguous", default=None)
+    key_estimate: str | None = _doc("key estimated from the audio, e.g. `A minor` (verify step: chroma against "
+                                    "Krumhansl-Schmuckler profiles); null when too ambiguous. Not `key`: a "
+                                    "taxonomy may have a category of that name", default=None)
     key_confidence: float | None = _doc("correlation of the clip's pitch classes with the key's profile, 0 to 1",
                                         default=None)
 

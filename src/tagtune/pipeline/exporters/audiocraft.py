@@ -45,7 +45,7 @@ def music_info(rec: Mapping[str, Any]) -> dict[str, Any]:
         return ", ".join(tags) if tags else None
 
     bpm = rec.get("bpm")
-    return {"title": rec.get("id"), "artist": None, "key": rec.get("key") or None,
+    return {"title": rec.get("id"), "artist": None, "key": rec.get("key_estimate") or None,
             "bpm": round(float(bpm), 2) if isinstance(bpm, (int, float)) and bpm == bpm else None,
             "genre": joined("genre"), "moods": list(rec.get("mood") or []), "keywords": list(rec.get("tags") or []),
             "description": rec.get("caption"), "name": rec.get("id"), "instrument": joined("instrument")}
