@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -208,3 +209,22 @@ def test_atomic_files_get_the_usual_permissions(tmp_path):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_second_writer_touches_nothing_before_it_holds_the_lock(tmp_path):
+    """--overwrite, or dropping stale lines, while another run writes the file: refused, file intact."""
+    out = tmp_path / "out.jsonl"
+    with JsonlAppender(out, key="id") as first:
+        first.append([{"id": "a", "ok": True}, {"id": "b", "ok": False}])
+        before = out.read_bytes()
+        with pytest.raises(OutputError, match="in use by another tagtune process"):
+            JsonlAppender(out, key="id", overwrite=True)
+        with pytest.raises(OutputError, match="in use by another tagtune process"):
+            JsonlAppender(out, key="id", done_when=lambda rec: rec["ok"])  # would drop b's line
+        assert out.read_bytes() == before
+        first.append([{"id": "c", "ok": True}])
+    assert [r["id"] for r in map(json.loads, out.read_text().splitlines())] == ["a", "b", "c"]
+    with JsonlAppender(out, key="id", done_when=lambda rec: rec["ok"]) as again:  # alone now: b is dropped
+        assert again.done == {"a", "c"} and again.dropped == 1
+        again.append([{"id": "b", "ok": True}])
+    assert [r["id"] for r in map(json.loads, out.read_text().splitlines())] == ["a", "c", "b"]

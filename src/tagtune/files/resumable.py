@@ -248,22 +248,29 @@ class JsonlAppender:
         self.dropped = 0  # lines of an earlier run that did not count as done (``done_when``) and were removed
         self.repaired_bytes = 0
         ensure_dir(self.path.parent)
-        if overwrite and self.path.exists():
-            try:
-                self.path.unlink()
-            except OSError as exc:
-                raise output_error(self.path, exc) from exc
-        if self.path.exists():
-            self.repaired_bytes = repair_tail(self.path)
-            self._read_done(done_when)
+        self._open()  # the lock comes first: nothing of another run's file is touched before we hold it
+        try:
+            if overwrite:
+                os.ftruncate(self._fh.fileno(), 0)
+            else:
+                self.repaired_bytes = repair_tail(self.path)
+                if self._read_done(done_when):
+                    self._fh.close()
+                    self._open()  # the rewrite replaced the file: lock the new one
+        except BaseException:
+            self._fh.close()
+            raise
+
+    def _open(self) -> None:
         try:
             self._fh = open(self.path, "ab", buffering=0)  # unbuffered: append() owns every byte written
         except OSError as exc:
             raise output_error(self.path, exc) from exc
         self._lock()
 
-    def _read_done(self, done_when: Callable[[dict[str, Any]], bool] | None) -> None:
-        """Collect the finished ids; lines that do not count as done (``done_when``) are dropped."""
+    def _read_done(self, done_when: Callable[[dict[str, Any]], bool] | None) -> bool:
+        """Collect the finished ids; lines that do not count as done (``done_when``) are dropped (the
+        file is rewritten without them, atomically; returns whether it was)."""
         kept: list[dict[str, Any]] = []
         for lineno, obj in iter_jsonl(self.path):
             ident = obj.get(self.key)
@@ -280,6 +287,7 @@ class JsonlAppender:
         if self.dropped:  # rewrite without them, so their redone lines are not duplicates
             with atomic_path(self.path) as tmp, open(tmp, "w", encoding="utf-8") as out:
                 out.writelines(dumps_line(obj) for obj in kept)
+        return bool(self.dropped)
 
     def _lock(self) -> None:
         try:
