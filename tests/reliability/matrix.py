@@ -478,6 +478,59 @@ CASES += [
                     "-o", str(d / "s.jsonl")], "is a directory, expected a taxonomy file"),
 ]
 
+# -- round 4, tta: one writer per output (locks before deletes), folders without tags, names leaving the folder --------
+# (unplayable clips and clips without tags among tagged ones are warnings with a result: tests/tta/test_tta_hostile.py;
+# a read-only folder cannot be made for root, who runs this matrix in CI containers: tested there too.)
+
+def _locked_by_another_run(path: Path) -> Path:
+    """``path`` locked as a running tagtune writer locks its output (held until the process ends)."""
+    import fcntl
+
+    fh = open(path, "ab")  # held open on purpose: the lock lives as long as the handle
+    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    _HELD_LOCKS.append(fh)
+    return path
+
+
+def _clips_being_verified(d: Path) -> Path:
+    """A clip folder whose verification.jsonl another `tta verify` is still appending to."""
+    clips = _clip_dir(d)
+    _jsonl(clips / "verification.jsonl", [{"id": "a", "realised_tags": ["piano"], "input_hash": "0123456789abcdef"}])
+    _locked_by_another_run(clips / "verification.jsonl")
+    return clips
+
+
+def _tta_out_being_written(d: Path) -> Path:
+    out = _tta_out(d)
+    _locked_by_another_run(out / "metadata.jsonl")
+    return out
+
+
+def _clips_edited(d: Path, edit: Callable[[dict], dict]) -> Path:
+    clips = _clip_dir(d)
+    rows = [json.loads(line) for line in (clips / "metadata.jsonl").read_text().splitlines()]
+    _jsonl(clips / "metadata.jsonl", [edit(r) for r in rows])
+    return clips
+
+
+CASES += [
+    Case("verify --force while another verify writes", "tta verify DIR --force while another run appends to DIR/verification.jsonl",
+         lambda d: ["tta", "verify", str(_clips_being_verified(d)), "--force", "verification.checkers=[tempo]"],
+         "verification.jsonl is in use by another tagtune process"),
+    Case("generate --overwrite while another generate writes", "tta generate --overwrite into a folder another run is rendering",
+         lambda d: ["tta", "generate", str(_w(d / "p.txt", "a prompt\n")), "--preset", "quick_test", "--overwrite",
+                    "-o", str(_tta_out_being_written(d))], "metadata.jsonl is in use by another tagtune process"),
+    Case("verify a folder without tags", "tta verify of clips none of whose metadata lines has tags",
+         lambda d: ["tta", "verify", str(_clips_edited(d, lambda r: {k: v for k, v in r.items() if k != "tags"})),
+                    "verification.checkers=[tempo]"], "metadata.jsonl: field 'tags': no clip has tags: nothing to verify"),
+    Case("clip name leaving the folder", "tta verify of a metadata line whose file_name is ../b.wav",
+         lambda d: ["tta", "verify", str(_clips_edited(d, lambda r: {**r, "file_name": "../" + r["file_name"][6:]})),
+                    "verification.checkers=[tempo]"], "metadata.jsonl:1: field 'file_name': file_name '../a.wav' points outside"),
+    Case("audio model cannot load", "tta generate --overwrite model.name=/nonexistent over an earlier folder",
+         lambda d: ["tta", "generate", str(_w(d / "p.txt", "a prompt\n")), "--preset", "quick_test", "--overwrite",
+                    "model.name=/nonexistent", "-o", str(_tta_out(d))], "cannot load MusicGen processor '/nonexistent'"),
+]
+
 _RULES = "genre: [rock, jazz]\ntempo: [slow tempo, fast tempo]\n_rules:\n  exclusive: [{group}]\n  counts: {counts}\n"
 
 

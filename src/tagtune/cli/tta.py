@@ -8,7 +8,7 @@ Each command parses its flags (every flag sets one config key), composes its typ
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -188,9 +188,25 @@ def evaluate(
         if fixed:
             table.add_row(f"{label} fixed n", "-" if fixed.get("value") is None else f"{fixed['value']:.4g}",
                           fixed.get("note") or f"n={fixed['n']} per side, mean of {fixed['repeats']} draws")
+    _kld_rows(table, result.kld)
     console = out_console()
     console.print(table)
     console.print(f"per-clip scores: {result.scores_csv}   summary: {result.summary_json}   manifest: {result.output_dir / 'eval_manifest.json'}")
+
+
+def _kld_rows(table: Any, kld: dict[str, Any] | None) -> None:
+    """KLD (``evaluate.kld.classifier``): the paired value and the distribution-level one, like the FAD rows."""
+    if kld is None:
+        return
+    label = f"KLD ({kld.get('classifier', 'classifier')})"
+    if kld.get("value") is None and kld.get("distribution") is None:
+        table.add_row(label, "skipped", kld.get("note", ""))
+        return
+    table.add_row(label, "-" if kld.get("value") is None else f"{kld['value']:.4g}",
+                  f"{kld.get('pairs', 0)} pair(s); {kld.get('note', '')}")
+    if kld.get("distribution") is not None:
+        table.add_row(f"{label} distribution", f"{kld['distribution']:.4g}",
+                      f"mean label distributions, n={kld.get('n')} vs {kld.get('n_reference')}")
 
 
 @app.command(
@@ -260,5 +276,7 @@ def _print_report(result: VerifyResult) -> None:
         console.print(f"merged {result.merged} verdict line(s) of shard parts into {result.rows_file}", soft_wrap=True)
     console.print(table)
     console.print(f"{report['clips']} clips ({result.scored} judged now, {result.skipped} already done); mean realisation per clip "
-                  f"{number(overall['realisation_mean'], 3)}; {overall['tags_unjudged']} tag(s) no checker could judge")
+                  f"{number(overall['realisation_mean'], 3)}; {overall['tags_unjudged']} tag(s) no checker could judge"
+                  + (f"; {report['clips_unplayable']} clip(s) unplayable (tags counted as missed)" if report.get("clips_unplayable") else "")
+                  + (f"; {report['clips_without_tags']} clip(s) without tags" if report.get("clips_without_tags") else ""))
     console.print(f"per clip: {result.rows_file}   report: {result.report_path}" + (f"   chart: {result.plot_path}" if result.plot_path else ""))

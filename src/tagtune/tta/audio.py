@@ -146,17 +146,43 @@ def probe(path: Path) -> ClipInfo | None:
 
 def read_mono(path: Path, max_seconds: float | None = None) -> tuple[Any, int]:
     """A file as mono float32 (channels averaged), cut to ``max_seconds``; returns ``(audio, rate)``."""
+    audio, rate, _ = read_mono_frames(path, max_seconds)
+    return audio, rate
+
+
+def read_mono_frames(path: Path, max_seconds: float | None = None) -> tuple[Any, int, int]:
+    """:func:`read_mono` plus the frames the whole file holds (a clip is checked against its stated length)."""
     import numpy as np
     import soundfile as sf
 
     try:
         with sf.SoundFile(str(path)) as fh:
-            rate = int(fh.samplerate)
-            frames = fh.frames if max_seconds is None else min(fh.frames, int(round(max_seconds * rate)))
+            rate, total = int(fh.samplerate), int(fh.frames)
+            frames = total if max_seconds is None else min(total, int(round(max_seconds * rate)))
             data = fh.read(frames, dtype="float32", always_2d=True)
     except (RuntimeError, OSError, ValueError) as exc:
         raise InputError(f"cannot read audio ({str(exc).splitlines()[0][:120]})", path) from exc
-    return np.ascontiguousarray(data.mean(axis=1)), rate
+    return np.ascontiguousarray(data.mean(axis=1)), rate, total
+
+
+def unplayable(audio: Any, rate: int, frames: int, stated: float | None) -> str | None:
+    """Why a clip cannot be judged, in words (None: it can be).
+
+    A file with no frames, one whose length is more than one frame off the ``stated`` seconds of its
+    metadata line (a truncated or replaced file), or samples that are NaN or infinite (what a float
+    file gets from an fp16 overflow): measuring any of them would give a verdict about nothing.
+    """
+    import numpy as np
+
+    if stated is not None and abs(frames - stated * rate) > 1:
+        empty = "no audio frames: " if frames <= 0 else ""
+        return f"{empty}the file holds {frames / rate:.3f} s but its metadata line says {stated:.3f} s"
+    if frames <= 0 or not np.asarray(audio).size:
+        return "no audio frames"
+    bad = int(np.count_nonzero(~np.isfinite(audio)))
+    if bad:
+        return f"{bad} of {np.asarray(audio).size} samples are NaN or infinite (an fp16 overflow writes them)"
+    return None
 
 
 def resample(audio: Any, rate_in: int, rate_out: int) -> Any:

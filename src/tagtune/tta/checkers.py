@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, is_dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -269,11 +269,15 @@ def checker_classes(verification: VerificationSettings) -> list[tuple[str, type[
     return [(name, load(CHECKERS, name)) for name in verification.checkers]
 
 
-def _settings(verification: VerificationSettings, name: str) -> Any:
-    """A checker's settings: its own section of ``verification`` (tempo, clap), else ``verification.custom``'s entry."""
-    own = getattr(verification, name, None) if name.isidentifier() else None
-    if is_dataclass(own):
-        return own
+def _settings(verification: VerificationSettings, name: str, cls: type) -> Any:
+    """A checker's settings: a built-in's own section of ``verification`` (``tempo``, ``clap``, however it
+    was named), any other's ``verification.custom.<name>`` (``<name>`` the class name of a
+    ``module:Class``), even when its name is also a section's (a third-party ``key`` checker does not
+    get ``verification.key``, the key estimate's settings)."""
+    path = f"{cls.__module__}:{cls.__qualname__}"
+    section = next((key for key, target in CHECKERS.builtins.items() if target == path), None)
+    if section is not None:
+        return getattr(verification, section)
     short = name.rpartition(":")[2]
     return dict(verification.custom.get(short) or verification.custom.get(name) or {})
 
@@ -282,7 +286,7 @@ def load_checkers(verification: VerificationSettings, context: CheckerContext,
                   classes: list[tuple[str, type[Checker]]] | None = None) -> list[Checker]:
     """The checkers of ``verification.checkers``, built, in order of precedence."""
     classes = classes if classes is not None else checker_classes(verification)
-    checkers = [cls(_settings(verification, name), context) for name, cls in classes]
+    checkers = [cls(_settings(verification, name, cls), context) for name, cls in classes]
     if len({c.name for c in checkers}) != len(checkers):
         raise ConfigError("two checkers share a name", key="verification.checkers")
     return checkers

@@ -60,14 +60,16 @@ class TtaModel:
     """``model/tta``: the audio backend (``backend``: a built-in, ``package.module:Class`` or an entry point)
     and what it loads. ``tiny`` exists only for the tiny MusicGen, ``compile`` only for the transformers
     backend, ``sample_rate``/``miss_rate`` only for the synth renderer; a third-party backend reads its own
-    settings from ``options``."""
+    settings from ``options``. ``revision``, ``trust_remote_code``, ``dtype`` and ``threads`` are MusicGen's
+    (the transformers and audiocraft backends): None when a model config leaves them out, so a third-party
+    backend's YAML needs only ``name``, ``backend`` and ``options``."""
 
     name: str
     backend: str
-    revision: str | None
-    trust_remote_code: bool
-    dtype: str
-    threads: Count | None
+    revision: str | None = None
+    trust_remote_code: bool | None = None
+    dtype: str | None = None
+    threads: Count | None = None
     tiny: TinyMusicgen | None = None
     compile: bool | None = None
     sample_rate: SampleRate | None = None
@@ -183,7 +185,9 @@ class Verification(VerificationSettings):
 
 @dataclass(frozen=True)
 class Fad:
-    """``evaluate.fad``: the standard FAD backbones (a built-in, ``package.module:Class`` or an entry point)."""
+    """``evaluate.fad``: the standard FAD backbones (a built-in, ``package.module:Class`` or an entry point).
+    Every backbone is built from this whole section; a third-party one reads its settings from ``options``
+    (a free mapping, by convention keyed by the backbone's name)."""
 
     backbones: list[str]
     vggish_weights: str | None
@@ -194,6 +198,7 @@ class Fad:
     fixed_n: Annotated[int, Range(min=2)] | None
     repeats: Count
     tiny: TinyMusicgen | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # a third-party backbone's settings (it gets the section)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,10 @@ equals the current one. Lines that no longer match are dropped and their clips r
 so after a kill at any point, or after the captions changed, the same command resumes and the
 folder never mixes old and new content.
 
+Locks before deletes, and the model before files: a second run into a folder that one is
+rendering is refused in one line before anything changes (``--overwrite`` deletes only while holding
+the locks), and nothing is created in ``-o`` until the model has loaded.
+
 Sharded runs (``--shard I/N``, torchrun, SLURM) take the prompts whose id hash falls in their
 residue class and append to their own ``metadata.shard-*.jsonl``; the clips they skip include
 those already in a merged ``metadata.jsonl``. An unsharded run first merges any parts.
@@ -30,7 +34,7 @@ from tagtune.config.saved import prepare_run_dir
 from tagtune.errors import ConfigError, InputError
 from tagtune.files.readers import resolve_path
 from tagtune.files.resumable import JsonlAppender, ensure_dir
-from tagtune.files.runs import claim_dir
+from tagtune.files.runs import check_claimable, claim_dir
 from tagtune.files.sharding import Shard, resolve_shard
 from tagtune.models.device import torch_threads
 from tagtune.models.sampling import seed_for_row
@@ -40,7 +44,16 @@ from tagtune.report import SILENT, Reporter, Task
 from tagtune.tta.audio import check_format, normalize_clip, probe, write_clip
 from tagtune.tta.backends.base import AudioBackend, SamplingParams, backend_class
 from tagtune.tta.config import GenerateConfig
-from tagtune.tta.merge import METADATA, MergeReport, clip_path, merge_dir, metadata_parts, part_name
+from tagtune.tta.merge import (
+    METADATA,
+    MergeReport,
+    clip_path,
+    locked,
+    merge_dir,
+    metadata_parts,
+    part_name,
+    remove_locked,
+)
 from tagtune.tta.prompts import AUDIO_DIR, clip_name, iter_prompts, scan_prompts
 
 _CLIP_FIELDS = frozenset(f.name for f in fields(ClipRow))  # what a render measures anew (loudness_lufs ...)
@@ -224,39 +237,43 @@ def generate(cfg: GenerateConfig, reporter: Reporter = SILENT, backend: AudioBac
     make = backend_class(cfg.model) if backend is None else None  # an unknown backend fails before any work
     scan = scan_prompts(source, cfg.data, cfg.generate.limit)  # pass 1: fail on bad input before anything is written
     owned = {i for i in scan.ids if shard.owns(i)}
-    claim_dir(out, "tta generate")  # a non-empty folder tagtune did not make is refused: no user file is touched
-    ensure_dir(out / AUDIO_DIR)
-    if make is not None:  # loaded before anything in DIR changes: a missing model loses nothing
+    check_claimable(out)  # a non-empty folder tagtune did not make is refused: no user file is touched
+    meta = out / (part_name(shard.tag) if shard.is_sharded else METADATA)
+    with locked(_replaced(cfg, out, meta, shard), _BUSY):  # a busy output: one line now, before the model loads
+        pass
+    if make is not None:  # loaded before anything is created or changed: a model that cannot load leaves nothing
         backend = make(cfg.model, cfg.device, cfg.tagmap)
-    prepare_run_dir(cfg, out)
-    result = GenerateResult(output_dir=out, metadata=out / METADATA, total=scan.total, owned=len(owned), shard=str(shard),
+    result = GenerateResult(output_dir=out, metadata=meta, total=scan.total, owned=len(owned), shard=str(shard),
                             model=backend.name, sample_rate=backend.sample_rate)
-    meta = _metadata_file(cfg, out, shard, result)
+    run = _Run(cfg, backend, result, source)  # settings that do not fit the model fail here, before any file
+    expected = {row.id: run.input_hash(row) for row in iter_prompts(source, cfg.data, cfg.generate.limit) if row.id in owned}
+    claim_dir(out, "tta generate")
+    ensure_dir(out / AUDIO_DIR)
+    if cfg.generate.overwrite:  # under the locks of all it deletes: a run still writing one is refused, nothing is lost
+        remove_locked(_replaced(cfg, out, meta, shard), _BUSY)
+    elif not shard.is_sharded and metadata_parts(out):
+        result.merged = merge_dir(out)
     started = time.perf_counter()
     with torch_threads(backend.threads):
-        _render(cfg, source, out, meta, shard, owned, backend, result, reporter)
+        _render(run, out, meta, shard, owned, expected, reporter)
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _metadata_file(cfg: GenerateConfig, out: Path, shard: Shard, result: GenerateResult) -> Path:
-    """This worker's metadata file; an unsharded run first folds in (or, overwriting, drops) shard parts."""
-    if shard.is_sharded:
-        result.metadata = out / part_name(shard.tag)
-    elif cfg.generate.overwrite:
-        for part in metadata_parts(out):
-            part.unlink(missing_ok=True)
-    elif metadata_parts(out):
-        result.merged = merge_dir(out)
-    return result.metadata
+_BUSY = "wait for the other `tagtune tta generate` writing this folder (give each worker its own --shard I/N)"
 
 
-def _render(cfg: GenerateConfig, source: Path, out: Path, meta: Path, shard: Shard, owned: set[str],
-            backend: AudioBackend, result: GenerateResult, reporter: Reporter) -> None:
-    run = _Run(cfg, backend, result, source)
-    expected = {row.id: run.input_hash(row) for row in iter_prompts(source, cfg.data, cfg.generate.limit) if row.id in owned}
+def _replaced(cfg: GenerateConfig, out: Path, meta: Path, shard: Shard) -> list[Path]:
+    """The files this run appends to or, with ``--overwrite``, deletes (an unsharded one: the shard parts too)."""
+    return [meta, *([] if shard.is_sharded or not cfg.generate.overwrite else metadata_parts(out))]
+
+
+def _render(run: _Run, out: Path, meta: Path, shard: Shard, owned: set[str], expected: dict[str, str],
+            reporter: Reporter) -> None:
+    cfg, result = run.cfg, run.result
     valid = _still_valid(out, expected)
-    with JsonlAppender(meta, key="id", overwrite=cfg.generate.overwrite, done_when=valid) as sink:
+    with JsonlAppender(meta, key="id", done_when=valid) as sink:  # locks before it drops a stale line
+        prepare_run_dir(cfg, out)  # under the lock: a run refused as a second writer leaves the first's config.yaml
         done = set(sink.done) | (_main_done(out, valid) if shard.is_sharded else set())
         result.redone = sink.dropped
         if result.redone:
@@ -264,7 +281,7 @@ def _render(cfg: GenerateConfig, source: Path, out: Path, meta: Path, shard: Sha
         run.sink = sink
         with reporter.progress(f"audio {shard}" if shard.is_sharded else "audio", total=len(owned), unit="clips") as task:
             run.task = task
-            for row in iter_prompts(source, cfg.data, cfg.generate.limit):  # pass 2
+            for row in iter_prompts(run.source, cfg.data, cfg.generate.limit):  # pass 2
                 if row.id not in owned:
                     continue
                 if row.id in done:

@@ -33,7 +33,14 @@ from pathlib import Path
 from typing import Any
 
 from tagtune.errors import InputError, OutputError
-from tagtune.files.resumable import atomic_path, dumps_line, iter_jsonl, lock_handle, repair_tail
+from tagtune.files.resumable import (
+    atomic_path,
+    dumps_line,
+    iter_jsonl,
+    lock_handle,
+    output_error,
+    repair_tail,
+)
 from tagtune.tta.audio import AUDIO_SUFFIXES, probe
 from tagtune.tta.config import MergeConfig
 
@@ -74,9 +81,27 @@ def locked(paths: list[Path], hint: str = "wait for every shard to finish, then 
     with contextlib.ExitStack() as stack:
         for path in paths:
             if path.exists():
-                fh = stack.enter_context(open(path, "ab"))
+                try:
+                    fh = stack.enter_context(open(path, "ab"))
+                except OSError as exc:
+                    raise output_error(path, exc) from exc
                 lock_handle(fh, path, hint)
         yield
+
+
+def remove_locked(paths: list[Path], hint: str) -> None:
+    """Delete the existing files among ``paths`` (``--force``, ``--overwrite``), holding all their locks.
+
+    The locks come first: a file another run is writing is refused in one line and nothing is
+    deleted (deleting first let a second writer start a new file while the first one went on
+    writing the deleted one, and the first's work vanished while it exited 0).
+    """
+    with locked(paths, hint):
+        for path in paths:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                raise output_error(path, exc) from exc
 
 
 def _digest(obj: dict[str, Any]) -> bytes:
@@ -84,14 +109,20 @@ def _digest(obj: dict[str, Any]) -> bytes:
 
 
 def clip_path(folder: Path, rec: dict[str, Any], path: Path, line: int) -> Path:
-    """The audio file a metadata line points at; a missing or escaping ``file_name`` is an InputError."""
+    """The audio file a metadata line points at (absolute, symlinks kept); a missing ``file_name``, or one
+    that itself leaves the folder (absolute, or ``..`` past its top), is an InputError.
+
+    The name is normalised as text, never resolved: a clip that is a symlink to storage outside the
+    folder (datasets link to shared storage) is the folder's clip; only the name decides.
+    """
     name = rec.get("file_name")
     if not isinstance(name, str) or not name:
         raise InputError("metadata line has no file_name", path, line, field="file_name")
-    target = (folder / name).resolve()
-    if Path(name).is_absolute() or not target.is_relative_to(folder.resolve()):
-        raise InputError(f"file_name '{name}' points outside {folder}", path, line, field="file_name")
-    return target
+    norm = os.path.normpath(name)
+    if os.path.isabs(name) or Path(name).is_absolute() or norm == os.pardir or norm.startswith(os.pardir + os.sep):
+        raise InputError(f"file_name '{name}' points outside {folder}", path, line, field="file_name",
+                         hint="file_name is relative to the folder (audio/<id>.wav); link storage in with a symlink instead")
+    return Path(os.path.abspath(Path(folder) / norm))
 
 
 def merge_dir(folder: str | Path, write: bool = True) -> MergeReport:
@@ -191,7 +222,7 @@ def _orphans(folder: Path, referenced: set[Path]) -> list[str]:
         return []
     return sorted(str(p.relative_to(folder)) for p in audio_dir.iterdir()
                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in AUDIO_SUFFIXES
-                  and p.resolve() not in referenced)
+                  and Path(os.path.abspath(p)) not in referenced)
 
 
 def _write_merged(main: Path, sources: list[Path], winner: dict[str, tuple[int, int, bytes]]) -> None:

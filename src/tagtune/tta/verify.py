@@ -11,7 +11,11 @@ realisation per category, per tag, per checker and overall.
 Resumable like every long job: lines are appended per batch, and a line counts as done only
 while its ``input_hash`` (the clip file's content, its tags and categories, the verification
 settings) is the current one, so a killed run continues where it stopped, and a clip whose audio
-or tags changed since is scored again; ``--force`` scores everything again. Categories come from
+or tags changed since is scored again; ``--force`` scores everything again. One writer per file:
+``--force`` and the dropping of stale lines take the locks of what they delete first, so a second
+run while one appends is refused in one line and the first's lines survive. Unplayable clips
+(:mod:`tagtune.tta.judging`) get a line saying why; clips without tags are counted and warned about,
+and a folder without any is one line. Categories come from
 the row's category columns (``genre``, ``tempo`` ...), then ``verification.taxonomy`` (default:
 the packaged taxonomy), then the ``tagmap`` (its tempo tags are ``tempo``, its instruments
 ``instrument``).
@@ -27,15 +31,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tagtune.config.saved import config_hash
 from tagtune.config.typed import reads, to_dict
-from tagtune.errors import ConfigError, InputError
+from tagtune.errors import ConfigError, InputError, OutputError
 from tagtune.files.resumable import (
     JsonlAppender,
     atomic_path,
@@ -50,20 +53,12 @@ from tagtune.records.reader import read_clips
 from tagtune.records.rows import FIELD_ORDER
 from tagtune.records.taxonomy import Taxonomy
 from tagtune.report import SILENT, Reporter
-from tagtune.tta.audio import read_mono
-from tagtune.tta.checkers import (
-    Checker,
-    CheckerContext,
-    Clip,
-    Judgement,
-    TagToJudge,
-    checker_classes,
-    load_checkers,
-)
+from tagtune.tta.checkers import Checker, CheckerContext, checker_classes, load_checkers
 from tagtune.tta.config import VerifyConfig
 from tagtune.tta.evaluate import metadata_of
 from tagtune.tta.facts import Facts
-from tagtune.tta.merge import clip_path, locked
+from tagtune.tta.judging import Item, batches, score_batch
+from tagtune.tta.merge import clip_path, locked, remove_locked
 from tagtune.tta.verify_report import VerifyResult, plot, summarise
 
 __all__ = ["REPORT", "VERIFICATION", "VerifyResult", "fold_parts", "recorded_settings", "score_batch", "summarise",
@@ -84,18 +79,6 @@ def part_name(shard_tag: str) -> str:
 def verdict_parts(folder: Path) -> list[Path]:
     """The verification parts of sharded runs in ``folder``, in shard order."""
     return sorted(Path(folder).glob(PART_GLOB))
-
-
-@dataclass
-class _Item:
-    line: int
-    id: str
-    file_name: str
-    path: Path
-    tags: list[str]
-    categories: dict[str, str | None]
-    digest: str = ""
-    input_hash: str = ""
 
 
 def recorded_settings(folder: str | Path | None) -> dict[str, Any] | None:
@@ -156,12 +139,13 @@ def _row_categories(columns: dict[str, Any], tags: list[str], known: dict[str, s
     return cats
 
 
-def _scan(folder: Path, meta: Path, known: dict[str, str], shard: Shard) -> list[_Item]:
+def _scan(folder: Path, meta: Path, known: dict[str, str], shard: Shard) -> list[Item]:
     """Pass 1: every listed clip has readable tags; this shard's clips exist (file:line:field otherwise) and are hashed."""
-    items: list[_Item] = []
+    items: list[Item] = []
     for row in read_clips(meta, need_caption=False):
         path = clip_path(folder, {"file_name": row.file_name}, meta, row.line)
-        item = _Item(row.line, row.id, row.file_name, path, list(row.tags), _row_categories(row.extra, row.tags, known))
+        item = Item(row.line, row.id, row.file_name, path, list(row.tags), _row_categories(row.extra, row.tags, known),
+                    row.duration)
         if shard.owns(row.id):
             if not path.is_file():
                 raise InputError(f"clip {row.file_name} does not exist", meta, row.line, field="file_name",
@@ -171,7 +155,7 @@ def _scan(folder: Path, meta: Path, known: dict[str, str], shard: Shard) -> list
     return items
 
 
-def _candidates(items: list[_Item], known: dict[str, str]) -> dict[str, list[str]]:
+def _candidates(items: list[Item], known: dict[str, str]) -> dict[str, list[str]]:
     """Per category, every tag a CLAP checker ranks a tag against: the taxonomy's and the folder's."""
     out: dict[str, set[str]] = {}
     for tag, category in known.items():
@@ -195,69 +179,6 @@ def _settings_digest(cfg: VerifyConfig, candidates: dict[str, list[str]]) -> str
     return config_hash(parts, drop=())
 
 
-def _assign(item: _Item, checkers: list[Checker]) -> tuple[dict[str, list[TagToJudge]], list[str]]:
-    """The first claiming checker for each tag; the tags none claims (unjudged)."""
-    per: dict[str, list[TagToJudge]] = {c.name: [] for c in checkers}
-    unjudged: list[str] = []
-    for tag in item.tags:
-        category = item.categories.get(tag)
-        owner = next((c for c in checkers if c.claims(tag, category)), None)
-        if owner is None:
-            unjudged.append(tag)
-        else:
-            per[owner.name].append(TagToJudge(tag, category))
-    return per, unjudged
-
-
-def _row(item: _Item, verdicts: dict[str, tuple[str, Judgement]], unjudged: list[str],
-         facts: dict[str, Any] | None = None, facts_by: dict[str, str] | None = None) -> dict[str, Any]:
-    realised = [t for t in item.tags if t in verdicts and verdicts[t][1].realised]
-    missed = [t for t in item.tags if t in verdicts and not verdicts[t][1].realised]
-    judged = len(realised) + len(missed)
-    scores = {t: {"checker": name, "realised": j.realised, "score": j.score, "category": item.categories.get(t), **j.detail}
-              for t, (name, j) in verdicts.items()}
-    return {"id": item.id, "file_name": item.file_name, "intended_tags": item.tags, "realised_tags": realised,
-            "missed_tags": missed, "unjudged_tags": unjudged,
-            "realisation": round(len(realised) / judged, 6) if judged else None,
-            "scores": scores, **({"facts": facts, "facts_by": facts_by} if facts is not None else {}),
-            "input_hash": item.input_hash}
-
-
-def score_batch(items: list[_Item], checkers: list[Checker], max_seconds: float | None,
-                timings: dict[str, float], facts: Facts | None = None) -> list[dict[str, Any]]:
-    """Read a batch of clips, let each checker judge the tags it claims, measure the clips' facts
-    (BPM, key: :mod:`tagtune.tta.facts`), and build their lines."""
-    clips = [Clip(it.id, *read_mono(it.path, max_seconds), it.digest) for it in items]
-    assigned = [_assign(it, checkers) for it in items]
-    verdicts: list[dict[str, tuple[str, Judgement]]] = [{} for _ in items]
-    for checker in checkers:
-        wanted = [per[checker.name] for per, _ in assigned]
-        if not any(wanted):
-            continue
-        started = time.perf_counter()
-        judged = checker.judge(clips, wanted)
-        timings[checker.name] = timings.get(checker.name, 0.0) + time.perf_counter() - started
-        for i, result in enumerate(judged):
-            asked = {t.tag for t in wanted[i]}
-            verdicts[i].update({tag: (checker.name, j) for tag, j in result.items() if tag in asked})
-    started = time.perf_counter()
-    measured = [facts.measure(clip, verdict) if facts is not None and facts.names else None
-                for clip, verdict in zip(clips, verdicts, strict=True)]
-    if facts is not None and facts.names:
-        timings["facts"] = timings.get("facts", 0.0) + time.perf_counter() - started
-    by = facts.estimators() if facts is not None else None
-    rows = []
-    for item, (per, unjudged), verdict, found in zip(items, assigned, verdicts, measured, strict=True):
-        skipped = [t.tag for ts in per.values() for t in ts if t.tag not in verdict]  # claimed, then not judged
-        rows.append(_row(item, verdict, unjudged + skipped, found, by))
-    return rows
-
-
-def _batches(items: list[_Item], size: int) -> Iterator[list[_Item]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
 def fold_parts(folder: Path, order: list[str], expected: dict[str, str]) -> int:
     """Fold the shard parts of ``folder`` into ``verification.jsonl``; returns the part lines read.
 
@@ -271,7 +192,7 @@ def fold_parts(folder: Path, order: list[str], expected: dict[str, str]) -> int:
     main = folder / VERIFICATION
     best: dict[str, dict[str, Any]] = {}
     read = 0
-    with locked([main, *parts], "wait for every verify shard to finish, then run `tagtune tta verify DIR` again"):
+    with locked([main, *parts], _BUSY):
         for path in [p for p in (main, *parts) if p.exists()]:
             repair_tail(path)
             for _, rec in iter_jsonl(path):
@@ -283,9 +204,43 @@ def fold_parts(folder: Path, order: list[str], expected: dict[str, str]) -> int:
         lines = sorted(best.values(), key=lambda rec: rank.get(str(rec.get("id")), len(rank)))
         with atomic_path(main) as tmp, open(tmp, "w", encoding="utf-8") as fh:
             fh.writelines(dumps_line(rec) for rec in lines)
-    for part in parts:
-        part.unlink(missing_ok=True)
+        for part in parts:  # still locked: a shard cannot have started on one
+            part.unlink(missing_ok=True)
     return read
+
+
+_BUSY = "wait for the other `tagtune tta verify` of this folder to finish (or, sharded, for every shard), then run again"
+
+
+def _check_tags(items: list[Item], meta: Path, reporter: Reporter) -> None:
+    """A folder whose clips have no tags has nothing to verify (one line); a few such clips are counted
+    and named in a warning (their lines say nothing was judged), the others are verified."""
+    bare = [it for it in items if not it.tags]
+    if len(bare) == len(items):
+        raise InputError("no clip has tags: nothing to verify", meta, field="tags",
+                         hint="tta verify judges each clip's intended tags (its `tags` list); a folder rendered from "
+                              "plain prompts has none: score it with `tagtune tta evaluate` instead")
+    if bare:
+        lines = ", ".join(f":{it.line}" for it in bare[:5]) + (f" and {len(bare) - 5} more" if len(bare) > 5 else "")
+        reporter.warn(f"{len(bare)} of {len(items)} clip(s) have no tags ({meta.name}{lines}): nothing to judge in "
+                      "them (counted as clips without intended tags); verifying the others")
+
+
+def _check_writable(folder: Path, rows: Path) -> None:
+    """``tta verify`` writes its per-clip lines into the folder it judges (``-o`` moves only the report)."""
+    for path in (folder, rows):
+        if path.exists() and not os.access(path, os.W_OK):
+            raise OutputError(f"{path}: not writable: tta verify writes its per-clip verdicts ({rows.name}) into the "
+                              "folder it judges", hint=f"make {folder} writable, or verify a writable copy of it "
+                                                       "(-o moves only the summary report)")
+
+
+def _warn_unplayable(report: dict[str, Any], reporter: Reporter) -> None:
+    found = report.get("unplayable") or []
+    if found:
+        shown = "; ".join(f"{u['file_name']}: {u['reason']}" for u in found[:3])
+        more = f"; and {len(found) - 3} more" if len(found) > 3 else ""
+        reporter.warn(f"{len(found)} clip(s) unplayable, their tags counted as missed ({shown}{more})")
 
 
 def _current_ids(path: Path, expected: dict[str, str]) -> set[str]:
@@ -315,7 +270,9 @@ def verify(cfg: VerifyConfig, reporter: Reporter = SILENT, checkers: list[Checke
     started = time.perf_counter()
     folder = Path(v.input).expanduser()
     known = _category_map(cfg)
-    items = _scan(folder, metadata_of(folder), known, shard)
+    meta = metadata_of(folder)
+    items = _scan(folder, meta, known, shard)
+    _check_tags(items, meta, reporter)
     candidates = _candidates(items, known)
     digest = _settings_digest(cfg, candidates)
     owned = [it for it in items if shard.owns(it.id)]
@@ -327,17 +284,17 @@ def verify(cfg: VerifyConfig, reporter: Reporter = SILENT, checkers: list[Checke
     result = VerifyResult(folder=folder, rows_file=folder / (part_name(shard.tag) if shard.is_sharded else VERIFICATION),
                           report_path=Path(v.output).expanduser() if v.output else folder / REPORT, clips=len(owned),
                           shard=str(shard))
+    _check_writable(folder, result.rows_file)
     if not shard.is_sharded:
         check_ours(result.report_path, "tta verify", json_has("by_tag", "overall"))
     check_ours(result.rows_file, "tta verify", first_line_has("input_hash"))
     expected = {it.id: it.input_hash for it in owned}
     elsewhere: set[str] = set()
-    if shard.is_sharded:
-        elsewhere = set() if v.force else _current_ids(folder / VERIFICATION, expected)
-    elif v.force:
-        for part in verdict_parts(folder):
-            part.unlink(missing_ok=True)
-    else:
+    if shard.is_sharded and not v.force:
+        elsewhere = _current_ids(folder / VERIFICATION, expected)
+    if v.force:  # the locks first: a run still writing these is refused, never deleted under
+        remove_locked([result.rows_file, *([] if shard.is_sharded else verdict_parts(folder))], _BUSY)
+    elif not shard.is_sharded:
         result.merged = fold_parts(folder, [it.id for it in items], expected)
     _judge(result, owned, elsewhere, checkers, cfg, shard, reporter)
     result.seconds = time.perf_counter() - started
@@ -345,17 +302,18 @@ def verify(cfg: VerifyConfig, reporter: Reporter = SILENT, checkers: list[Checke
         return result  # the unsharded run after the shards writes the report
     rows = [rec for _, rec in iter_jsonl(result.rows_file) if expected.get(str(rec.get("id"))) == rec.get("input_hash")]
     result.report = summarise(rows, checkers, result)
+    _warn_unplayable(result.report, reporter)
     atomic_write_json(result.report_path, result.report)
     result.plot_path = plot(result.report, result.report_path.with_suffix(".png"))
     return result
 
 
-def _judge(result: VerifyResult, owned: list[_Item], elsewhere: set[str], checkers: list[Checker], cfg: VerifyConfig,
+def _judge(result: VerifyResult, owned: list[Item], elsewhere: set[str], checkers: list[Checker], cfg: VerifyConfig,
            shard: Shard, reporter: Reporter) -> None:
     """Append a verdict line for every owned clip not judged yet (in this file or, for a shard, the merged one)."""
     v = cfg.verification
     expected = {it.id: it.input_hash for it in owned}
-    with JsonlAppender(result.rows_file, key="id", overwrite=v.force,
+    with JsonlAppender(result.rows_file, key="id",  # it locks before it drops a stale line
                        done_when=lambda rec: expected.get(str(rec.get("id"))) == rec.get("input_hash")) as sink:
         result.redone = sink.dropped
         todo = [it for it in owned if it.id not in sink.done and it.id not in elsewhere]
@@ -365,7 +323,7 @@ def _judge(result: VerifyResult, owned: list[_Item], elsewhere: set[str], checke
         label = f"verify {shard}" if shard.is_sharded else "verify"
         with reporter.progress(label, total=len(owned), unit="clips") as task:
             task.advance(result.skipped)
-            for batch in _batches(todo, v.batch_size):
+            for batch in batches(todo, v.batch_size):
                 sink.append(score_batch(batch, checkers, v.max_seconds, result.checker_seconds,
                                         Facts.from_settings(v)))
                 result.scored += len(batch)

@@ -1,7 +1,10 @@
 """The summary of ``tagtune tta verify``: realisation per category, tag and checker, and a per-tag chart.
 
 Built from the verification lines alone (the pipeline's verify step summarises the lines it
-chose with the same function), so a report can be rebuilt from ``verification.jsonl``.
+chose with the same function), so a report can be rebuilt from ``verification.jsonl``. The tags
+of an unplayable clip (``unplayable: true``) that a checker claims count as judged and not realised
+per tag, category and overall, but not in their checker's row (it measured nothing); the report lists those clips with their
+reason (``unplayable``) and counts the clips without intended tags (``clips_without_tags``).
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tagtune.files.resumable import atomic_path
 from tagtune.tta.checkers import Checker
 from tagtune.tta.facts import summary as facts_summary
 
@@ -39,28 +41,42 @@ def _rate(realised: int, judged: int) -> float | None:
     return round(realised / judged, 4) if judged else None
 
 
-def summarise(rows: list[dict[str, Any]], checkers: list[Checker], result: VerifyResult) -> dict[str, Any]:
-    """Realisation overall, per category, per tag and per checker, from the verification lines."""
+def _by_tag(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per tag: clips judged (an unplayable clip's tags among them, counted apart), realised, unjudged."""
     by_tag: dict[str, dict[str, Any]] = {}
+
+    def entry(tag: str) -> dict[str, Any]:
+        return by_tag.setdefault(tag, {"category": None, "checker": None, "judged": 0, "realised": 0, "unjudged": 0,
+                                       "unplayable": 0})
+
     for rec in rows:
         for tag, s in (rec.get("scores") or {}).items():
-            entry = by_tag.setdefault(tag, {"category": s.get("category"), "checker": s.get("checker"), "judged": 0,
-                                            "realised": 0, "unjudged": 0})
-            entry["judged"] += 1
-            entry["realised"] += int(bool(s.get("realised")))
+            e = entry(tag)
+            e["category"] = e["category"] or s.get("category")
+            e["checker"] = e["checker"] or s.get("checker")
+            e["judged"] += 1
+            e["realised"] += int(bool(s.get("realised")))
+            e["unplayable"] += int(bool(s.get("unplayable")))
         for tag in rec.get("unjudged_tags") or []:
-            by_tag.setdefault(tag, {"category": None, "checker": None, "judged": 0, "realised": 0, "unjudged": 0})["unjudged"] += 1
+            entry(tag)["unjudged"] += 1
+    return by_tag
+
+
+def summarise(rows: list[dict[str, Any]], checkers: list[Checker], result: VerifyResult) -> dict[str, Any]:
+    """Realisation overall, per category, per tag and per checker, from the verification lines."""
+    by_tag = _by_tag(rows)
     by_category: dict[str, dict[str, Any]] = {}
     by_checker: dict[str, dict[str, Any]] = {}
     for entry in by_tag.values():
         entry["rate"] = _rate(entry["realised"], entry["judged"])
-        if not entry["judged"]:
-            continue
-        for key, table in ((entry["category"] or "unknown", by_category), (entry["checker"], by_checker)):
-            agg = table.setdefault(str(key), {"judged": 0, "realised": 0, "tags": 0})
-            agg["judged"] += entry["judged"]
-            agg["realised"] += entry["realised"]
-            agg["tags"] += 1
+        measured = entry["judged"] - entry["unplayable"]  # what the checker itself judged
+        for key, table, judged, realised in ((entry["category"] or "unknown", by_category, entry["judged"], entry["realised"]),
+                                             (entry["checker"], by_checker, measured, entry["realised"])):
+            if judged and key is not None:
+                agg = table.setdefault(str(key), {"judged": 0, "realised": 0, "tags": 0})
+                agg["judged"] += judged
+                agg["realised"] += realised
+                agg["tags"] += 1
     for table in (by_category, by_checker):
         for agg in table.values():
             agg["rate"] = _rate(agg["realised"], agg["judged"])
@@ -68,8 +84,11 @@ def summarise(rows: list[dict[str, Any]], checkers: list[Checker], result: Verif
     judged = sum(e["judged"] for e in by_tag.values())
     realised = sum(e["realised"] for e in by_tag.values())
     checker_total = sum(result.checker_seconds.values())
+    unplayable = [{"id": r.get("id"), "file_name": r.get("file_name"), "reason": r.get("reason")} for r in rows if r.get("unplayable")]
     return {
         "folder": str(result.folder), "clips": len(rows), "clips_judged": len(fractions),
+        "clips_unplayable": len(unplayable), "clips_without_tags": sum(1 for r in rows if not r.get("intended_tags")),
+        "unplayable": unplayable,
         "overall": {"realisation_mean": round(sum(fractions) / len(fractions), 4) if fractions else None,
                     "tags_judged": judged, "tags_realised": realised, "rate": _rate(realised, judged),
                     "tags_unjudged": sum(e["unjudged"] for e in by_tag.values())},
@@ -88,14 +107,12 @@ def plot(report: dict[str, Any], path: Path) -> Path | None:
     tags = [(t, e) for t, e in report["by_tag"].items() if e["judged"]]
     if not tags:
         return None
-    import matplotlib
+    from tagtune.records.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     tags.sort(key=lambda te: (str(te[1]["category"]), te[0]))
     categories = sorted({str(e["category"]) for _, e in tags})
-    colours = {c: plt.get_cmap("tab10")(i % 10) for i, c in enumerate(categories)}
+    colours = {c: f"C{i % 10}" for i, c in enumerate(categories)}
     fig, ax = plt.subplots(figsize=(7, 1.2 + 0.28 * len(tags)))
     ax.barh([f"{t} (n={e['judged']})" for t, e in tags], [e["rate"] for _, e in tags],
             color=[colours[str(e["category"])] for _, e in tags])
@@ -105,7 +122,4 @@ def plot(report: dict[str, Any], path: Path) -> Path | None:
     handles = [plt.Rectangle((0, 0), 1, 1, color=colours[c]) for c in categories]
     ax.legend(handles, categories, loc="lower right", fontsize="small")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
