@@ -40,7 +40,7 @@ class TransformersMusicgen:
         name = model.name
         source = str(ensure_tiny_musicgen(needed(model, "tiny", "the tiny MusicGen"))) if name == TINY_NAME else name
         device = pick_device(device)
-        common = {"revision": model.revision, "trust_remote_code": model.trust_remote_code}
+        common = {"revision": model.revision, "trust_remote_code": bool(model.trust_remote_code)}  # None: not asked, so no
         processor = load_pretrained(AutoProcessor.from_pretrained, source, "MusicGen processor", **common)
         loaded = _load_model(source, device, pick_dtype(model.dtype, device), common)
         if model.compile:
