@@ -1,11 +1,10 @@
-"""Fixtures of the executor tests: a hard time limit per test, a run folder with its canary, the
+"""Fixtures of the executor tests: a hard time limit per test (pytest-timeout), a run folder with its canary, the
 stand-in SLURM commands, one embedded Ray cluster per session, and the toy targets on PYTHONPATH
 (workers of every executor import them by name)."""
 
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,20 +22,14 @@ if str(TOYS) not in sys.path:
     sys.path.insert(0, str(TOYS))
 
 LIMIT_S = 120  # no executor test may hang: a scheduler waiting forever fails the test instead
+HERE = Path(__file__).resolve().parent
 
 
-@pytest.fixture(autouse=True)
-def _hard_timeout(request: pytest.FixtureRequest) -> Iterator[None]:
-    def expire(signum: int, frame: Any) -> None:
-        raise TimeoutError(f"{request.node.name} ran past {LIMIT_S} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(LIMIT_S)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A hard time limit (pytest-timeout) on every test of this folder that does not set its own."""
+    for item in items:
+        if Path(str(item.fspath)).resolve().is_relative_to(HERE) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(LIMIT_S))
 
 
 @pytest.fixture(autouse=True)

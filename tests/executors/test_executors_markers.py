@@ -81,11 +81,26 @@ def test_done_counts_only_for_the_same_config_and_count(plan):
     assert changed.missing == [0, 1] and changed.stale == (0, 1)
     other = shard_status(folder, 4, "cfg1")
     assert other.other_counts == (2,) and other.done == []
-    with pytest.raises(ConfigError, match=r"written for 2 shards, not 4") as err:
+    with pytest.raises(ConfigError, match=r"^executor.shards.tta=4, but the tta shards in .* were planned for 2 \(hint") as err:
         other.require_same_count("tta")
     assert err.value.key == "executor.shards.tta" and "executor.shards.tta=2" in err.value.hint
     shard_status(folder, 2, "cfg1").require_same_count("tta")  # same count: nothing to refuse
     assert shard_status(folder, 2, "cfg1", input_hash="other").missing == [0, 1]
+
+
+def test_a_plan_of_another_count_is_seen_before_any_shard_finished(plan):
+    """Only failed markers and a submission record: the other split may have left parts all the same."""
+    task = plan("tta", 3, fail=[0])[0]
+    with pytest.raises(InputError):
+        run_task(task)
+    mk.record_submission(task.marker_dir, executor="slurm", stage="tta", count=5, config_hash="cfg1",
+                         jobs={0: ("9_0", None)})
+    status = shard_status(task.marker_dir, 2, "cfg1")
+    assert status.done == [] and sorted(status.other_counts) == [3, 5]
+    with pytest.raises(ConfigError) as err:
+        status.require_same_count("tta", key="executor.shards.verify", hint="rerun it with --force verify")
+    assert err.value.key == "executor.shards.verify" and err.value.hint == "rerun it with --force verify"
+    assert shard_status(task.marker_dir, 3, "cfg1").other_counts == (5,)
 
 
 def test_running_needs_a_live_job(plan):
@@ -131,6 +146,11 @@ def test_raise_for_failures_names_shards_and_logs(plan):
     with pytest.raises(ShardsFailed) as err:
         raise_for_failures(bad)
     assert str(err.value).startswith("2 of 3 tta shards did not finish: shard 1/3: InputError: bad (log: /l/1_1.err)")
+    alike = [TaskOutcome.failed(t, f"1_{t.index}", f"/l/1_{t.index}.err", "InputError: x.jsonl:2: bad") for t in tasks]
+    with pytest.raises(ShardsFailed) as err:
+        raise_for_failures(alike)
+    assert str(err.value).startswith("3 of 3 tta shards did not finish: shards 0/3, 1/3, 2/3: InputError: x.jsonl:2: "
+                                     "bad (log of 0/3: /l/1_0.err) (hint: ")
     original = InputError("the same line as always")
     with pytest.raises(InputError, match="the same line as always"):
         raise_for_failures([TaskOutcome.failed(tasks[0], "local", None, "x", exception=original)])

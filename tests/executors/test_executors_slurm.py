@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -109,7 +111,10 @@ def test_a_resubmission_lists_only_the_failed_shard(executor_config, plan, run_d
     assert outcomes[2].error.startswith(f"job {outcomes[2].job_id} ended FAILED: stand-in slurm: injected failure")
     assert outcomes[2].log.endswith("_log.err") and not outcomes[2].retryable
     status = shard_status(tasks[0].marker_dir, 4, "cfg1", live=ex.live)
-    assert status.todo == [2]
+    assert status.todo == [2] and status.failed == [2]  # the task wrote nothing: the driver recorded its failure
+    failure = mk.latest_failure(tasks[0].marker_dir, 2, 4)
+    assert (failure["recorded_by"], failure["job_id"], failure["log"]) == ("driver", outcomes[2].job_id, outcomes[2].log)
+    assert failure["attempt"] == 1 and not failure["retryable"]
     again = ex.submit([tasks[i] for i in status.todo], RES)
     assert submissions(standin)[-1]["array"] == "2%1"
     assert again.job_ids == {2: f"{again.arrays[0]}_2"}
@@ -208,3 +213,32 @@ def test_no_sbatch_on_path_is_one_line(executor_config, plan, tmp_path, monkeypa
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(DependencyError, match=r"executor.slurm.cluster is slurm, but sbatch is not on PATH"):
         slurm(executor_config).submit(plan("tta", 1), RES)
+
+
+def test_a_killed_task_is_recorded_as_failed_by_the_driver_with_its_attempt(executor_config, plan, run_dir, standin):
+    """A SIGKILLed worker writes nothing: its running marker is replaced by a failed one naming the job and log."""
+    ex = slurm(executor_config)
+    hold = run_dir / "release"
+    tasks = plan("tta generate", 1, hold=str(hold))
+    sub = ex.submit(tasks, RES)
+    running = mk.running_path(tasks[0].marker_dir, 0, 1)
+    deadline = time.time() + 60
+    while not running.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(json.loads(running.read_text())["pid"], signal.SIGKILL)
+    (outcome,) = ex.wait(sub)
+    assert outcome.state == "failed" and outcome.error.startswith(f"job {sub.job_ids[0]} ended FAILED")
+    assert not running.exists()
+    failure = mk.latest_failure(tasks[0].marker_dir, 0, 1)
+    assert (failure["attempt"], failure["recorded_by"], failure["log"]) == (1, "driver", sub.logs[0])
+    hold.touch()
+    again = ex.wait(ex.submit(tasks, RES))
+    assert again[0].ok and again[0].attempt == 2
+
+
+def test_stage_names_become_job_and_folder_names_without_spaces(executor_config, plan, run_dir, standin):
+    ex = slurm(executor_config)
+    sub = ex.submit(plan("verify judge-1", 2), RES)
+    assert [s["name"] for s in submissions(standin)] == ["tagtune-verify-judge-1"]
+    assert Path(sub.logs[0]).parent == run_dir / ".tagtune" / "slurm" / "verify-judge-1"
+    assert all(o.ok for o in ex.wait(sub))

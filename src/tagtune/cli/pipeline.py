@@ -88,8 +88,12 @@ def run_cmd(
     console = out_console()
     if result.driver is not None:
         job, log = result.driver.job_ids.get(0), result.driver.logs.get(0)
-        console.print(f"submitted the run as driver job {job} (log: {log}); it submits each stage's shard tasks and "
-                      "waits for them", soft_wrap=True)
+        if result.driver_running:
+            console.print(f"the run is already submitted: driver job {job} is queued or running (log: {log})",
+                          soft_wrap=True)
+        else:
+            console.print(f"submitted the run as driver job {job} (log: {log}); it submits each stage's shard tasks "
+                          "and waits for them", soft_wrap=True)
         console.print(f"  follow it:  tagtune pipeline status -o {result.output_dir}", soft_wrap=True)
         return
     if result.dataset is not None:
@@ -109,12 +113,21 @@ def _print_plan(cfg: PipelineConfig) -> None:
 
     planned = dry_run(cfg)
     table = Table(title=f"Plan: {cfg.executor.name} executor, {cfg.num_items} items (estimates, see docs/pipeline.md)")
-    for column in ("stage", "steps", "tasks", "GPU-hours", "note"):
-        table.add_column(column, justify="right" if column in ("tasks", "GPU-hours") else "left")
+    for column in ("stage", "steps", "tasks", "GPU-hours", "per task", "note"):
+        table.add_column(column, justify="right" if column in ("tasks", "GPU-hours", "per task") else "left")
     for p in planned:
-        table.add_row(p.name, ", ".join(p.steps), str(p.tasks), f"{p.gpu_hours:.1f}", p.note)
-    table.add_row("total", "", str(sum(p.tasks for p in planned)), f"{sum(p.gpu_hours for p in planned):.1f}", "")
-    out_console().print(table)
+        table.add_row(p.name, ", ".join(p.steps), str(p.tasks), f"{p.gpu_hours:.1f}",
+                      f"{p.hours_per_task:.2f} h" if p.sharded else "", p.note)
+    table.add_row("total", "", str(sum(p.tasks for p in planned)), f"{sum(p.gpu_hours for p in planned):.1f}", "", "")
+    console = out_console()
+    console.print(table)
+    limit = cfg.executor.resources.time_minutes / 60  # SLURM's per-task limit (local and Ray tasks have none)
+    for p in planned:
+        if cfg.executor.slurm is not None and p.hours_per_task > limit:
+            console.print(f"note: a {p.name} task needs about {p.hours_per_task:.1f} GPU-hours, more than "
+                          f"executor.resources.time_minutes ({cfg.executor.resources.time_minutes}): raise "
+                          f"executor.shards.{p.name} or the time limit (a task stopped at its limit is requeued and "
+                          "continues, but each requeue waits in the queue again)", soft_wrap=True)
 
 
 @app.command(

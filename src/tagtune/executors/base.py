@@ -14,23 +14,31 @@ import errno
 import importlib
 import json
 import os
+import re
 import socket
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from tagtune.errors import ConfigError, OutputError, TagtuneError
 from tagtune.executors import markers
 from tagtune.executors.config import ExecutorConfig, Resources
 from tagtune.executors.markers import ShardStatus, shard_status
+from tagtune.executors.outcomes import (
+    ShardsFailed,
+    TaskOutcome,
+    outcome_from_markers,
+    raise_for_failures,
+    record_failure,
+)
 from tagtune.files.resumable import atomic_write_json
 from tagtune.plugins import Family, load
 
 __all__ = ["EXECUTORS", "Executor", "Resources", "ShardStatus", "ShardTask", "ShardsFailed", "Submission",
-           "TaskOutcome", "is_retryable", "make_executor", "plan_shards", "raise_for_failures", "run_task",
-           "shard_status", "write_canary"]
+           "TaskOutcome", "is_retryable", "make_executor", "outcome_from_markers", "plan_shards", "raise_for_failures",
+           "record_failure", "run_task", "shard_status", "write_canary"]
 
 CANARY = Path(".tagtune") / "canary.json"
 
@@ -78,6 +86,17 @@ class ShardTask:
     @property
     def tag(self) -> str:
         return markers.tag(self.index, self.count)
+
+    @property
+    def slug(self) -> str:
+        """The stage as a job name and folder name (``tta generate`` -> ``tta-generate``): schedulers
+        and shells handle names without spaces best, and ``SLURM_STANDIN_FAIL`` names stages so."""
+        return slug(self.stage)
+
+
+def slug(stage: str) -> str:
+    """``tta generate`` -> ``tta-generate`` (letters, digits, ``._-`` only)."""
+    return re.sub(r"[^0-9A-Za-z_.-]+", "-", stage.strip()) or "stage"
 
 
 def plan_shards(stage: str, count: int, target: str, kwargs: dict[str, Any], *, run_dir: str | Path,
@@ -195,65 +214,6 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True)
-class TaskOutcome:
-    """How one submitted task ended (``wait``'s answer).
-
-    ``state`` is ``done``, ``failed`` (``error``/``log`` say why; ``retryable`` whether a rerun
-    may help) or ``not run`` (a submission it depended on failed, or an earlier local task did).
-    ``exception`` is the original error when the task ran in this process.
-    """
-
-    stage: str
-    index: int
-    count: int
-    state: Literal["done", "failed", "not run"]
-    job_id: str | None = None
-    log: str | None = None
-    error: str = ""
-    error_type: str = ""
-    retryable: bool = False
-    attempt: int | None = None
-    rows: int | None = None
-    exception: BaseException | None = field(default=None, compare=False, repr=False)
-
-    @property
-    def ok(self) -> bool:
-        return self.state == "done"
-
-    @property
-    def name(self) -> str:
-        return f"{self.stage} shard {self.index}/{self.count}"
-
-    @classmethod
-    def done(cls, task: ShardTask, marker: dict[str, Any]) -> TaskOutcome:
-        return cls(task.stage, task.index, task.count, "done", marker.get("job_id"), marker.get("log"),
-                   attempt=marker.get("attempt"), rows=marker.get("rows"))
-
-    @classmethod
-    def failed(cls, task: ShardTask, job_id: str | None, log: str | None, error: str, error_type: str = "",
-               retryable: bool = False, attempt: int | None = None, exception: BaseException | None = None) -> TaskOutcome:
-        return cls(task.stage, task.index, task.count, "failed", job_id, log, error, error_type, retryable, attempt,
-                   exception=exception)
-
-    @classmethod
-    def not_run(cls, task: ShardTask, why: str) -> TaskOutcome:
-        return cls(task.stage, task.index, task.count, "not run", error=why)
-
-
-def outcome_from_markers(task: ShardTask, job_id: str | None = None) -> TaskOutcome | None:
-    """The task's end as its markers tell it: a done marker of this plan, or a failed marker
-    written by ``job_id`` (an older job's failure says nothing about this one). None: no verdict yet."""
-    done = markers.read(markers.done_path(task.marker_dir, task.index, task.count))
-    if done is not None and done.get("config_hash") == task.config_hash and done.get("input_hash") == task.input_hash:
-        return TaskOutcome.done(task, done)
-    failure = markers.latest_failure(task.marker_dir, task.index, task.count)
-    if failure is not None and failure.get("config_hash") == task.config_hash and (job_id is None or failure.get("job_id") == job_id):
-        return TaskOutcome.failed(task, failure.get("job_id"), failure.get("log"), failure.get("error") or "",
-                                  failure.get("error_type") or "", bool(failure.get("retryable")), failure.get("attempt"))
-    return None
-
-
 @dataclass
 class Submission:
     """Tasks handed to an executor: each index's job id and log, and what others may depend on.
@@ -294,28 +254,6 @@ def skip_all(submission: Submission, why: str) -> Submission:
     """Mark every task of a submission as not run (``why`` says because of what)."""
     submission.outcomes = [TaskOutcome.not_run(t, why) for t in submission.tasks]
     return submission
-
-
-class ShardsFailed(TagtuneError):
-    """Shard tasks of a stage failed (the message names them, their errors and logs)."""
-
-
-def raise_for_failures(outcomes: Sequence[TaskOutcome]) -> None:
-    """Raise when any task did not finish: the original error for one in-process failure (so the
-    CLI prints what it always printed), else one line naming the failed shards and their logs."""
-    bad = [o for o in outcomes if not o.ok]
-    if not bad:
-        return
-    failed = [o for o in bad if o.state == "failed"]
-    if len(failed) == 1 and failed[0].exception is not None:
-        raise failed[0].exception
-    shown = "; ".join(f"shard {o.index}/{o.count}: {o.error or o.state}" + (f" (log: {o.log})" if o.log else "")
-                      for o in (failed or bad)[:3])
-    more = f"; and {len(bad) - 3} more" if len(bad) > 3 else ""
-    retry = " (retryable: run again)" if failed and all(o.retryable for o in failed) else ""
-    raise ShardsFailed(f"{len(bad)} of {len(outcomes)} {bad[0].stage} shards did not finish{retry}: {shown}{more}",
-                       hint="fix the cause and run the same command again: finished shards are kept, "
-                            "and a rerun shard continues where it stopped")
 
 
 class Executor(Protocol):

@@ -43,6 +43,7 @@ class SlurmSettings:
 
     cluster: Literal["slurm", "local"]
     partition: str | None
+    driver_partition: str | None  # executor.wait: false: where the CPU driver job goes (None: partition)
     account: str | None
     qos: str | None
     gres: str | None

@@ -135,7 +135,7 @@ class ShardStatus:
     """Every shard of a stage, plus what in the folder does not belong to this plan.
 
     Attributes:
-        other_counts: Shard counts N' != N that done markers in the folder were written for.
+        other_counts: Shard counts N' != N that markers in the folder were written for (most first).
         stale: Indices whose done marker was written under another config or input hash.
     """
 
@@ -173,14 +173,16 @@ class ShardStatus:
     def complete(self) -> bool:
         return len(self.done) == self.count
 
-    def require_same_count(self, stage: str) -> None:
-        """Refuse a marker folder planned for another shard count (changing N re-plans every shard)."""
+    def require_same_count(self, stage: str, key: str | None = None, hint: str | None = None) -> None:
+        """Refuse a marker folder planned for another shard count: the shards of another split own
+        other ids, so finishing half of each would redo (or double) work. ``key``: the setting to
+        name (default ``executor.shards.<stage>``); ``hint``: how to re-plan in the caller's words."""
         if self.other_counts:
+            key = key or f"executor.shards.{stage}"
             found = ", ".join(map(str, self.other_counts))
-            raise ConfigError(f"the {stage} markers in {self.folder} were written for {found} shards, not {self.count}",
-                              key=f"executor.shards.{stage}",
-                              hint=f"set executor.shards.{stage}={self.other_counts[0]} to continue that plan, "
-                                   f"or remove {self.folder} to re-plan (the outputs of finished ids are kept)")
+            raise ConfigError(f"{key}={self.count}, but the {stage} shards in {self.folder} were planned for {found}",
+                              key=key, hint=hint or f"set {key}={self.other_counts[0]} to continue that plan, "
+                                                    f"or remove {self.folder} to re-plan")
 
 
 def _done_markers(folder: Path, count: int, config_hash: str, input_hash: str | None
@@ -205,7 +207,24 @@ def _done_markers(folder: Path, count: int, config_hash: str, input_hash: str | 
             done[index] = marker
         else:
             stale.append(index)
+    others.update(_counts_elsewhere(folder, count))
     return done, [n for n, _ in others.most_common()], sorted(stale)
+
+
+def _counts_elsewhere(folder: Path, count: int) -> Counter[int]:
+    """Shard counts other than ``count`` that failed or running markers or submission records were
+    written for: a plan that never finished a shard still left parts that a new split would redo."""
+    others: Counter[int] = Counter()
+    for sub, pattern in (("failed", _FAILED), ("running", _DONE)):
+        for name in _names(folder / sub):
+            m = pattern.match(name)
+            if m and int(m[2]) != count:
+                others[int(m[2])] += 1
+    for name in _names(folder / "submitted"):
+        n = (read(folder / "submitted" / name) or {}).get("count")
+        if isinstance(n, int) and n != count:
+            others[n] += 1
+    return others
 
 
 def _latest_failures(folder: Path, count: int, config_hash: str) -> dict[int, dict[str, Any]]:

@@ -31,6 +31,7 @@ from tagtune.executors.base import (
     check_canary,
     first_line,
     outcome_from_markers,
+    record_failure,
     run_task,
     skip_all,
     stage_of,
@@ -154,8 +155,8 @@ class RayExecutor:
         deps = list((after.handle or {}).values()) if after is not None else []
         refs = {}
         for task in tasks:
-            log = str(Path(task.run_dir) / ".tagtune" / "ray" / stage / f"{task.tag}.log")
-            refs[task.index] = remote.options(name=f"tagtune-{stage}-{task.index}", **options).remote(task, log, *deps)
+            log = str(Path(task.run_dir) / ".tagtune" / "ray" / task.slug / f"{task.tag}.log")
+            refs[task.index] = remote.options(name=f"tagtune-{task.slug}-{task.index}", **options).remote(task, log, *deps)
             sub.job_ids[task.index], sub.logs[task.index] = refs[task.index].task_id().hex(), log
         sub.handle = refs
         self._live |= set(sub.job_ids.values())
@@ -177,6 +178,8 @@ class RayExecutor:
             skip_all(submission, why)
         else:
             submission.outcomes = self._collect(submission)
+            for task, outcome in zip(submission.tasks, submission.outcomes):
+                record_failure(task, outcome)
         self._live -= set(submission.job_ids.values())
         return list(submission.outcomes)
 

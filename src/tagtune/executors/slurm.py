@@ -35,8 +35,10 @@ from tagtune.executors.base import (
     blocked_by,
     job_id_from_env,
     outcome_from_markers,
+    record_failure,
     run_task,
     skip_all,
+    slug,
     stage_of,
 )
 from tagtune.executors.config import ExecutorConfig, SlurmSettings, section
@@ -136,12 +138,12 @@ class SlurmExecutor:
     # -- building submitit executors --------------------------------------------------------------------------
 
     def _folder(self, tasks: Sequence[ShardTask]) -> Path:
-        return Path(tasks[0].run_dir) / ".tagtune" / "slurm" / tasks[0].stage
+        return Path(tasks[0].run_dir) / ".tagtune" / "slurm" / tasks[0].slug
 
     def _parameters(self, stage: str, resources: Resources, after: Submission | None) -> dict[str, Any]:
         """AutoExecutor parameters: the generic ones, then the cluster's own (prefixed)."""
         s = self.settings
-        params: dict[str, Any] = {"name": f"tagtune-{stage}", "timeout_min": resources.time_minutes,
+        params: dict[str, Any] = {"name": f"tagtune-{slug(stage)}", "timeout_min": resources.time_minutes,
                                   "cpus_per_task": resources.cpus}
         if resources.memory_gb is not None:
             params["mem_gb"] = resources.memory_gb
@@ -225,6 +227,8 @@ class SlurmExecutor:
             submission.outcomes = self._run_local(submission)
         else:
             submission.outcomes = self._poll(submission)
+        for task, outcome in zip(submission.tasks, submission.outcomes):
+            record_failure(task, outcome)
         return list(submission.outcomes)
 
     def _poll(self, sub: Submission) -> list[TaskOutcome]:

@@ -28,6 +28,14 @@ class PlannedStage:
     tasks: int
     gpu_hours: float
     note: str = ""
+    sharded: int = 0  # how many of the tasks split the stage's main work
+    sharded_hours: float | None = None  # the GPU-hours they split (None: all of gpu_hours; not a fine-tune)
+
+    @property
+    def hours_per_task(self) -> float:
+        """GPU-hours of one shard task (what ``executor.resources.time_minutes`` must allow for)."""
+        hours = self.gpu_hours if self.sharded_hours is None else self.sharded_hours
+        return hours / self.sharded if self.sharded else 0.0
 
 
 @functools.cache
@@ -70,25 +78,30 @@ def dry_run(cfg: PipelineConfig) -> list[PlannedStage]:
             steps = (["train"] if "train" in cfgs else []) + ["sample"]
             planned.append(PlannedStage("vae", steps, len(steps), 0.0, "minutes; the CPU is fine"))
         elif stage.name == "caption":
-            steps, hours = [], 0.0
-            if "finetune" in cfgs:
-                ft = cfgs["finetune"]
-                pairs = ft.data.limit or 1500
-                epochs = max(int(ft.trainer.max_epochs), 1)
-                hours += pairs * epochs * rate("finetune", ft.model.name) / 3600
-                steps.append("finetune")
-            hours += n * rate("captions", cfgs["infer"].model.name) / 3600
-            steps.append(f"infer x{shards.caption}")
-            planned.append(PlannedStage("caption", steps, len(steps) - 1 + shards.caption, hours))
+            planned.append(_caption(cfgs, n, shards.caption))
         elif stage.name == "tta":
             gen = cfgs["generate"]
             hours = n * _seconds(gen) * rate("audio", gen.model.name) / 3600
             planned.append(PlannedStage("tta", [f"generate x{shards.tta}"], shards.tta, hours,
-                                        f"{n} clips x {_seconds(gen):g} s, {gen.model.name}"))
+                                        f"{n} clips x {_seconds(gen):g} s, {gen.model.name}", shards.tta))
         else:
             policy = cfgs["policy"]
             hours = n * float(_rates()["verify"]) / 3600
             note = (f"plus up to {policy.max_attempts - 1} re-render attempt(s) of the clips that miss"
                     if policy.policy == "rerender" else "")
-            planned.append(PlannedStage("verify", [f"judge x{shards.verify}"], shards.verify, hours, note))
+            planned.append(PlannedStage("verify", [f"judge x{shards.verify}"], shards.verify, hours, note, shards.verify))
     return planned
+
+
+def _caption(cfgs: dict[str, Any], n: int, shards: int) -> PlannedStage:
+    """The caption stage: an optional fine-tune (one task), then ``shards`` inference tasks."""
+    steps, tune = [], 0.0
+    if "finetune" in cfgs:
+        ft = cfgs["finetune"]
+        pairs = ft.data.limit or 1500
+        tune = pairs * max(int(ft.trainer.max_epochs), 1) * rate("finetune", ft.model.name) / 3600
+        steps.append("finetune")
+    infer = n * rate("captions", cfgs["infer"].model.name) / 3600
+    steps.append(f"infer x{shards}")
+    note = f"fine-tune {tune:.1f} h + {n} captions {infer:.1f} h" if steps[0] == "finetune" else ""
+    return PlannedStage("caption", steps, len(steps) - 1 + shards, tune + infer, note, shards, infer)

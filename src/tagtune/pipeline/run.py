@@ -34,7 +34,7 @@ from tagtune.config.commands import compose_command
 from tagtune.config.saved import config_hash, save_config
 from tagtune.config.typed import build, replace, to_dict
 from tagtune.errors import ConfigError
-from tagtune.executors import Submission, plan_shards
+from tagtune.executors import ShardTask, Submission, make_executor, plan_shards, shard_status
 from tagtune.files.resumable import locked
 from tagtune.files.runs import (
     MARKER,
@@ -45,7 +45,7 @@ from tagtune.files.runs import (
     write_manifest,
 )
 from tagtune.pipeline.config import PipelineConfig
-from tagtune.pipeline.seam import Runner
+from tagtune.pipeline.seam import MARKERS, Runner
 from tagtune.pipeline.stages import STAGE_NAMES, STAGES, Stage, free_memory
 from tagtune.records.rows import CaptionRow, TagSetRow
 from tagtune.records.taxonomy import Taxonomy
@@ -66,6 +66,7 @@ class PipelineResult:
     stages: list[StageOutcome] = field(default_factory=list)
     dataset: Any = None
     driver: Submission | None = None  # executor.wait=false: the job that runs the pipeline on the cluster
+    driver_running: bool = False  # the driver was submitted by an earlier command and is still queued or running
 
 
 def _relative_hash(cfgs: Sequence[Any], out: Path) -> str:
@@ -154,9 +155,12 @@ def run_pipeline(cfg: PipelineConfig, force: Sequence[str] = (), reporter: Repor
     forced = {name for s in force for name in STAGE_NAMES[STAGE_NAMES.index(s):]}
     plan = plan_stages(cfg, out)
     claim_dir(out, "pipeline run")
+    result = PipelineResult(out)
+    if not cfg.executor.wait and (running := running_driver(cfg, out)) is not None:
+        result.driver, result.driver_running = running, True  # submitted before and still queued or running
+        return result
     with locked(out / ".tagtune-pipeline.lock", hint="another `tagtune pipeline run` is writing this folder; wait for it"):
         save_config(cfg, out / "config.yaml")
-        result = PipelineResult(out)
         runner = Runner(cfg.executor, out, reporter)
         try:
             if not runner.waits:
@@ -291,16 +295,38 @@ def _run_info(cfg: PipelineConfig, plan: _Plan) -> dict[str, Any]:
     return out
 
 
-def submit_driver(cfg: PipelineConfig, force: Sequence[str], runner: Runner) -> Submission:
-    """``executor.wait: false``: submit the run itself as one CPU job (:func:`drive`) that submits each
-    step's shard tasks from the cluster and waits for them, then returns; ``pipeline status`` follows it."""
+def _driver_task(cfg: PipelineConfig, force: Sequence[str]) -> ShardTask:
+    """The one task of ``executor.wait: false``: :func:`drive` on the same config, waiting."""
     waiting = replace(cfg, {"executor.wait": True})
     out = Path(cfg.output).expanduser().resolve()
     (task,) = plan_shards("pipeline driver", 1, "tagtune.pipeline.run:drive",
                           {"config": to_dict(waiting), "force": list(force)}, run_dir=out,
-                          marker_dir=out / ".tagtune-shards" / "driver", config_hash=config_hash(waiting), input_hash="")
+                          marker_dir=out / MARKERS / "driver", config_hash=config_hash(waiting), input_hash="")
+    return task
+
+
+def running_driver(cfg: PipelineConfig, out: Path) -> Submission | None:
+    """The driver job an earlier ``executor.wait: false`` command submitted, when it is still queued or
+    running (the same command again reports it instead of starting a second driver on the folder)."""
+    folder = out / MARKERS / "driver"
+    if not folder.is_dir():
+        return None
+    task = _driver_task(cfg, [])
+    state = shard_status(folder, 1, task.config_hash, live=make_executor(cfg.executor).live).shards[0]
+    if state.state != "running":
+        return None
+    return Submission(cfg.executor.name, task.stage, (task,), {0: state.job_id or "?"}, {0: state.log})
+
+
+def submit_driver(cfg: PipelineConfig, force: Sequence[str], runner: Runner) -> Submission:
+    """``executor.wait: false``: submit the run itself as one CPU job (:func:`drive`) that submits each
+    step's shard tasks from the cluster and waits for them, then returns; ``pipeline status`` follows it."""
     resources = replace(cfg.executor.resources, {"gpus": 0, "cpus": 1, "time_minutes": cfg.executor.driver_minutes})
-    return runner.executor.submit([task], resources)
+    executor = runner.executor
+    slurm = cfg.executor.slurm
+    if slurm is not None and slurm.driver_partition:  # GPU partitions often refuse a job that asks for no GPU
+        executor = make_executor(replace(cfg.executor, {"slurm.partition": slurm.driver_partition}))
+    return executor.submit([_driver_task(cfg, force)], resources)
 
 
 def drive(config: dict[str, Any], force: list[str], shard: str = "0/1") -> dict[str, Any]:

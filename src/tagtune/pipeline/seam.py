@@ -22,11 +22,12 @@ from tagtune.caption import config as caption_config
 from tagtune.config.saved import config_hash
 from tagtune.config.typed import build, replace, to_dict
 from tagtune.executors import (
-    ShardsFailed,
     ShardStatus,
     ShardTask,
     Submission,
+    TaskOutcome,
     make_executor,
+    outcome_from_markers,
     plan_shards,
     raise_for_failures,
     shard_status,
@@ -41,6 +42,7 @@ StageConfig = (vae_config.TrainConfig | vae_config.SampleConfig | caption_config
                | caption_config.InferConfig | tta_config.GenerateConfig | tta_config.VerifyConfig)
 COMMANDS = {c.name: c for c in (*vae_config.COMMANDS, *caption_config.COMMANDS, *tta_config.COMMANDS)}
 SHARD_KEYS = {"caption infer": "infer.shard", "tta generate": "generate.shard", "tta verify": "verification.shard"}
+COUNT_KEYS = {"caption infer": "caption", "tta generate": "tta", "tta verify": "verify"}  # executor.shards.<key>
 MARKERS = ".tagtune-shards"
 
 _local = {"reporter": SILENT}  # tasks run in this process report to the driver's reporter
@@ -78,7 +80,7 @@ def _infer(cfg: caption_config.InferConfig, reporter: Reporter) -> dict[str, Any
     from tagtune.caption.infer import infer
 
     result = infer(cfg, reporter)
-    return {"rows": result.written + result.already_done, "owned": result.owned}
+    return {"rows": result.written + result.already_done, "owned": result.owned, "resumed": result.already_done}
 
 
 def _generate(cfg: tta_config.GenerateConfig, reporter: Reporter) -> dict[str, Any]:
@@ -88,9 +90,9 @@ def _generate(cfg: tta_config.GenerateConfig, reporter: Reporter) -> dict[str, A
     key = config_hash({"model": to_dict(cfg.model), "tagmap": to_dict(cfg.tagmap), "device": cfg.device}, drop=())
     if key not in _backends:
         _backends.clear()  # one audio model in memory at a time
-        _backends[key] = load_backend(cfg.model, cfg.device, cfg.tagmap)
+        _backends[key] = _Lazy(lambda: load_backend(cfg.model, cfg.device, cfg.tagmap))
     result = generate(cfg, reporter, backend=_backends[key])
-    return {"rows": result.generated + result.skipped, "owned": result.owned}
+    return {"rows": result.generated + result.skipped, "owned": result.owned, "resumed": result.skipped}
 
 
 def _verify(cfg: tta_config.VerifyConfig, reporter: Reporter) -> dict[str, Any]:
@@ -98,6 +100,19 @@ def _verify(cfg: tta_config.VerifyConfig, reporter: Reporter) -> dict[str, Any]:
 
     result = verify(cfg, reporter)
     return {"rows": result.scored + result.skipped}
+
+
+class _Lazy:
+    """An audio backend loaded on first use: ``generate`` reads its input first, so a bad prompts file
+    fails before minutes of model loading, in every shard task; kept across the re-render steps."""
+
+    def __init__(self, load: Any) -> None:
+        self._load, self._backend = load, None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._backend is None:
+            self._backend = self._load()
+        return getattr(self._backend, name)
 
 
 _RUN = {"vae train": _train, "vae sample": _sample, "caption finetune": _finetune, "caption infer": _infer,
@@ -153,43 +168,62 @@ class Runner:
         """N for a sharded stage (``executor.shards.<stage>``)."""
         return int(getattr(self.cfg.shards, stage))
 
+    def plan(self, folder: Path, name: str, command: str, cfg: StageConfig, count: int, stage_hash: str) -> Step:
+        """The ``count`` shard tasks of ``command`` on ``cfg`` and what their markers say; reads no data
+        (each task finds its own ids by hash in the worker), so a plan of 1,000 shards takes moments.
+
+        Raises:
+            ConfigError: The step's folder holds markers of another shard count (``executor.shards.<stage>``).
+        """
+        marker_dir = Path(folder) / MARKERS / name
+        settings = {k: v for k, v in to_dict(cfg).items() if k != "paths"}  # a timestamped default output each run
+        digest = config_hash({"stage": stage_hash, "step": name, "config": settings}, drop=())
+        tasks = plan_shards(f"{Path(folder).name} {name}", count, "tagtune.pipeline.seam:run_shard",
+                            {"command": command, "config": to_dict(cfg)}, run_dir=self.run_dir, marker_dir=marker_dir,
+                            config_hash=digest, input_hash="")
+        status = shard_status(marker_dir, count, digest, live=self.executor.live)
+        stage, key = Path(folder).name, f"executor.shards.{COUNT_KEYS.get(command, Path(folder).name)}"
+        status.require_same_count(stage, key, hint=f"set {key}={(status.other_counts or (count,))[0]} to finish "
+                                                   f"that plan, or redo the {stage} stage with --force {stage}")
+        return Step(name, tasks, status)
+
     def step(self, folder: Path, name: str, command: str, cfg: StageConfig, count: int, stage_hash: str) -> Step:
-        """Run ``count`` shard tasks of ``command`` on ``cfg`` and wait for them; shards already done are skipped.
+        """Run the shard tasks of :meth:`plan` that are not done and wait for them.
+
+        Shards an earlier command submitted that are still queued or running (its driver was killed,
+        or ``executor.wait: false``) are not submitted twice: they are waited for, and those that
+        end without finishing are submitted again here.
 
         Raises:
             ConfigError: The step's folder holds markers of another shard count.
             ShardsFailed: A shard failed (one line naming it and its log); finished shards stay done.
         """
-        marker_dir = Path(folder) / MARKERS / name
-        digest = config_hash({"stage": stage_hash, "step": name, "config": to_dict(cfg)}, drop=("paths",))
-        tasks = plan_shards(f"{Path(folder).name} {name}", count, "tagtune.pipeline.seam:run_shard",
-                            {"command": command, "config": to_dict(cfg)}, run_dir=self.run_dir, marker_dir=marker_dir,
-                            config_hash=digest, input_hash="")
-        status = shard_status(marker_dir, count, digest, live=self.executor.live)
-        status.require_same_count(Path(folder).name)
-        step = Step(name, tasks, status)
-        if status.todo:
-            step.submission = self.executor.submit([tasks[i] for i in status.todo], self.cfg.resources)
+        step = self.plan(folder, name, command, cfg, count, stage_hash)
+        if step.status.todo:
+            step.submission = self.executor.submit([step.tasks[i] for i in step.status.todo], self.cfg.resources)
             raise_for_failures(self.executor.wait(step.submission))
-        if status.running:  # submitted by an earlier run of this command: wait for their markers
-            self._await_running(marker_dir, count, digest, status)
+        if step.status.running:
+            raise_for_failures(self._await_running(step))
         self.submitted.append(step)
         return step
 
-    def _await_running(self, marker_dir: Path, count: int, digest: str, status: ShardStatus) -> None:
+    def _await_running(self, step: Step) -> list[TaskOutcome]:
+        """Wait for the shards of ``step`` that an earlier command left queued or running. A shard that
+        failed says why (the first this command hears of it); one that ended without a word (cancelled,
+        killed with its node) is submitted again and waited for."""
         import time
 
-        poll = float(getattr(self.cfg.slurm, "poll_seconds", 10.0) if self.cfg.slurm else 5.0)
-        while True:
-            now = shard_status(marker_dir, count, digest, live=self.executor.live)
-            if not now.running:
-                break
+        task = step.tasks[0]
+        poll = float(self.cfg.slurm.poll_seconds) if self.cfg.slurm else 5.0
+        waiting = set(step.status.running)
+        while waiting & set((now := shard_status(task.marker_dir, task.count, task.config_hash,
+                                                 live=self.executor.live)).running):
             time.sleep(poll)
-        if now.todo:
-            bad = ", ".join(f"shard {s.index}/{count}" + (f" (log: {s.log})" if s.log else "")
-                            for s in now.shards if s.index in now.todo)
-            raise ShardsFailed(f"{len(now.todo)} {Path(marker_dir).parent.parent.name} shard(s) submitted earlier did not "
-                               f"finish: {bad}", hint="run the same command again to resubmit them")
+        outcomes = [o for i in sorted(waiting - set(now.missing)) if (o := outcome_from_markers(step.tasks[i]))]
+        if lost := sorted(waiting & set(now.missing)):
+            step.submission = self.executor.submit([step.tasks[i] for i in lost], self.cfg.resources)
+            outcomes += self.executor.wait(step.submission)
+        return outcomes
 
     def close(self) -> None:
         _local["reporter"] = SILENT

@@ -12,6 +12,7 @@ pipeline writes what the commands write.
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,16 +66,13 @@ class Stage:
 
 
 def free_memory() -> None:
-    """Give the next stage the memory of the models the previous one loaded."""
+    """Give the next stage the memory of the models the previous one loaded (in this process: a driver
+    whose tasks run elsewhere never imported torch, and does not start now)."""
     release_models()
     gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:
-        pass
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _compose(command: Command, commands: Sequence[Command], section: StageSection, extra: Sequence[str],

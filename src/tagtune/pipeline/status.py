@@ -43,7 +43,7 @@ class StepStatus:
 @dataclass
 class StageStatus:
     stage: str
-    state: str  # complete | running | not started
+    state: str  # complete | running | not started; the driver: running | complete | failed | stopped
     detail: str = ""
     steps: list[StepStatus] = field(default_factory=list)
 
@@ -110,15 +110,26 @@ def run_status(run_dir: Path) -> list[StageStatus]:
         manifest = _read_json(folder / "manifest.json") if name != "pipeline" else None
         state = "complete" if manifest and manifest.get("status") == "complete" else \
             "running" if manifest else "not started"
-        steps = [s for d in sorted((folder / MARKERS).glob("*")) if d.is_dir() and (name != "pipeline" or d.name == "driver")
-                 if (s := _step(d, live)) is not None]
+        folders = [d for d in (folder / MARKERS).glob("*") if d.is_dir() and (name != "pipeline" or d.name == "driver")]
+        steps = [s for d in sorted(folders, key=_started) if (s := _step(d, live)) is not None]
         if name == "pipeline":
             if steps:
-                out.append(StageStatus("driver", "running" if steps[0].running else "complete" if steps[0].done else "submitted",
-                                       "", steps))
+                out.append(StageStatus("driver", _driver_state(steps[0]), "", steps))
             continue
         out.append(StageStatus(name, state, (manifest or {}).get("detail", ""), steps))
     return out
+
+
+def _started(folder: Path) -> tuple[float, str]:
+    """Steps in the order they ran (train before sample, judge-1 before generate-2): their first marker."""
+    times = [p.stat().st_mtime for p in folder.glob("*/*.json")] if folder.is_dir() else []
+    return (min(times, default=float("inf")), folder.name)
+
+
+def _driver_state(step: StepStatus) -> str:
+    """The ``executor.wait: false`` driver job: queued or running, complete, failed (its error and log
+    are listed), or stopped (it left the queue without a word: cancelled, or killed with its node)."""
+    return "running" if step.running else "complete" if step.done else "failed" if step.failed else "stopped"
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
