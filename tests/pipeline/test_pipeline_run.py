@@ -158,3 +158,18 @@ def test_start_files_and_stages_are_checked_before_any_work(tmp_path):
     code, _, err = run_cli("pipeline", "run", "--preset", "quick_test", "-o", out, "tta:generation.batch_size=0")
     assert code == 2 and "generation.batch_size" in error_line(err)
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_config_dir_reaches_every_stage(tmp_path):
+    """A model option of yours in --config-dir is found by the stages' configs too (tta:model=tta/mine)."""
+    mine = tmp_path / "mine" / "model" / "tta" / "mine.yaml"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("name: synth\nbackend: synth\nthreads: 1\nsample_rate: 8000\nmiss_rate: 0.0\n")
+    out = tmp_path / "ds"
+    res = run_cli("pipeline", "run", "--preset", "quick_test", "-n", "4", "--stages", "vae,caption,tta",
+                  "--config-dir", tmp_path / "mine", "tta:model=tta/mine", "tta:generation.duration=1", "-o", out)
+    assert res.code == 0, res.err
+    rows = read_jsonl(out / "tta" / "metadata.jsonl")
+    assert len(rows) == 4 and {r["sample_rate"] for r in rows} == {8000}
+    assert sf.info(str(out / "tta" / rows[0]["file_name"])).samplerate == 8000

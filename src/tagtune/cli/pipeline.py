@@ -75,7 +75,8 @@ def run_cmd(
                "stages": ("--stages", [s.strip() for s in stages.split(",") if s.strip()] if stages else None),
                "tags": ("--tags", tags), "captions": ("--captions", captions), "vae.model": ("--vae-model", vae_model),
                "caption.adapter": ("--caption-adapter", caption_adapter),
-               "dataset.exclude": ("--exclude", [str(p) for p in exclude] if exclude else None)},
+               "dataset.exclude": ("--exclude", [str(p) for p in exclude] if exclude else None),
+               "config_dirs": ("--config-dir", [str(Path(d).expanduser().resolve()) for d in config_dir] if config_dir else None)},
         adjust=lambda c: with_stage_overrides(c, routed),
     )
     if dry_run:

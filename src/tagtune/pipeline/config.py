@@ -85,6 +85,7 @@ class PipelineConfig:
     output: str
     tags: str | None
     captions: str | None
+    config_dirs: list[str]  # --config-dir: your configs and presets, for the stages' configs too
     stages: list[StageName]
     vae: VaeStage
     caption: CaptionStage

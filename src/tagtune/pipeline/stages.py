@@ -76,15 +76,17 @@ def free_memory() -> None:
 
 
 def _compose(command: Command, commands: Sequence[Command], section: StageSection, extra: Sequence[str],
-             updates: dict[str, Any]) -> Any:
-    """A stage command's config from the stage's preset and overrides (which serve all of its commands)."""
+             updates: dict[str, Any], config_dirs: Sequence[str] = ()) -> Any:
+    """A stage command's config from the stage's preset and overrides (which serve all of its commands),
+    composed with the run's ``--config-dir`` folders (your presets and group options)."""
     overrides = [*section.overrides, *extra]
     for item in overrides:
         key = override_key(item)
         if not any(reads(c.schema, key) for c in commands):
             raise ConfigError(f"override '{item}' of the {command.stage} stage: no {command.stage} command reads "
                               f"'{key}'", key=key, hint=f"see `tagtune config show {command.main}` for the keys")
-    return compose_command(command, commands, overrides, section.preset, updates=updates, strict=False)
+    return compose_command(command, commands, overrides, section.preset, [Path(d) for d in config_dirs], updates=updates,
+                           strict=False)
 
 
 def _check_done(done: int, owned: int, what: str, path: Path) -> None:
@@ -99,10 +101,11 @@ def _plan_vae(cfg: PipelineConfig, folder: Path, _input: Path | None) -> dict[st
     out: dict[str, Any] = {}
     cmds = vae_config.COMMANDS
     if not cfg.vae.model:
-        out["train"] = _compose(vae_config.TRAIN, cmds, cfg.vae, [], {"train.output": str(model), "seed": cfg.seed})
+        out["train"] = _compose(vae_config.TRAIN, cmds, cfg.vae, [], {"train.output": str(model), "seed": cfg.seed},
+                                cfg.config_dirs)
     out["sample"] = _compose(vae_config.SAMPLE, cmds, cfg.vae, [], {
         "sample.model": str(model), "sample.output": str(folder / "tags.jsonl"), "sample.num_samples": cfg.num_items,
-        "seed": cfg.seed})
+        "seed": cfg.seed}, cfg.config_dirs)
     return out
 
 
@@ -126,14 +129,14 @@ def _plan_caption(cfg: PipelineConfig, folder: Path, tags: Path | None) -> dict[
     if adapter is None and cfg.caption.finetune:
         adapter = folder / "adapter"
         out["finetune"] = _compose(caption_config.FINETUNE, cmds, cfg.caption, cfg.caption.finetune_overrides,
-                                   {"finetune.output": str(adapter), "seed": cfg.seed})
+                                   {"finetune.output": str(adapter), "seed": cfg.seed}, cfg.config_dirs)
     updates = {"paths.output_dir": str(folder), "infer.output": str(folder / "captions.jsonl"), "infer.shard": "0/1",
                "infer.limit": None, "seed": cfg.seed}
     if tags is not None:
         updates["infer.input"] = str(tags)
     if adapter is not None:
         updates["model.checkpoint_dir"] = str(adapter)
-    out["infer"] = _compose(caption_config.INFER, cmds, cfg.caption, [], updates)
+    out["infer"] = _compose(caption_config.INFER, cmds, cfg.caption, [], updates, cfg.config_dirs)
     return out
 
 
@@ -172,7 +175,7 @@ def _plan_tta(cfg: PipelineConfig, folder: Path, captions: Path | None) -> dict[
     updates: dict[str, Any] = {"generate.output": str(folder), "generate.shard": "0/1", "seed": cfg.seed}
     if captions is not None:
         updates["generate.input"] = str(captions)
-    return {"generate": _compose(tta_config.GENERATE, tta_config.COMMANDS, cfg.tta, [], updates)}
+    return {"generate": _compose(tta_config.GENERATE, tta_config.COMMANDS, cfg.tta, [], updates, cfg.config_dirs)}
 
 
 def _run_tta(cfgs: dict[str, Any], folder: Path, runner: Runner, digest: str, reporter: Reporter) -> StageRun:
@@ -189,11 +192,11 @@ def _run_tta(cfgs: dict[str, Any], folder: Path, runner: Runner, digest: str, re
 def _plan_verify(cfg: PipelineConfig, folder: Path, clips: Path | None) -> dict[str, Any]:
     extra = list(cfg.verify.overrides)
     updates: dict[str, Any] = {"seed": cfg.seed, "generate.output": str(folder), "generate.shard": "0/1"}
-    generate = _compose(tta_config.GENERATE, tta_config.COMMANDS, cfg.tta, extra, updates)
+    generate = _compose(tta_config.GENERATE, tta_config.COMMANDS, cfg.tta, extra, updates, cfg.config_dirs)
     verify_updates: dict[str, Any] = {"verification.shard": "0/1"}
     if clips is not None:
         verify_updates["verification.input"] = str(clips.parent)
-    judge = _compose(tta_config.VERIFY, tta_config.COMMANDS, cfg.tta, extra, verify_updates)
+    judge = _compose(tta_config.VERIFY, tta_config.COMMANDS, cfg.tta, extra, verify_updates, cfg.config_dirs)
     return {"verify": judge, "generate": generate, "policy": cfg.verify}
 
 

@@ -85,14 +85,14 @@ def _judge(cfg: VerifyConfig, clips: Path, number: int, seed: int, out: Path, ru
            reporter: Reporter) -> _Attempt:
     """Judge a render folder (``executor.shards.verify`` shard tasks, then the unsharded finalizer that
     folds their parts and writes the report) and read its rows and verdicts back."""
-    from tagtune.tta.verify import REPORT, VERIFICATION, verify
+    from tagtune.tta.verify import REPORT, VERIFICATION
 
     judge = replace(cfg, {"verification.input": str(clips), "verification.output": None, "verification.force": False,
                           "verification.shard": "0/1"})
     count = runner.shards("verify")
     runner.step(out, f"judge-{number}", "tta verify", judge, count, digest)
-    if count > 1:
-        verify(judge, reporter)  # the finalizer: folds the shards' parts (judges nothing left), writes the report
+    if count > 1:  # the finalizer, as one task (it reads every clip): folds the parts, judges nothing left, writes the report
+        runner.step(out, f"judge-{number}-report", "tta verify", judge, 1, digest)
     rows = {row.id: row for row in read_clips(clips / "metadata.jsonl")}
     verdicts = {str(rec["id"]): rec for _, rec in iter_jsonl(clips / VERIFICATION)}
     return _Attempt(number, clips, seed, rows, verdicts, _judged_by(clips / REPORT))
