@@ -129,6 +129,7 @@ def config_markdown() -> str:
         out += [f"| `{k}` | {types.get(k, 'a section').replace('|', '/')} | {', '.join(r)} |"
                 for k, r in readers(name) if k in types]
         out += ["", "</details>", ""]
+    out += _renames()
     out += ["## Groups", ""]
     for group, options in groups().items():
         out += [f"### `{group}`", "", "| option | what it is | keys |", "| --- | --- | --- |"]
@@ -139,6 +140,27 @@ def config_markdown() -> str:
             out.append(f"| `{opt}` | {_header(path).replace('|', '/')} | {keys} |")
         out.append("")
     return "\n".join(out).rstrip() + "\n"
+
+
+def _renames() -> list[str]:
+    """The "Renamed keys and groups" section, from the alias table the composer reads."""
+    from tagtune.config.aliases import table
+
+    aliases = table()
+    out = ["## Renamed keys and groups", "",
+           "Older names keep working in overrides and in your presets; `--show-config` shows the value under the",
+           "new name and prints `# note: <old>: tagtune's name for it is <new> (set there)` once per name",
+           "(`src/tagtune/resources/aliases.yaml`).", "",
+           "| old name | new name | where |", "| --- | --- | --- |"]
+    for alias, group in (aliases.get("groups") or {}).items():
+        out.append(f"| `{alias}=OPTION` (group `{alias}/`) | `{group}=OPTION` (group `{group}/`) | every main config |")
+    for stage, names in (aliases.get("keys") or {}).items():
+        where = "every stage" if stage == "*" else f"the {stage} stage"
+        out += [f"| `{alias}` | `{key}` | {where} |" for alias, key in names.items()]
+    out += ["", "Each command reads only its own keys: `tagtune vae train sample.num_samples=7` is refused in one line",
+            "(\"is not read by `tagtune vae train` (hint: it is a setting of `tagtune vae sample`)\"); set a key on the",
+            "command that reads it, or in a preset, where keys for sibling commands are allowed.", ""]
+    return out
 
 
 def schema_markdown(current: str) -> str:
