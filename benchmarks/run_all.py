@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "benchmarks.md"
-NAMES = ["cli", "vae", "concepts", "caption", "tta", "verify", "audio_facts", "export", "report", "executors", "demo"]
+NAMES = ["cli", "vae", "concepts", "caption", "tta", "verify", "audio_facts", "export", "report", "executors", "demo", "gpu"]
 START, END = "<!-- bench:{} -->", "<!-- /bench:{} -->"
 
 
