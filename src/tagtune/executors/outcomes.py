@@ -17,7 +17,7 @@ from tagtune.errors import TagtuneError
 from tagtune.executors import markers
 
 if TYPE_CHECKING:
-    from tagtune.executors.base import ShardTask
+    from tagtune.executors.task import ShardTask
 
 __all__ = ["ShardsFailed", "TaskOutcome", "outcome_from_markers", "raise_for_failures", "record_failure"]
 

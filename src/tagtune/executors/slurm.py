@@ -38,10 +38,10 @@ from tagtune.executors.base import (
     record_failure,
     run_task,
     skip_all,
-    slug,
     stage_of,
 )
 from tagtune.executors.config import ExecutorConfig, SlurmSettings, section
+from tagtune.executors.task import slug
 
 # End states after which a fresh attempt may succeed (the machine or the clock failed, not the shard).
 RETRYABLE_STATES = {"NODE_FAIL", "BOOT_FAIL", "PREEMPTED", "TIMEOUT", "DEADLINE"}
