@@ -9,6 +9,8 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0 torchcodec==0.13.0
 EXTRAS ?= dev,eval,hub,slurm,ray
 DEMO_DIR ?= demo
+# test processes (pytest-xdist; the tests of one file stay in one process); 0 runs the suite in this one
+PYTEST_WORKERS ?= 2
 
 .PHONY: help install demo test test-fast lint bench bench-quick docs wheel clean
 
@@ -28,11 +30,11 @@ install: $(BIN)/tagtune  ## create .venv and install tagtune with its dev/eval e
 demo: install  ## the main job, offline on CPU: run the demo pipeline into ./demo
 	$(BIN)/tagtune pipeline run --preset demo -o $(DEMO_DIR)
 
-test: install  ## the whole test suite (what CI runs)
-	$(BIN)/python -m pytest -q
+test: install  ## the whole test suite (what CI runs), on $(PYTEST_WORKERS) processes
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 test-fast: install  ## unit tests only (skips the slow end-to-end runs)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile -m "not slow"
 
 lint: install  ## ruff, and the import contracts of pyproject.toml (lint-imports)
 	$(BIN)/ruff check src tests benchmarks scripts

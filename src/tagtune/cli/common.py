@@ -86,9 +86,11 @@ def examples(*lines: str) -> str:
 
 
 def out_console() -> Any:
+    """Results on stdout. Piped into a log or a script, lines are not wrapped at 80 columns, so a
+    long path stays whole and can be copied (tables still fit the width)."""
     from rich.console import Console
 
-    return Console(highlight=False)
+    return Console(highlight=False, soft_wrap=not sys.stdout.isatty())
 
 
 def split_input(first: str | None, overrides: list[str] | None) -> tuple[str | None, list[str]]:

@@ -7,6 +7,7 @@ and remembers the task that was running, so an interrupted command can say what 
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from tagtune.report import Reporter, Task
@@ -18,7 +19,7 @@ class RichReporter(Reporter):
     def __init__(self) -> None:
         from rich.console import Console
 
-        self.console = Console(stderr=True, highlight=False)
+        self.console = Console(stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty())  # logs keep paths whole
         self._progress: Any = None
         self._open: list[Task] = []
         self.last: Task | None = None
