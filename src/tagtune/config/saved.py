@@ -51,8 +51,27 @@ def _plain(cfg: object) -> dict[str, Any]:
 def prepare_run_dir(cfg: object, path: str | Path | None = None) -> Path:
     """Claim the run's output directory (``paths.output_dir`` unless given) and save config.yaml."""
     run_dir = claim_dir(Path(path if path is not None else cfg.paths.output_dir), str(getattr(cfg, "task_name", None) or "tagtune"))
-    save_config(cfg, run_dir / "config.yaml")
+    atomic_write_text(run_dir / "config.yaml", to_yaml(placeless(_plain(cfg), run_dir)))
     return run_dir
+
+
+def placeless(data: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """The config as saved inside its own run folder: without when and where it ran (``paths.run_id``,
+    ``paths.output_dir``; a value naming the folder itself is ``.``), so identical runs save identical
+    bytes and a moved folder's config stays true."""
+    own = {str(run_dir), str(run_dir.expanduser().resolve())}
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return "." if isinstance(value, str) and value in own else value
+
+    data = strip(data)
+    if isinstance(data.get("paths"), dict):
+        data["paths"] = {k: v for k, v in data["paths"].items() if k not in ("run_id", "output_dir")}
+    return data
 
 
 def sidecar_config(cfg: object, output_file: Path) -> Path:

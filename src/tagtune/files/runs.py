@@ -63,8 +63,8 @@ def claim_dir(path: str | Path, command: str) -> Path:
     check_claimable(folder)
     ensure_dir(folder)
     if not (folder / MARKER).is_file():
-        atomic_write_json(folder / MARKER, {"command": command, "tagtune_version": __version__,
-                                            "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        # no timestamp: identical runs leave identical folders (the files' mtimes say when)
+        atomic_write_json(folder / MARKER, {"command": command, "tagtune_version": __version__})
     return folder
 
 

@@ -148,8 +148,12 @@ def _fit(cfg: TrainConfig, data: VAEData, run_dir: Path, resume: str | None, rep
         mu, logvar = module.vae.encode(torch.as_tensor(data.train))
     save_model_dir(run_dir, module.vae, data.taxonomy, mu, logvar)
     metrics = _metrics(trainer, last, best_path, run_dir, resume, fit_seconds, started, module, data)
-    atomic_write_json(run_dir / "metrics.json", metrics)
+    # the timings are returned (and printed) but not saved: identical runs give identical model folders
+    atomic_write_json(run_dir / "metrics.json", {k: v for k, v in metrics.items() if k not in TIMINGS})
     return TrainResult(run_dir, metrics)
+
+
+TIMINGS = ("fit_seconds", "total_seconds")
 
 
 def _metrics(trainer: Any, last: dict[str, Any], best_path: str | None, run_dir: Path, resume: str | None,
