@@ -24,6 +24,7 @@ from tagtune.cli.render import reporter
 
 if TYPE_CHECKING:
     from tagtune.pipeline.config import PipelineConfig
+    from tagtune.pipeline.run import PipelineResult
 
 app = typer.Typer(help="Run the whole chain (tags -> captions -> audio) into a dataset folder, here or on a cluster.",
                   no_args_is_help=True, rich_markup_mode="rich")
@@ -82,10 +83,15 @@ def run_cmd(
     if dry_run:
         _print_plan(cfg)
         return
-    from tagtune.pipeline.dataset import load_lines
     from tagtune.pipeline.run import run_pipeline
 
-    result = run_pipeline(cfg, force=list(force or []), reporter=reporter())
+    _print_result(run_pipeline(cfg, force=list(force or []), reporter=reporter()))
+
+
+def _print_result(result: PipelineResult) -> None:
+    """The submitted driver job, or the dataset with how to load and export it."""
+    from tagtune.pipeline.dataset import load_lines
+
     console = out_console()
     if result.driver is not None:
         job, log = result.driver.job_ids.get(0), result.driver.logs.get(0)

@@ -255,6 +255,22 @@ def compose(
     primary, name, dirs = _primary(config_name, dirs)
     notes = notes if notes is not None else []
     overrides = aliases.rewrite(stage_of(name), overrides, notes)
+    cfg = _compose_staged(primary, name, overrides, preset, dirs, recorded, schema, siblings)
+    data = _finish(cfg, name, updates or {})
+    aliases.move(stage_of(name), data, notes)
+    if schema is None:  # the whole main config (``config show``); tagtune.pipeline.registry checks it
+        from omegaconf import OmegaConf
+
+        return OmegaConf.create(data)
+    from tagtune.config.typed import build
+
+    user_keys = ([override_key(o) for o in overrides] if strict else []) + list(updates or {})
+    return build(schema, data, command=command, siblings=siblings, user_keys=user_keys, first=list(updates or {}))
+
+
+def _compose_staged(primary: Path, name: str, overrides: Sequence[str], preset: str | None, dirs: list[Path],
+                    recorded: Mapping[str, Any] | None, schema: type | None, siblings: Sequence[tuple[str, type]]) -> Any:
+    """Hydra's compose with the preset and recorded settings staged as configs in a temporary folder."""
     with tempfile.TemporaryDirectory(prefix="tagtune-cfg-") as tmpdir:
         head: list[str] = []
         if recorded:
@@ -275,16 +291,7 @@ def compose(
                 copy = str(staged / "preset" / stage_of(name) / f"user__{Path(preset).stem}.yaml")
                 raise ConfigError(exc.message.replace(copy, str(preset)), hint=exc.hint, key=exc.key) from exc
             raise
-    data = _finish(cfg, name, updates or {})
-    aliases.move(stage_of(name), data, notes)
-    if schema is None:  # the whole main config (``config show``); tagtune.pipeline.registry checks it
-        from omegaconf import OmegaConf
-
-        return OmegaConf.create(data)
-    from tagtune.config.typed import build
-
-    user_keys = ([override_key(o) for o in overrides] if strict else []) + list(updates or {})
-    return build(schema, data, command=command, siblings=siblings, user_keys=user_keys, first=list(updates or {}))
+    return cfg
 
 
 def override_key(override: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tagtune.caption import config as caption_config
 from tagtune.config.commands import Command, siblings_of
@@ -25,6 +25,9 @@ from tagtune.pipeline import config as pipeline_config
 from tagtune.plugins import Family
 from tagtune.tta import config as tta_config
 from tagtune.vae import config as vae_config
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 
 def families() -> list[Family]:
@@ -44,7 +47,7 @@ COMMANDS: tuple[Command, ...] = (*vae_config.COMMANDS, *caption_config.COMMANDS,
 BY_NAME = {c.name: c for c in COMMANDS}
 
 
-def plain(cfg: Any) -> dict[str, Any]:
+def plain(cfg: DictConfig) -> dict[str, Any]:
     """A composed main config (OmegaConf) as plain containers."""
     from omegaconf import OmegaConf
 
