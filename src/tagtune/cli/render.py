@@ -7,6 +7,7 @@ and remembers the task that was running, so an interrupted command can say what 
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -19,7 +20,9 @@ class RichReporter(Reporter):
     def __init__(self) -> None:
         from rich.console import Console
 
-        self.console = Console(stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty())  # logs keep paths whole
+        piped = not sys.stderr.isatty()  # a log: keep paths whole, and room for the bars' columns
+        self.console = Console(stderr=True, highlight=False, soft_wrap=piped,
+                               width=120 if piped and "COLUMNS" not in os.environ else None)
         self._progress: Any = None
         self._open: list[Task] = []
         self.last: Task | None = None
