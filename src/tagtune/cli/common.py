@@ -86,11 +86,14 @@ def examples(*lines: str) -> str:
 
 
 def out_console() -> Any:
-    """Results on stdout. Piped into a log or a script, lines are not wrapped at 80 columns, so a
-    long path stays whole and can be copied (tables still fit the width)."""
+    """Results on stdout. Piped into a log or a script, lines are not wrapped, so a long path stays
+    whole and can be copied, and tables get 120 columns (``COLUMNS`` wins; ``--json`` is for scripts)."""
+    import os
+
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=not sys.stdout.isatty())
+    piped = not sys.stdout.isatty()
+    return Console(highlight=False, soft_wrap=piped, width=120 if piped and "COLUMNS" not in os.environ else None)
 
 
 def split_input(first: str | None, overrides: list[str] | None) -> tuple[str | None, list[str]]:
