@@ -12,6 +12,7 @@ set it. Numeric flags are read as text for that reason: ``-n abc`` is a config e
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -88,8 +89,6 @@ def examples(*lines: str) -> str:
 def out_console() -> Any:
     """Results on stdout. Piped into a log or a script, lines are not wrapped, so a long path stays
     whole and can be copied, and tables get 120 columns (``COLUMNS`` wins; ``--json`` is for scripts)."""
-    import os
-
     from rich.console import Console
 
     piped = not sys.stdout.isatty()
