@@ -78,7 +78,11 @@ def sbatch(argv: list[str]) -> int:
         counter = state / "next_id"
         job_id = int(counter.read_text()) if counter.exists() else 100
         counter.write_text(str(job_id + 1))
-        job = {"job_id": str(job_id), "name": opts.get("job-name", "sbatch"), "script": str(script),
+        # sbatch keeps a copy of the script, as SLURM does: submitit renames its submission file
+        # right after sbatch returns, before a detached task may have started
+        copy = state / f"script-{job_id}.sh"
+        copy.write_bytes(script.read_bytes())
+        job = {"job_id": str(job_id), "name": opts.get("job-name", "sbatch"), "script": str(copy),
                "array": "array" in opts, "throttle": throttle, "dependency": deps, "cwd": os.getcwd(),
                "kill_on_invalid_dep": opts.get("kill-on-invalid-dep", "no") in ("yes", "true"),
                "requeue": "requeue" in opts, "output": opts.get("output", "slurm-%j.out"),
